@@ -1,0 +1,565 @@
+"""A local Azure Functions host for this machine, where Core Tools cannot be installed.
+
+It loads function_app.py through `app.get_functions()` (nothing is hard-coded per function) and
+serves every HTTP route on http://127.0.0.1:7071/api/..., runs every queue trigger against the
+storage account in AzureWebJobsStorage with the host's rules from host.json (base64 or none,
+batchSize/newBatchThreshold concurrency, visibilityTimeout after a failure, dequeue count,
+<queue>-poison after maxDequeueCount), timer triggers on their NCRONTAB schedule, and writes queue
+output bindings to the real queues. Queue triggers can run in N worker processes.
+
+Differences from the real host (also in the README): keys are not checked unless --function-key
+is given (the real host skips them locally too); a message's lease is renewed by the process that
+holds it (--lease seconds, 600 by default as on Azure); no dynamic concurrency, no scale controller.
+
+  python -m devtools.funchost [--port 7071] [--workers N] [--function-key KEY] [--settings local.settings.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hmac
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.functions import meta
+from azure.storage.queue import QueueServiceClient
+
+from devtools.functions_index import FunctionSpec, invoke, load_app, queue_messages
+from devtools.ncrontab import Schedule
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("Host")
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    batch_size: int = 16
+    new_batch_threshold: int = 8
+    max_dequeue_count: int = 5
+    visibility_timeout: float = 0.0
+    max_polling_interval: float = 60.0
+    encoding: str = "base64"
+
+
+def _timespan(text: str) -> float:
+    parts = [float(p) for p in text.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0.0)
+    return parts[-3] * 3600 + parts[-2] * 60 + parts[-1]
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    route_prefix: str = "api"
+    queues: QueueOptions = QueueOptions()
+
+    @classmethod
+    def load(cls, path: Path) -> HostConfig:
+        data = json.loads(path.read_text()) if path.exists() else {}
+        ext = data.get("extensions", {})
+        q = ext.get("queues", {})
+        defaults = QueueOptions()
+        queues = QueueOptions(
+            batch_size=int(q.get("batchSize", defaults.batch_size)),
+            new_batch_threshold=int(q.get("newBatchThreshold", defaults.new_batch_threshold)),
+            max_dequeue_count=int(q.get("maxDequeueCount", defaults.max_dequeue_count)),
+            visibility_timeout=_timespan(q.get("visibilityTimeout", "00:00:00")),
+            max_polling_interval=_timespan(q.get("maxPollingInterval", "00:01:00")),
+            encoding=str(q.get("messageEncoding", "base64")).lower(),
+        )
+        return cls(route_prefix=ext.get("http", {}).get("routePrefix", "api"), queues=queues)
+
+
+def resolve(value: str) -> str:
+    """Binding expressions %Setting% read app settings, as on the host."""
+    return re.sub(r"%([^%]+)%", lambda m: os.environ.get(m.group(1), ""), value)
+
+
+def queue_service(connection: str) -> QueueServiceClient:
+    from shared.settings import StorageSettings
+    from shared.storage import storage_credential
+
+    settings = StorageSettings.from_env(os.environ, connection)
+    if settings.connection_string:
+        return QueueServiceClient.from_connection_string(settings.connection_string)
+    return QueueServiceClient(settings.queue_service_uri, credential=storage_credential(settings))
+
+
+class OutputWriter:
+    def __init__(self, options: QueueOptions) -> None:
+        self._options = options
+        self._clients: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+
+    def _queue(self, connection: str, name: str):
+        with self._lock:
+            client = self._clients.get((connection, name))
+            if client is None:
+                client = queue_service(connection).get_queue_client(name)
+                try:
+                    client.create_queue()
+                except ResourceExistsError:
+                    pass
+                self._clients[(connection, name)] = client
+            return client
+
+    def encode(self, text: str) -> str:
+        return base64.b64encode(text.encode()).decode() if self._options.encoding == "base64" else text
+
+    def write(self, spec: FunctionSpec, outputs: dict[str, meta.Datum]) -> None:
+        for binding in spec.outputs:
+            datum = outputs.get(binding["name"])
+            if datum is None or binding["type"] != "queue":
+                continue
+            queue = self._queue(binding.get("connection") or "AzureWebJobsStorage", resolve(binding["queueName"]).lower())
+            for message in queue_messages(datum):
+                queue.send_message(self.encode(message))
+
+
+# ---- HTTP ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Route:
+    spec: FunctionSpec
+    pattern: re.Pattern
+    methods: set[str]
+    auth_level: str
+
+
+def _route_pattern(template: str) -> re.Pattern:
+    regex = ""
+    for literal, name in re.findall(r"([^{]*)(?:\{([^}]+)\})?", template):
+        regex += re.escape(literal)
+        if name:
+            name, _, constraint = name.rstrip("?").partition(":")
+            regex += rf"(?P<{name}>[^/]+)"
+    return re.compile(f"^{regex}$", re.IGNORECASE)
+
+
+class HttpFrontend:
+    def __init__(self, specs: list[FunctionSpec], config: HostConfig, outputs: OutputWriter, *, function_key: str | None) -> None:
+        self.routes = []
+        for spec in specs:
+            if spec.trigger["type"] == "httpTrigger":
+                template = spec.trigger.get("route") or spec.name
+                methods = {m.upper() for m in spec.trigger.get("methods") or ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]}
+                self.routes.append(Route(spec, _route_pattern(template), methods, str(spec.trigger.get("authLevel", "FUNCTION")).upper()))
+        self.prefix = config.route_prefix.strip("/")
+        self.outputs = outputs
+        self.function_key = function_key
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self, port: int) -> None:
+        frontend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _any(self) -> None:
+                frontend.handle(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _any
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _match(self, path: str):
+        prefix = f"/{self.prefix}/" if self.prefix else "/"
+        if not path.startswith(prefix):
+            return None, None
+        relative = path[len(prefix):]
+        for route in self.routes:
+            m = route.pattern.match(relative)
+            if m:
+                return route, m.groupdict()
+        return None, None
+
+    def _authorized(self, handler, route: Route, query: dict) -> bool:
+        if self.function_key is None or route.auth_level == "ANONYMOUS":
+            return True
+        given = handler.headers.get("x-functions-key") or query.get("code", "")
+        return hmac.compare_digest(given.encode(), self.function_key.encode())
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(handler.path)
+        query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        route, params = self._match(url.path)
+        if route is None or handler.command not in route.methods:
+            return self._reply(handler, 404, {}, b"")
+        if not self._authorized(handler, route, query):
+            return self._reply(handler, 401, {}, b"")
+        host = handler.headers.get("Host") or f"127.0.0.1:{self.port}"
+        datum = meta.Datum(type="http", value={
+            "method": meta.Datum(handler.command, "string"),
+            "url": meta.Datum(f"http://{host}{handler.path}", "string"),
+            "headers": {k.lower(): meta.Datum(v, "string") for k, v in handler.headers.items()},
+            "query": {k: meta.Datum(v, "string") for k, v in query.items()},
+            "params": {k: meta.Datum(v, "string") for k, v in params.items()},
+            "body": meta.Datum(body, "bytes"),
+        })
+        result = invoke(route.spec, datum, None, f"This function was programmatically called via the host APIs.")
+        if not result.ok:
+            return self._reply(handler, 500, {}, b"")
+        self.outputs.write(route.spec, result.outputs)
+        response = result.result
+        if response is None:
+            return self._reply(handler, 204, {}, b"")
+        if response.type == "string":
+            return self._reply(handler, 200, {"content-type": "text/plain; charset=utf-8"}, response.value.encode())
+        value = response.value
+        headers = {k: v.value for k, v in value["headers"].items()}
+        self._reply(handler, int(value["status_code"].value), headers, value["body"].value or b"")
+
+    @staticmethod
+    def _reply(handler, status: int, headers: dict, body: bytes) -> None:
+        handler.send_response(status)
+        for name, value in headers.items():
+            if name.lower() != "content-length":
+                handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(body)
+
+
+# ---- queues --------------------------------------------------------------------------------------
+
+
+class QueueListener:
+    """Polls one queue for one queue-triggered function, with the host's rules."""
+
+    def __init__(self, spec: FunctionSpec, options: QueueOptions, outputs: OutputWriter, *, lease: float, poll_floor: float = 0.1) -> None:
+        self.spec = spec
+        self.options = options
+        self.outputs = outputs
+        self.lease = lease
+        self.poll_floor = poll_floor
+        self.queue_name = resolve(spec.trigger["queueName"]).lower()
+        service = queue_service(spec.trigger.get("connection") or "AzureWebJobsStorage")
+        self.queue = service.get_queue_client(self.queue_name)
+        self.poison = service.get_queue_client(self.queue_name + "-poison") if not self.queue_name.endswith("-poison") else None
+        self._stop = threading.Event()
+        self._in_flight: dict[str, object] = {}
+        self._lock = threading.Condition()
+        self._pool = ThreadPoolExecutor(options.batch_size + options.new_batch_threshold, thread_name_prefix=spec.name)
+        self._threads = [threading.Thread(target=self._poll, daemon=True), threading.Thread(target=self._renew, daemon=True)]
+
+    def start(self) -> None:
+        for client in (self.queue, self.poison):
+            if client is not None:
+                try:
+                    client.create_queue()
+                except ResourceExistsError:
+                    pass
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        for thread in self._threads:
+            thread.join(5)
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    def _poll(self) -> None:
+        delay = self.poll_floor
+        while not self._stop.is_set():
+            with self._lock:
+                while len(self._in_flight) > self.options.new_batch_threshold and not self._stop.is_set():
+                    self._lock.wait(0.5)
+            try:
+                messages = list(next(self.queue.receive_messages(
+                    messages_per_page=self.options.batch_size, visibility_timeout=int(self.lease)).by_page(), []))
+            except Exception as exc:  # storage hiccup: back off like the host
+                log.warning("Polling %s failed: %s", self.queue_name, exc)
+                messages = []
+            if not messages:
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.options.max_polling_interval)
+                continue
+            delay = self.poll_floor
+            for message in messages:
+                with self._lock:
+                    self._in_flight[message.id] = message
+                self._pool.submit(self._process, message)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(max(self.lease / 3, 0.2)):
+            with self._lock:
+                held = list(self._in_flight.values())
+            for message in held:
+                try:
+                    updated = self.queue.update_message(message.id, message.pop_receipt, visibility_timeout=int(self.lease))
+                    message.pop_receipt = updated.pop_receipt
+                except Exception:
+                    pass  # finished meanwhile
+
+    def _decode(self, content: str) -> str:
+        if self.options.encoding != "base64":
+            return content
+        try:
+            return base64.b64decode(content, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise ValueError(f"Message is not valid base64: {exc}") from None
+
+    def _process(self, message) -> None:
+        try:
+            if message.dequeue_count > self.options.max_dequeue_count:
+                return self._to_poison(message)
+            try:
+                body = self._decode(message.content)
+            except ValueError as exc:
+                log.error("Executed 'Functions.%s' (Failed): %s", self.spec.name, exc)
+                ok, outputs = False, {}
+            else:
+                metadata = {
+                    "Id": meta.Datum(message.id, "string"),
+                    "DequeueCount": meta.Datum(message.dequeue_count, "int"),
+                    "PopReceipt": meta.Datum(message.pop_receipt, "string"),
+                    "InsertionTime": meta.Datum(_iso(message.inserted_on), "string"),
+                    "ExpirationTime": meta.Datum(_iso(message.expires_on), "string"),
+                    "NextVisibleTime": meta.Datum(_iso(message.next_visible_on), "string"),
+                }
+                result = invoke(self.spec, meta.Datum(body, "string"), metadata, f"New queue message detected on '{self.queue_name}'.")
+                ok, outputs = result.ok, result.outputs
+            with self._lock:
+                receipt = message.pop_receipt
+            if ok:
+                self.outputs.write(self.spec, outputs)
+                self.queue.delete_message(message.id, receipt)
+            elif message.dequeue_count >= self.options.max_dequeue_count:
+                self._to_poison(message)
+            else:
+                self.queue.update_message(message.id, receipt, visibility_timeout=int(self.options.visibility_timeout))
+        except ResourceNotFoundError:
+            log.warning("Message %s on %s was no longer held (lease lost)", message.id, self.queue_name)
+        except Exception:
+            log.exception("Host error while processing message %s on %s", message.id, self.queue_name)
+        finally:
+            with self._lock:
+                self._in_flight.pop(message.id, None)
+                self._lock.notify_all()
+
+    def _to_poison(self, message) -> None:
+        if self.poison is None:
+            log.error("Message %s on %s failed %d times; no poison queue for a poison queue: left invisible",
+                      message.id, self.queue_name, message.dequeue_count)
+            return
+        log.warning("Message has reached MaxDequeueCount of %d. Moving message to queue '%s-poison'.",
+                    self.options.max_dequeue_count, self.queue_name)
+        self.poison.send_message(message.content)
+        with self._lock:
+            receipt = message.pop_receipt
+        self.queue.delete_message(message.id, receipt)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00") if moment else None
+
+
+# ---- timers --------------------------------------------------------------------------------------
+
+
+class TimerListener:
+    def __init__(self, spec: FunctionSpec) -> None:
+        self.spec = spec
+        self.schedule = Schedule(resolve(spec.trigger["schedule"]))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.last: datetime | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def fire(self, past_due: bool = False) -> bool:
+        now = datetime.now(timezone.utc)
+        status = {"Last": _iso(self.last), "Next": _iso(self.schedule.next_after(now)), "LastUpdated": _iso(now)}
+        datum = meta.Datum(json.dumps({"Schedule": {"AdjustForDST": True}, "ScheduleStatus": status, "IsPastDue": past_due}), "json")
+        self.last = now
+        return invoke(self.spec, datum, None, "Timer fired at " + now.isoformat()).ok
+
+    def _run(self) -> None:
+        if self.spec.trigger.get("runOnStartup"):
+            self.fire()
+        while not self._stop.is_set():
+            now = datetime.now(timezone.utc)
+            due = self.schedule.next_after(now)
+            if self._stop.wait((due - now).total_seconds()):
+                return
+            self.fire()
+
+
+# ---- the host ------------------------------------------------------------------------------------
+
+
+class LocalHost:
+    def __init__(
+        self,
+        app_path: str | Path = ROOT / "function_app.py",
+        *,
+        http_port: int | None = 7071,
+        queue_workers: int = 0,
+        run_timers: bool = True,
+        function_key: str | None = None,
+        lease: float = 600.0,
+        queue_overrides: dict | None = None,
+    ) -> None:
+        """`queue_overrides` replaces host.json queue settings (QueueOptions fields), e.g. for fast tests."""
+        self.app_path = Path(app_path)
+        self.config = HostConfig.load(self.app_path.parent / "host.json")
+        self.queue_overrides = dict(queue_overrides or {})
+        if self.queue_overrides:
+            self.config = replace(self.config, queues=replace(self.config.queues, **self.queue_overrides))
+        self.app, self.specs = load_app(self.app_path)
+        self.outputs = OutputWriter(self.config.queues)
+        self.http_port = http_port
+        self.queue_workers = queue_workers
+        self.run_timers = run_timers
+        self.function_key = function_key
+        self.lease = lease
+        self.http: HttpFrontend | None = None
+        self.listeners: list[QueueListener] = []
+        self.timers: list[TimerListener] = []
+        self.workers: list[subprocess.Popen] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http.port}" if self.http else ""
+
+    def functions(self, trigger_type: str) -> list[FunctionSpec]:
+        return [s for s in self.specs if s.trigger["type"] == trigger_type]
+
+    def start(self) -> LocalHost:
+        if self.http_port is not None:
+            self.http = HttpFrontend(self.specs, self.config, self.outputs, function_key=self.function_key)
+            self.http.start(self.http_port)
+        if self.run_timers:
+            self.timers = [TimerListener(s) for s in self.functions("timerTrigger")]
+            for timer in self.timers:
+                timer.start()
+        if self.queue_workers == 0:
+            self.start_queue_listeners()
+        else:
+            for _ in range(self.queue_workers):
+                self.workers.append(self.spawn_worker())
+        log.info("Host started: %d functions (%s)", len(self.specs), ", ".join(s.name for s in self.specs))
+        return self
+
+    def start_queue_listeners(self) -> None:
+        self.listeners = [
+            QueueListener(s, self.config.queues, self.outputs, lease=self.lease, poll_floor=min(0.1, self.config.queues.max_polling_interval))
+            for s in self.functions("queueTrigger")
+        ]
+        for listener in self.listeners:
+            listener.start()
+
+    def spawn_worker(self) -> subprocess.Popen:
+        args = [sys.executable, "-m", "devtools.funchost", "--app", str(self.app_path), "--queues-only", "--lease", str(self.lease),
+                "--queue-overrides", json.dumps(self.queue_overrides)]
+        return subprocess.Popen(args, cwd=ROOT, env=os.environ.copy())
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        for part in [*self.timers, *self.listeners]:
+            part.stop()
+        if self.http:
+            self.http.stop()
+
+    def __enter__(self) -> LocalHost:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def load_settings_file(path: Path) -> None:
+    """local.settings.json `Values` become environment variables, as `func start` does."""
+    values = json.loads(path.read_text()).get("Values", {})
+    for key, value in values.items():
+        os.environ.setdefault(key, str(value))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.funchost", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--app", default=str(ROOT / "function_app.py"))
+    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument("--workers", type=int, default=1, help="queue worker processes (0: in this process)")
+    parser.add_argument("--function-key", default=os.environ.get("FUNCTION_KEY"))
+    parser.add_argument("--settings", help="a local.settings.json whose Values become the environment")
+    parser.add_argument("--lease", type=float, default=600.0, help="seconds a received message stays invisible")
+    parser.add_argument("--queue-overrides", type=json.loads, default={}, help="JSON object of host.json queue settings to replace")
+    parser.add_argument("--queues-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    if args.settings:
+        load_settings_file(Path(args.settings))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.queues_only:
+        host = LocalHost(args.app, http_port=None, run_timers=False, lease=args.lease, queue_overrides=args.queue_overrides)
+        host.start_queue_listeners()
+    else:
+        host = LocalHost(args.app, http_port=args.port, queue_workers=args.workers, function_key=args.function_key,
+                         lease=args.lease, queue_overrides=args.queue_overrides)
+        host.start()
+        for spec in host.functions("httpTrigger"):
+            route = spec.trigger.get("route") or spec.name
+            print(f"  {spec.name}: [{','.join(spec.trigger.get('methods') or ['*'])}] {host.base_url}/{host.config.route_prefix}/{route}", flush=True)
+    stop.wait()
+    host.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

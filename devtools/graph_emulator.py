@@ -1,0 +1,474 @@
+"""A loopback Microsoft Graph that follows the documented behaviour the upgrader relies on.
+
+Endpoints: /users, /groups/{id}/transitiveMembers/microsoft.graph.user, /users/{id}/chats,
+/chats/{id}/installedApps, POST /chats/{id}/installedApps/{id}/upgrade, /appCatalogs/teamsApps
+(plus catalog publishing and subscriptions, see `catalog_routes`). Paging with @odata.nextLink and
+$skiptoken; $filter in the documented forms (anything else is a 400); Graph's error bodies; a bearer
+token check with app roles; throttling per bucket (requests per any one-second window), per chat
+(one per second) and per user on List chats (five per second), answered with 429 + Retry-After.
+Latency and faults (429/5xx storms) can be injected; every request is logged for assertions.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+from devtools.identity import TENANT_ID, TokenAuthority
+from devtools.tenant import Chat, Tenant
+
+GRAPH_AUDIENCE = "https://graph.microsoft.com"
+READ_CHAT_APPS = {
+    "TeamsAppInstallation.ReadForChat.All", "TeamsAppInstallation.ReadWriteForChat.All",
+    "TeamsAppInstallation.ReadWriteAndConsentForChat.All", "TeamsAppInstallation.Read.All",
+}
+WRITE_CHAT_APPS = {"TeamsAppInstallation.ReadWriteForChat.All", "TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
+CONSENT_CHAT_APPS = {"TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
+LIST_CHATS = {"Chat.ReadBasic.All", "Chat.Read.All", "Chat.ReadWrite.All"}
+READ_USERS = {"User.Read.All", "User.ReadBasic.All", "Directory.Read.All"}
+READ_MEMBERS = {"GroupMember.Read.All", "Group.Read.All", "Directory.Read.All"}
+READ_CATALOG = {"AppCatalog.Read.All", "AppCatalog.ReadWrite.All"}
+QUOTED = r"'((?:[^']|'')*)'"
+
+
+class GraphFault(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def _unquote_odata(value: str) -> str:
+    return value.replace("''", "'")
+
+
+@dataclass
+class Fault:
+    status: int
+    remaining: int
+    match: Callable[[str, str], bool]  # (method, kind) -> applies
+    retry_after: int | None = None
+
+
+@dataclass
+class Limits:
+    bucket_rps: int = 30  # per app per tenant, per bucket
+    directory_rps: int = 100
+    chat_rps: int = 1  # per chat, any request
+    user_list_chats_rps: int = 5
+    retry_after: int = 10
+    window: float = 1.0
+    enabled: bool = True
+
+
+@dataclass
+class Request:
+    t: float
+    method: str
+    kind: str
+    bucket: str
+    status: int = 0
+    chat: str | None = None
+    user: str | None = None
+
+
+@dataclass
+class _Window:
+    limit: int
+    times: deque = field(default_factory=deque)
+
+
+class Throttle:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._windows: dict[str, _Window] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, keys: list[tuple[str, int]], now: float) -> bool:
+        """All windows have room: count the request in each. Otherwise count it nowhere."""
+        if not self.limits.enabled:
+            return True
+        with self._lock:
+            windows = []
+            for key, limit in keys:
+                window = self._windows.setdefault(key, _Window(limit))
+                while window.times and window.times[0] <= now - self.limits.window:
+                    window.times.popleft()
+                if len(window.times) >= limit:
+                    return False
+                windows.append(window)
+            for window in windows:
+                window.times.append(now)
+            return True
+
+
+class GraphEmulator:
+    def __init__(self, tenant: Tenant | None = None, *, authority: TokenAuthority | None = None, limits: Limits | None = None,
+                 latency: float = 0.0) -> None:
+        self.tenant = tenant or Tenant()
+        self.authority = authority or TokenAuthority()
+        self.limits = limits or Limits()
+        self.latency = latency
+        self.throttle = Throttle(self.limits)
+        self.log: list[Request] = []
+        self.upgrades: dict[str, int] = {}  # chat id -> successful upgrade POSTs
+        self.faults: list[Fault] = []
+        self.on_upgrade: Callable[[str], None] | None = None  # called after an upgrade is applied
+        self.page_cap: int | None = None  # serve fewer items per page than asked (Graph may)
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self.extra_routes: list = []  # (method, regex, handler) added by extensions
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1.0"
+
+    def start(self, port: int = 0) -> GraphEmulator:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                emulator._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                emulator._handle(self, "POST")
+
+            def do_PATCH(self) -> None:
+                emulator._handle(self, "PATCH")
+
+            def do_DELETE(self) -> None:
+                emulator._handle(self, "DELETE")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._server.request_queue_size = 128
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    # ---- test controls ----------------------------------------------------------------------------
+
+    def inject(self, status: int, count: int, *, kind: str | None = None, method: str | None = None, retry_after: int | None = None) -> None:
+        """The next `count` matching requests fail with `status` (429 and 503 carry Retry-After)."""
+        def match(m: str, k: str) -> bool:
+            return (kind is None or k == kind) and (method is None or m == method)
+        with self._lock:
+            self.faults.append(Fault(status, count, match, retry_after))
+
+    def requests(self, kind: str | None = None, status: int | None = None) -> list[Request]:
+        with self._lock:
+            return [r for r in self.log if (kind is None or r.kind == kind) and (status is None or r.status == status)]
+
+    def max_per_window(self, bucket: str, window: float = 1.0) -> int:
+        """The most requests Graph accepted from this bucket in any `window` seconds."""
+        times = sorted(r.t for r in self.requests() if r.bucket == bucket and r.status != 429)
+        best, start = 0, 0
+        for end, t in enumerate(times):
+            while t - times[start] >= window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    def min_chat_gap(self) -> float:
+        """The shortest time between two accepted requests on the same chat."""
+        last: dict[str, float] = {}
+        gap = float("inf")
+        for r in sorted(self.requests(), key=lambda r: r.t):
+            if r.chat and r.status != 429:
+                if r.chat in last:
+                    gap = min(gap, r.t - last[r.chat])
+                last[r.chat] = r.t
+        return gap
+
+    # ---- plumbing ---------------------------------------------------------------------------------
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        arrived = time.time()
+        raw_path, _, raw_query = handler.path.partition("?")
+        segments = [unquote(s) for s in raw_path.split("/")[1:]]
+        query = {k: v[0] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        record = Request(arrived, method, "unknown", "other")
+        status, payload, headers = 500, None, {}
+        try:
+            if segments[:1] == ["_emulator"]:
+                status, payload = 200, self._admin(segments[1:])
+            else:
+                status, payload, headers = self._dispatch(handler, method, segments, query, body, record)
+        except GraphFault as fault:
+            status, headers = fault.status, fault.headers
+            payload = {"error": {"code": fault.code, "message": fault.message, "innerError": {
+                "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+                "request-id": str(uuid.uuid4()),
+                "client-request-id": handler.headers.get("client-request-id", ""),
+            }}}
+        record.status = status
+        with self._lock:
+            self.log.append(record)
+        if self.latency:
+            time.sleep(self.latency)
+        data = json.dumps(payload).encode() if payload is not None else b""
+        handler.send_response(status)
+        if data:
+            handler.send_header("Content-Type", headers.pop("Content-Type", "application/json;odata.metadata=minimal"))
+        for name, value in headers.items():
+            handler.send_header(name, str(value))
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _admin(self, segments: list[str]) -> dict:
+        if segments == ["stats"]:
+            kinds: dict[str, dict[str, int]] = {}
+            for r in self.requests():
+                kinds.setdefault(r.kind, {}).setdefault(str(r.status), 0)
+                kinds[r.kind][str(r.status)] += 1
+            buckets = {b: self.max_per_window(b) for b in {r.bucket for r in self.requests()}}
+            return {"requests": kinds, "maxPerSecond": buckets, "upgradedChats": len(self.upgrades)}
+        raise GraphFault(404, "NotFound", "No such emulator endpoint.")
+
+    def _authorize(self, handler: BaseHTTPRequestHandler, allowed: set[str]) -> None:
+        header = handler.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise GraphFault(401, "InvalidAuthenticationToken", "Access token is empty.")
+        claims = self.authority.verify(header[len("Bearer "):], GRAPH_AUDIENCE)
+        if claims is None:
+            raise GraphFault(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience, signature or expiry.")
+        if allowed and not allowed & set(claims.get("roles", [])):
+            raise GraphFault(403, "Forbidden", "Missing role permissions on the request. API requires one of "
+                             f"'{', '.join(sorted(allowed))}'.")
+
+    def _admit(self, method: str, kind: str, record: Request, keys: list[tuple[str, int]]) -> None:
+        with self._lock:
+            fault = next((f for f in self.faults if f.remaining > 0 and f.match(method, kind)), None)
+            if fault:
+                fault.remaining -= 1
+        if fault:
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            if fault.status == 429:
+                raise GraphFault(429, "TooManyRequests", "Please retry again later.", headers)
+            raise GraphFault(fault.status, "ServiceUnavailable" if fault.status == 503 else "InternalServerError",
+                             "The service is temporarily unavailable.", headers)
+        if not self.throttle.admit(keys, record.t):
+            raise GraphFault(429, "TooManyRequests", "Please retry again later.", {"Retry-After": self.limits.retry_after})
+
+    def _dispatch(self, handler, method: str, segments: list[str], query: dict, body: bytes, record: Request):
+        if segments[:1] != ["v1.0"]:
+            raise GraphFault(400, "BadRequest", "Invalid version: only v1.0 is emulated.")
+        path = segments[1:]
+        for route_method, pattern, route in self.extra_routes:
+            if route_method == method and (match := pattern(path)) is not None:
+                return route(handler, match, query, body, record)
+        lim = self.limits
+        if method == "GET" and path == ["users"]:
+            record.kind, record.bucket = "listUsers", "directory"
+            self._authorize(handler, READ_USERS)
+            self._admit(method, record.kind, record, [("directory", lim.directory_rps)])
+            users = [{"id": u.id, "displayName": u.display_name, "userPrincipalName": u.upn} for u in self.tenant.users.values()]
+            return self._page(users, query, "/users", max_top=999, default_top=100)
+        if method == "GET" and len(path) == 4 and path[0] == "groups" and path[2:] == ["transitiveMembers", "microsoft.graph.user"]:
+            record.kind, record.bucket = "listGroupUsers", "directory"
+            self._authorize(handler, READ_MEMBERS)
+            self._admit(method, record.kind, record, [("directory", lim.directory_rps)])
+            if path[1] not in self.tenant.groups:
+                raise GraphFault(404, "Request_ResourceNotFound", f"Resource '{path[1]}' does not exist or one of its queried reference-property objects are not present.")
+            ids = self.tenant.transitive_users(path[1])
+            users = [{"@odata.type": "#microsoft.graph.user", "id": i, "displayName": self.tenant.users[i].display_name} for i in ids]
+            return self._page(users, query, f"/groups/{path[1]}/transitiveMembers/microsoft.graph.user", max_top=999, default_top=100)
+        if method == "GET" and len(path) == 3 and path[0] == "users" and path[2] == "chats":
+            return self._list_chats(handler, path[1], query, record)
+        if len(path) >= 3 and path[0] == "chats" and path[2] == "installedApps":
+            if method == "GET" and len(path) == 3:
+                return self._installed_apps(handler, path[1], query, record)
+            if method == "POST" and len(path) == 5 and path[4] == "upgrade":
+                return self._upgrade(handler, path[1], path[3], body, record)
+        if method == "GET" and path == ["appCatalogs", "teamsApps"]:
+            record.kind, record.bucket = "listCatalog", "appCatalogs.get"
+            self._authorize(handler, READ_CATALOG)
+            self._admit(method, record.kind, record, [("appCatalogs.get", lim.bucket_rps)])
+            return self._catalog(query)
+        raise GraphFault(400, "BadRequest", f"Resource not found for the segment '{path[-1] if path else ''}'.")
+
+    def _page(self, items: list[dict], query: dict, path: str, *, max_top: int, default_top: int):
+        try:
+            top = int(query.get("$top", default_top))
+        except ValueError:
+            raise GraphFault(400, "BadRequest", "Invalid value for $top.") from None
+        if not 1 <= top <= max_top:
+            raise GraphFault(400, "BadRequest", f"Invalid page size specified: '{top}'. Must be between 1 and {max_top} inclusive.")
+        if self.page_cap:
+            top = min(top, self.page_cap)
+        offset = 0
+        if "$skiptoken" in query:
+            try:
+                offset = json.loads(base64.urlsafe_b64decode(query["$skiptoken"] + "==="))["o"]
+            except (ValueError, KeyError, TypeError):
+                raise GraphFault(400, "BadRequest", "Invalid $skiptoken.") from None
+        body = {"@odata.context": f"{self.base_url}/$metadata#{path.strip('/')}", "value": items[offset:offset + top]}
+        if offset + top < len(items):
+            token = base64.urlsafe_b64encode(json.dumps({"o": offset + top}).encode()).decode().rstrip("=")
+            params = {k: v for k, v in query.items() if k != "$skiptoken"}
+            params["$skiptoken"] = token
+            body["@odata.nextLink"] = f"{self.base_url}{path}?{urlencode(params)}"
+        return 200, body, {}
+
+    def _chat(self, chat_id: str) -> Chat:
+        chat = self.tenant.chats.get(chat_id)
+        if chat is None:
+            raise GraphFault(404, "NotFound", f"Chat {chat_id} was not found.")
+        return chat
+
+    def _list_chats(self, handler, user_id: str, query: dict, record: Request):
+        record.kind, record.bucket, record.user = "listChats", "teams.get", user_id
+        self._authorize(handler, LIST_CHATS)
+        lim = self.limits
+        self._admit("GET", record.kind, record, [("teams.get", lim.bucket_rps), (f"user:{user_id}", lim.user_list_chats_rps)])
+        user = self.tenant.users.get(user_id)
+        if user is None:
+            raise GraphFault(404, "NotFound", f"User {user_id} was not found.")
+        if user.chats_error:
+            raise GraphFault(*user.chats_error)
+        chats = self.tenant.chats_of(user_id)
+        flt = query.get("$filter")
+        if flt is not None:
+            m = re.fullmatch(r"installedApps/any\(a:a/teamsApp/id eq " + QUOTED + r"\)", flt.strip())
+            if not m:
+                raise GraphFault(400, "BadRequest", f"Invalid filter clause: {flt}")
+            app_id = _unquote_odata(m.group(1))
+            chats = [c for c in chats if app_id in c.installed]
+        items = [{
+            "id": c.id, "topic": c.topic, "createdDateTime": "2025-03-01T10:00:00.000Z",
+            "lastUpdatedDateTime": "2026-10-01T10:00:00.000Z", "chatType": c.chat_type,
+            "webUrl": f"https://teams.microsoft.com/l/chat/{c.id}/0?tenantId={TENANT_ID}", "tenantId": TENANT_ID,
+            "onlineMeetingInfo": None, "viewpoint": {"isHidden": False, "lastMessageReadDateTime": "2026-10-01T10:00:00.000Z"},
+        } for c in chats]
+        return self._page(items, query, f"/users/{user_id}/chats", max_top=50, default_top=50)
+
+    def _installation_json(self, chat: Chat, app_id: str, expand: set[str]) -> dict:
+        app = self.tenant.apps.get(app_id)
+        version = chat.installed[app_id]
+        item: dict = {"id": chat.installation_id(app_id)}
+        if "teamsApp" in expand and app:
+            item["teamsApp"] = {"id": app.id, "externalId": app.external_id, "displayName": app.display_name,
+                                "distributionMethod": app.distribution}
+        if "teamsAppDefinition" in expand and app:
+            definition = next((d for d in app.definitions if d.version == version), None)
+            item["teamsAppDefinition"] = {
+                "id": definition.id if definition else "", "teamsAppId": app.id, "displayName": app.display_name,
+                "version": version, "publishingState": definition.state if definition else "published",
+            }
+        return item
+
+    def _installed_apps(self, handler, chat_id: str, query: dict, record: Request):
+        record.kind, record.bucket, record.chat = "getInstalledApps", "installedApps.get", chat_id
+        self._authorize(handler, READ_CHAT_APPS)
+        lim = self.limits
+        self._admit("GET", record.kind, record, [("installedApps.get", lim.bucket_rps), (f"chat:{chat_id}", lim.chat_rps)])
+        chat = self._chat(chat_id)
+        expand = {e.strip() for e in query.get("$expand", "").split(",") if e.strip()}
+        if expand - {"teamsApp", "teamsAppDefinition"}:
+            raise GraphFault(400, "BadRequest", f"Could not find a property named '{sorted(expand)[0]}'.")
+        with self.tenant.lock:
+            apps = list(chat.installed)
+            flt = query.get("$filter")
+            if flt is not None:
+                m = re.fullmatch(r"teamsApp/(id|externalId) eq " + QUOTED, flt.strip())
+                if not m:
+                    raise GraphFault(400, "BadRequest", f"Invalid filter clause: {flt}")
+                field_name, value = m.group(1), _unquote_odata(m.group(2))
+                apps = [a for a in apps if a in self.tenant.apps and
+                        (self.tenant.apps[a].id if field_name == "id" else self.tenant.apps[a].external_id) == value]
+            items = [self._installation_json(chat, a, expand) for a in apps]
+        return 200, {"@odata.context": f"{self.base_url}/$metadata#chats('{chat_id}')/installedApps", "@odata.count": len(items),
+                     "value": items}, {}
+
+    def _upgrade(self, handler, chat_id: str, installation_id: str, body: bytes, record: Request):
+        record.kind, record.bucket, record.chat = "upgrade", "installedApps.post", chat_id
+        self._authorize(handler, WRITE_CHAT_APPS)
+        lim = self.limits
+        self._admit("POST", record.kind, record, [("installedApps.post", lim.bucket_rps), (f"chat:{chat_id}", lim.chat_rps)])
+        if body and "application/json" not in handler.headers.get("Content-Type", ""):
+            raise GraphFault(415, "UnsupportedMediaType", "Content-Type must be application/json.")
+        try:
+            request = json.loads(body) if body else {}
+        except ValueError:
+            raise GraphFault(400, "BadRequest", "Unable to read JSON request payload.") from None
+        if not isinstance(request, dict):
+            raise GraphFault(400, "BadRequest", "The request body must be an object.")
+        chat = self._chat(chat_id)
+        with self.tenant.lock:
+            app_id = next((a for a in chat.installed if chat.installation_id(a) == installation_id), None)
+            if app_id is None:
+                raise GraphFault(404, "NotFound", f"Installation {installation_id} was not found in chat {chat_id}.")
+            app = self.tenant.apps[app_id]
+            if app_id in chat.blocked:
+                raise GraphFault(403, "Forbidden", "App is blocked by app permission policy. ... AppType: Private")
+            target = app.newest_published()
+            required = {(v.lower(), t.lower()) for v, t in target.permissions}
+            if required:
+                claims = self.authority.verify(handler.headers["Authorization"][7:], GRAPH_AUDIENCE) or {}
+                if not CONSENT_CHAT_APPS & set(claims.get("roles", [])):
+                    raise GraphFault(403, "Forbidden", "Installing an app that requires resource-specific consent needs "
+                                     "TeamsAppInstallation.ReadWriteAndConsentForChat.All.")
+            consent = (request.get("consentedPermissionSet") or {}).get("resourceSpecificPermissions") or []
+            given = {(str(p.get("permissionValue", "")).lower(), str(p.get("permissionType", "")).lower()) for p in consent
+                     if isinstance(p, dict)}
+            if given != required:
+                raise GraphFault(400, "BadRequest", "ResourceSpecificPermissionsMismatch: the consented permission set does not "
+                                 "match the resource-specific permissions of the app definition.")
+            chat.installed[app_id] = target.version
+            self.upgrades[chat_id] = self.upgrades.get(chat_id, 0) + 1
+        if self.on_upgrade:
+            self.on_upgrade(chat_id)
+        return 204, None, {}
+
+    def _catalog(self, query: dict):
+        apps = list(self.tenant.apps.values())
+        flt = query.get("$filter")
+        if flt is not None:
+            m = re.fullmatch(r"(id|externalId|distributionMethod) eq " + QUOTED, flt.strip())
+            if not m:
+                raise GraphFault(400, "BadRequest", f"Invalid filter clause: {flt}")
+            field_name, value = m.group(1), _unquote_odata(m.group(2))
+            attr = {"id": "id", "externalId": "external_id", "distributionMethod": "distribution"}[field_name]
+            apps = [a for a in apps if getattr(a, attr) == value]
+        expand = query.get("$expand", "")
+        if expand and not re.fullmatch(r"appDefinitions(\(.*\))?", expand):
+            raise GraphFault(400, "BadRequest", f"Could not find a property named '{expand}'.")
+        with self.tenant.lock:
+            items = []
+            for app in apps:
+                item = {"id": app.id, "externalId": app.external_id, "displayName": app.display_name,
+                        "distributionMethod": app.distribution}
+                if expand:
+                    item["appDefinitions"] = [{
+                        "id": d.id, "teamsAppId": app.id, "displayName": app.display_name, "version": d.version,
+                        "publishingState": d.state, "lastModifiedDateTime": "2026-11-01T10:00:00Z",
+                        "authorization": {"requiredPermissionSet": {"resourceSpecificPermissions": [
+                            {"permissionValue": v, "permissionType": t} for v, t in d.permissions]}},
+                    } for d in app.definitions]
+                items.append(item)
+        return 200, {"@odata.context": f"{self.base_url}/$metadata#appCatalogs/teamsApps", "value": items}, {}

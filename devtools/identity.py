@@ -1,0 +1,148 @@
+"""A loopback App Service managed-identity endpoint (IDENTITY_ENDPOINT / IDENTITY_HEADER).
+
+azure-identity's ManagedIdentityCredential talks to it exactly as it does on Azure. Tokens are
+JWTs signed with a key shared with the Graph emulator, and carry the app roles granted here, so the
+emulator can check both the bearer token and the permissions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+DEFAULT_ROLES = (
+    "TeamsAppInstallation.ReadWriteForChat.All",
+    "Chat.ReadBasic.All",
+    "User.Read.All",
+    "GroupMember.Read.All",
+    "AppCatalog.Read.All",
+)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenAuthority:
+    """Issues and verifies the loopback tokens."""
+
+    def __init__(self, *, roles=DEFAULT_ROLES, lifetime: int = 3600) -> None:
+        self.key = secrets.token_bytes(32)
+        self.roles = list(roles)
+        self.lifetime = lifetime
+        self.client_id = str(uuid.uuid4())
+        self.principal_id = str(uuid.uuid4())
+
+    def issue(self, resource: str, client_id: str | None = None) -> tuple[str, int]:
+        now = int(time.time())
+        claims = {
+            "aud": resource,
+            "iss": f"https://sts.windows.net/{TENANT_ID}/",
+            "iat": now,
+            "nbf": now - 5,
+            "exp": now + self.lifetime,
+            "tid": TENANT_ID,
+            "oid": self.principal_id,
+            "appid": client_id or self.client_id,
+            "roles": list(self.roles),
+        }
+        head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = _b64(json.dumps(claims).encode())
+        signature = _b64(hmac.new(self.key, f"{head}.{body}".encode(), hashlib.sha256).digest())
+        return f"{head}.{body}.{signature}", claims["exp"]
+
+    def verify(self, token: str, audience: str) -> dict | None:
+        """The token's claims if it is ours, unexpired and for `audience`; else None."""
+        try:
+            head, body, signature = token.split(".")
+            expected = _b64(hmac.new(self.key, f"{head}.{body}".encode(), hashlib.sha256).digest())
+            if not hmac.compare_digest(signature, expected):
+                return None
+            claims = json.loads(_unb64(body))
+        except (ValueError, json.JSONDecodeError):
+            return None
+        if claims.get("aud") != audience or claims.get("exp", 0) < time.time():
+            return None
+        return claims
+
+
+class IdentityEndpoint:
+    def __init__(self, authority: TokenAuthority | None = None, *, user_assigned_client_ids=()) -> None:
+        self.authority = authority or TokenAuthority()
+        self.header_secret = secrets.token_hex(16)
+        self.user_assigned = set(user_assigned_client_ids)
+        self.requests: list[dict] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/msi/token"
+
+    def env(self) -> dict[str, str]:
+        return {"IDENTITY_ENDPOINT": self.url, "IDENTITY_HEADER": self.header_secret}
+
+    def start(self, port: int = 0) -> IdentityEndpoint:
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                endpoint.requests.append(query)
+                if url.path != "/msi/token":
+                    return self._send(404, {"statusCode": 404, "message": "Not found"})
+                if not hmac.compare_digest(self.headers.get("X-IDENTITY-HEADER", ""), endpoint.header_secret):
+                    return self._send(401, {"statusCode": 401, "message": "The X-IDENTITY-HEADER is missing or wrong."})
+                resource = query.get("resource")
+                if not resource or query.get("api-version") != "2019-08-01":
+                    return self._send(400, {"statusCode": 400, "message": "resource and api-version=2019-08-01 are required."})
+                client_id = query.get("client_id")
+                if client_id and client_id not in endpoint.user_assigned:
+                    return self._send(400, {"statusCode": 400, "message": f"No user-assigned identity with client id {client_id}."})
+                token, expires = endpoint.authority.issue(resource, client_id)
+                self._send(
+                    200,
+                    {
+                        "access_token": token,
+                        "expires_on": str(expires),
+                        "resource": resource,
+                        "token_type": "Bearer",
+                        "client_id": client_id or endpoint.authority.client_id,
+                    },
+                )
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

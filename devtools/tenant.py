@@ -1,0 +1,180 @@
+"""The emulated tenant: users, groups, chats, the org app catalog and chat installations.
+
+Ids follow Graph's documented formats: user and app ids are GUIDs; group chats are
+`19:<32 hex>@thread.v2`, meeting chats `19:meeting_<base64>@thread.v2`, one-on-one chats
+`19:<user>_<user>@unq.gbl.spaces`; an installation id is base64("{chatId}##{teamsAppId}") and a
+definition id base64("{teamsAppId}##{version}##{State}").
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from shared.versions import version_key
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@dataclass
+class Definition:
+    app_id: str
+    version: str
+    state: str = "published"  # published | submitted | rejected
+    permissions: list[tuple[str, str]] = field(default_factory=list)  # (permissionValue, permissionType)
+
+    @property
+    def id(self) -> str:
+        return b64(f"{self.app_id}##{self.version}##{self.state.title()}")
+
+
+@dataclass
+class CatalogApp:
+    id: str
+    external_id: str
+    display_name: str
+    definitions: list[Definition] = field(default_factory=list)
+    distribution: str = "organization"
+
+    def newest_published(self) -> Definition | None:
+        published = [d for d in self.definitions if d.state == "published"]
+        return max(published, key=lambda d: version_key(d.version)) if published else None
+
+
+@dataclass
+class User:
+    id: str
+    display_name: str
+    upn: str
+    chats_error: tuple[int, str, str] | None = None  # what List chats answers for this user, if not 200
+
+
+@dataclass
+class Chat:
+    id: str
+    chat_type: str  # oneOnOne | group | meeting
+    members: list[str]
+    topic: str | None = None
+    installed: dict[str, str] = field(default_factory=dict)  # app id -> installed version
+    blocked: set[str] = field(default_factory=set)  # app ids blocked by policy in this chat
+    installation_ids: dict[str, str] = field(default_factory=dict)  # app id -> an id other than the usual form
+
+    def installation_id(self, app_id: str) -> str:
+        return self.installation_ids.get(app_id) or b64(f"{self.id}##{app_id}")
+
+
+class Tenant:
+    def __init__(self, seed: int = 7) -> None:
+        self.rand = random.Random(seed)
+        self.lock = threading.RLock()
+        self.users: dict[str, User] = {}
+        self.groups: dict[str, list[str]] = {}  # group id -> member ids (users or groups)
+        self.chats: dict[str, Chat] = {}
+        self.apps: dict[str, CatalogApp] = {}
+
+    # ---- building ---------------------------------------------------------------------------------
+
+    def _guid(self) -> str:
+        return str(uuid.UUID(int=self.rand.getrandbits(128), version=4))
+
+    def add_user(self, name: str | None = None, **kwargs) -> User:
+        index = len(self.users) + 1
+        user = User(self._guid(), name or f"User {index}", f"user{index}@contoso.example", **kwargs)
+        self.users[user.id] = user
+        return user
+
+    def add_group(self, members: list[str]) -> str:
+        group_id = self._guid()
+        self.groups[group_id] = list(members)
+        return group_id
+
+    def add_app(self, name: str, versions=("1.0.0",), *, permissions=(), external_id: str | None = None, app_id: str | None = None) -> CatalogApp:
+        app = CatalogApp(app_id or self._guid(), external_id or self._guid(), name)
+        for version in versions:
+            app.definitions.append(Definition(app.id, version, permissions=list(permissions)))
+        self.apps[app.id] = app
+        return app
+
+    def publish(self, app_id: str, version: str, *, permissions=None, requires_review: bool = False) -> Definition:
+        with self.lock:
+            app = self.apps[app_id]
+            newest = app.newest_published()
+            perms = list(permissions) if permissions is not None else list(newest.permissions if newest else [])
+            definition = Definition(app_id, version, "submitted" if requires_review else "published", perms)
+            app.definitions.append(definition)
+            return definition
+
+    def approve(self, app_id: str, version: str) -> None:
+        with self.lock:
+            for definition in self.apps[app_id].definitions:
+                if definition.version == version and definition.state == "submitted":
+                    definition.state = "published"
+
+    def add_chat(self, chat_type: str, members: list[str], *, installed: dict[str, str] | None = None, chat_id: str | None = None) -> Chat:
+        if chat_id is None:
+            if chat_type == "oneOnOne":
+                chat_id = f"19:{members[0]}_{members[1]}@unq.gbl.spaces"
+            elif chat_type == "meeting":
+                chat_id = f"19:meeting_{b64(self._guid()).rstrip('=')}@thread.v2"
+            else:
+                chat_id = f"19:{self.rand.getrandbits(128):032x}@thread.v2"
+        chat = Chat(chat_id, chat_type, list(members), installed=dict(installed or {}))
+        self.chats[chat.id] = chat
+        return chat
+
+    # ---- queries ----------------------------------------------------------------------------------
+
+    def transitive_users(self, group_id: str) -> list[str]:
+        seen: set[str] = set()
+        result: list[str] = []
+        stack = list(reversed(self.groups[group_id]))
+        while stack:
+            member = stack.pop()
+            if member in seen:
+                continue
+            seen.add(member)
+            if member in self.groups:
+                stack.extend(reversed(self.groups[member]))
+            elif member in self.users:
+                result.append(member)
+        return result
+
+    def chats_of(self, user_id: str) -> list[Chat]:
+        return [c for c in self.chats.values() if user_id in c.members]
+
+    def outdated_chats(self, app_id: str) -> list[Chat]:
+        newest = self.apps[app_id].newest_published()
+        return [
+            c for c in self.chats.values()
+            if app_id in c.installed and version_key(c.installed[app_id]) < version_key(newest.version)
+        ]
+
+
+def demo_tenant(*, users: int = 300, chats: int = 600, seed: int = 7, blocked: int = 5) -> tuple[Tenant, CatalogApp]:
+    """A realistic organisation: an org app installed in most chats at an old version, a newer
+    version published, a few chats where a policy blocks the app."""
+    tenant = Tenant(seed)
+    rand = tenant.rand
+    people = [tenant.add_user().id for _ in range(users)]
+    app = tenant.add_app("Contoso Expenses", versions=("1.3.0", "1.4.0"))
+    tenant.add_app("Contoso Helpdesk", versions=("2.0.0",))
+    old_versions = ["1.2.0", "1.3.0", "1.3.0"]
+    for index in range(chats):
+        kind = rand.choices(["oneOnOne", "group", "meeting"], weights=[3, 5, 2])[0]
+        size = 2 if kind == "oneOnOne" else rand.randint(3, 8)
+        members = rand.sample(people, size)
+        chat = tenant.add_chat(kind, members)
+        roll = rand.random()
+        if roll < 0.80:
+            chat.installed[app.id] = rand.choice(old_versions)
+        elif roll < 0.88:
+            chat.installed[app.id] = "1.4.0"
+    candidates = [c for c in tenant.chats.values() if app.id in c.installed and c.installed[app.id] != "1.4.0"]
+    for chat in rand.sample(candidates, min(blocked, len(candidates))):
+        chat.blocked.add(app.id)
+    return tenant, app

@@ -1,0 +1,86 @@
+"""HTTP routes: POST /api/publish starts a run, GET /api/runs/{runId} reports it.
+
+publish makes no Graph call and writes one queue message, whatever the size of the run: the
+start step does the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from urllib.parse import urljoin
+
+import azure.functions as func
+from azure.core.exceptions import AzureError
+
+from shared import services as services_module
+from shared.errors import ErrorInfo, RequestError
+from shared.messages import RUN_ID, StartRun
+from shared.runs import RunSpec
+from shared.telemetry import log_run
+from shared.validation import MAX_BODY_BYTES, parse_publish
+
+log = logging.getLogger(__name__)
+
+
+def json_response(status: int, body: dict, headers: dict | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
+
+
+def error_response(status: int, error: ErrorInfo) -> func.HttpResponse:
+    return json_response(status, {"error": error.to_dict()})
+
+
+def _declared_length(req: func.HttpRequest) -> int:
+    try:
+        return int(req.headers.get("Content-Length") or 0)
+    except ValueError:
+        return 0
+
+
+def publish(req: func.HttpRequest, control: func.Out, services=None) -> func.HttpResponse:
+    try:
+        if _declared_length(req) > MAX_BODY_BYTES:
+            raise RequestError("payloadTooLarge", f"The body is larger than {MAX_BODY_BYTES} bytes.", status=413)
+        request = parse_publish(req.get_body())
+    except RequestError as exc:
+        return error_response(exc.status, exc.info)
+    services = services or services_module.get()
+    run_id = uuid.uuid4().hex
+    spec = RunSpec(
+        run_id=run_id,
+        teams_app_id=request.teams_app_id,
+        external_id=request.external_id,
+        version=request.version,
+        dry_run=request.dry_run,
+        chat_ids=request.chat_ids,
+    )
+    try:
+        services.runs.create_run(spec)
+    except AzureError as exc:
+        log.error("Could not record run %s: %s", run_id, type(exc).__name__)
+        return error_response(503, ErrorInfo("storageUnavailable", "The run could not be recorded; try again."))
+    control.set([StartRun(run_id=run_id).encode()])
+    status_url = urljoin(req.url.split("?", 1)[0], f"runs/{run_id}")
+    log_run(
+        logging.INFO, "Run %s queued for app %s", run_id, request.teams_app_id or request.external_id,
+        runId=run_id, appId=request.teams_app_id, externalId=request.external_id,
+        chats=len(request.chat_ids or ()), dryRun=request.dry_run,
+    )
+    return json_response(202, {"runId": run_id, "statusUrl": status_url}, headers={"Location": status_url})
+
+
+def run_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
+    run_id = (req.route_params.get("runId") or "").lower()
+    if not RUN_ID.match(run_id):
+        return error_response(404, ErrorInfo("runNotFound", "No run with this id (run ids are 32 hex digits)."))
+    services = services or services_module.get()
+    try:
+        status = services.runs.status(run_id)
+    except AzureError as exc:
+        log.error("Could not read run %s: %s", run_id, type(exc).__name__)
+        return error_response(503, ErrorInfo("storageUnavailable", "The run status could not be read; try again."))
+    if status is None:
+        return error_response(404, ErrorInfo("runNotFound", f"No run with id {run_id}."))
+    return json_response(200, status)

@@ -1,0 +1,159 @@
+"""Pacing that holds across processes and instances.
+
+Every Graph request first takes a send slot. Slots come from a schedule shared by all instances: a
+row per throttling bucket in a storage table, holding the time of the next free slot. An instance
+reserves a block of slots (as many as it has requests waiting) with one conditional update
+(ETag), so slots never overlap, whatever the number of instances; each request then waits for its
+slot. A 429 pushes the bucket's schedule past Retry-After, so every instance backs off together.
+
+Slots are spaced 1 / (rate * HEADROOM) apart: the headroom absorbs send-time jitter, so the
+arrivals at Graph stay under `rate` in any one-second window. Clocks are the hosts' own (NTP-synced
+on Azure); a skew between instances shows up as jitter.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+HEADROOM = 0.95
+LATE_TOLERANCE = 0.02  # a slot this far in the past is still used; older ones are dropped
+RESERVE_SECONDS = 0.5  # at most this much schedule is reserved at once
+
+
+class TableSchedule:
+    """The shared schedule: PartitionKey 'schedule', RowKey = bucket, property `next` (epoch seconds)."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[float, str | None]] = {}  # key -> (next, etag) as last seen
+
+    def reserve(self, key: str, count: int, interval: float, earliest: float) -> float:
+        """Reserves `count` slots `interval` apart, at or after `earliest`; returns the first."""
+        return self._update(key, lambda nxt: max(nxt, earliest), count * interval)
+
+    def push(self, key: str, until: float) -> None:
+        """No slot before `until` for anyone (Retry-After)."""
+        self._update(key, lambda nxt: max(nxt, until), 0.0)
+
+    def _read(self, key: str) -> tuple[float, str | None]:
+        try:
+            entity = self._table.get_entity("schedule", key)
+        except ResourceNotFoundError:
+            return 0.0, None
+        return float(entity.get("next", 0.0)), entity.metadata["etag"]
+
+    def _update(self, key: str, start_of: Callable[[float], float], length: float) -> float:
+        with self._lock:
+            known = self._known.get(key)
+        nxt, etag = known if known else self._read(key)
+        while True:
+            start = start_of(nxt)
+            entity = {"PartitionKey": "schedule", "RowKey": key, "next": start + length}
+            try:
+                if etag is None:
+                    result = self._table.create_entity(entity)
+                else:
+                    result = self._table.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                    )
+            except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
+                nxt, etag = self._read(key)
+                continue
+            with self._lock:
+                self._known[key] = (start + length, result.get("etag"))
+            return start
+
+
+@dataclass
+class _Bucket:
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    slots: list[float] = field(default_factory=list)
+    waiting: int = 0
+    reserving: bool = False
+
+
+class Pacer:
+    def __init__(
+        self,
+        *,
+        schedule: TableSchedule,
+        rate: float,
+        headroom: float = HEADROOM,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.interval = 1.0 / (rate * headroom)
+        self._schedule = schedule
+        self._clock = clock
+        self._sleep = sleep
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+        self._max_block = max(1, int(rate * RESERVE_SECONDS))
+
+    def _bucket(self, name: str) -> _Bucket:
+        with self._lock:
+            return self._buckets.setdefault(name, _Bucket())
+
+    def acquire(self, bucket: str, not_before: float = 0.0) -> float:
+        """Blocks until this caller may send one request to `bucket`; returns its slot time."""
+        early = not_before - self._clock() - 0.05
+        if early > 0:
+            self._sleep(early)
+        state = self._bucket(bucket)
+        with state.cond:
+            state.waiting += 1
+            try:
+                slot = self._take(bucket, state, not_before)
+            finally:
+                state.waiting -= 1
+        delay = slot - self._clock()
+        if delay > 0:
+            self._sleep(delay)
+        return slot
+
+    def _take(self, bucket: str, state: _Bucket, not_before: float) -> float:
+        while True:
+            now = self._clock()
+            stale = bisect.bisect_left(state.slots, now - LATE_TOLERANCE)
+            del state.slots[:stale]
+            usable = bisect.bisect_left(state.slots, not_before)
+            if usable < len(state.slots):
+                return state.slots.pop(usable)
+            if state.reserving:
+                state.cond.wait(timeout=1.0)
+                continue
+            count = min(max(state.waiting, 1), self._max_block)
+            state.reserving = True
+            state.cond.release()
+            try:
+                start = self._schedule.reserve(bucket, count, self.interval, max(now, not_before))
+            finally:
+                state.cond.acquire()
+                state.reserving = False
+                state.cond.notify_all()
+            state.slots = sorted(state.slots + [start + i * self.interval for i in range(count)])
+
+    def backoff(self, bucket: str, seconds: float) -> None:
+        """Graph said Retry-After: nobody sends to this bucket for `seconds`."""
+        until = self._clock() + seconds
+        self._schedule.push(bucket, until)
+        state = self._bucket(bucket)
+        with state.cond:
+            del state.slots[: bisect.bisect_left(state.slots, until)]
+
+    def plan(self, bucket: str, count: int) -> float:
+        """Reserves arrival times for `count` future requests (queue fan-out); returns the first.
+
+        Request i of the block is due at start + i * interval.
+        """
+        return self._schedule.reserve(f"plan:{bucket}", count, self.interval, self._clock())

@@ -1,0 +1,434 @@
+"""Run state in one storage table, one partition per run.
+
+Rows of a run's partition:
+  run            what was asked and what the start step resolved (app, target version, RSC set, error)
+  count-00..15   counter shards; each change of a chat's outcome is one transaction that updates the
+                 chat row (ETag-checked) and one shard, so counts are exact under any concurrency
+  chat-<id>      one row per targeted chat: state pending -> claimed -> outcome
+  fail-<id>      failure details, written with the outcome
+  step-<id>      discovery steps done, with the messages they emitted
+  input-NNNN     chat ids given to POST /api/publish, compressed
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from shared.catalog import TargetApp
+from shared.errors import ErrorInfo
+
+SHARDS = 16
+MAX_OPS = 100  # per table transaction
+OUTCOMES = ("upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed")
+COUNTS = (*OUTCOMES, "pending")
+DISCOVERY_COUNTS = ("usersScanned", "usersSkipped", "usersFailed")
+MAX_FAILURES_LISTED = 1000
+INPUT_CHUNK_BYTES = 60_000  # raw; stays under the 64 KiB binary property limit once compressed
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _pack(values: list[str]) -> bytes:
+    return zlib.compress(json.dumps(values, separators=(",", ":")).encode())
+
+
+def _unpack(blob: bytes | None) -> list[str]:
+    return json.loads(zlib.decompress(blob)) if blob else []
+
+
+def chat_key(chat_id: str) -> str:
+    """RowKeys may not hold / \\ # ? or control characters; percent-encode all but the usual."""
+    return "chat-" + quote(chat_id, safe=":@._-")
+
+
+def _fail_key(chat_id: str) -> str:
+    return "fail-" + quote(chat_id, safe=":@._-")
+
+
+def chunk_chat_ids(chat_ids: list[str]) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for chat_id in chat_ids:
+        if chunks[-1] and size + len(chat_id) + 4 > INPUT_CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(chat_id)
+        size += len(chat_id) + 4
+    return [c for c in chunks if c]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """What POST /api/publish asked for."""
+
+    run_id: str
+    teams_app_id: str | None
+    external_id: str | None
+    version: str | None
+    dry_run: bool
+    chat_ids: list[str] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    run_id: str
+    teams_app_id: str | None
+    external_id: str | None
+    requested_version: str | None
+    dry_run: bool
+    input_keys: tuple[str, ...]
+    created_at: str
+    target: TargetApp | None
+    error: ErrorInfo | None
+
+    @property
+    def explicit_chats(self) -> bool:
+        return bool(self.input_keys)
+
+
+@dataclass
+class ChatRow:
+    chat_id: str
+    state: str
+    etag: str
+    claim: str | None = None
+    claimed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    chat_id: str
+    outcome: str  # one of OUTCOMES
+    failure: dict | None = None  # {"status", "code", "message"} when outcome == "failed"
+    version: str | None = None  # installed version seen
+
+
+@dataclass
+class StepRecord:
+    message_id: str
+    children: list[str] = field(default_factory=list)
+
+
+class RunStore:
+    def __init__(self, table: TableClient, *, shards: int = SHARDS) -> None:
+        self._table = table
+        self._shards = shards
+        self._shard_cache: dict[tuple[str, str], tuple[dict, str]] = {}
+        self._lock = threading.Lock()
+
+    # ---- runs -------------------------------------------------------------------------------------
+
+    def create_run(self, spec: RunSpec) -> None:
+        """One transaction: run row, counter shards (one step pending: the start), input chunks."""
+        chunks = chunk_chat_ids(spec.chat_ids or [])
+        input_keys = [f"input-{i:04d}" for i in range(len(chunks))]
+        run = {
+            "PartitionKey": spec.run_id,
+            "RowKey": "run",
+            "teamsAppId": spec.teams_app_id or "",
+            "externalId": spec.external_id or "",
+            "requestedVersion": spec.version or "",
+            "dryRun": spec.dry_run,
+            "inputKeys": ",".join(input_keys),
+            "createdAt": now_iso(),
+        }
+        ops = [("create", run)]
+        for i in range(self._shards):
+            ops.append(("create", {"PartitionKey": spec.run_id, "RowKey": f"count-{i:02d}", "stepsPending": int(i == 0)}))
+        for key, chunk in zip(input_keys, chunks):
+            ops.append(("create", {"PartitionKey": spec.run_id, "RowKey": key, "chatIds": _pack(chunk)}))
+        for start in range(0, len(ops), MAX_OPS):
+            self._table.submit_transaction(ops[start : start + MAX_OPS])
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        try:
+            row = self._table.get_entity(run_id, "run")
+        except ResourceNotFoundError:
+            return None
+        return self._run_record(run_id, row)
+
+    @staticmethod
+    def _run_record(run_id: str, row: dict) -> RunRecord:
+        target = TargetApp.from_json(row["target"]) if row.get("target") else None
+        error = ErrorInfo(row["errorCode"], row.get("errorMessage", "")) if row.get("errorCode") else None
+        return RunRecord(
+            run_id=run_id,
+            teams_app_id=(target.teams_app_id if target else row.get("teamsAppId")) or None,
+            external_id=row.get("externalId") or None,
+            requested_version=row.get("requestedVersion") or None,
+            dry_run=bool(row.get("dryRun")),
+            input_keys=tuple(k for k in row.get("inputKeys", "").split(",") if k),
+            created_at=row.get("createdAt", ""),
+            target=target,
+            error=error,
+        )
+
+    def set_target(self, run_id: str, target: TargetApp) -> None:
+        self._table.update_entity(
+            {"PartitionKey": run_id, "RowKey": "run", "target": target.to_json(), "teamsAppId": target.teams_app_id},
+            mode=UpdateMode.MERGE,
+        )
+
+    def fail_run(self, run_id: str, error: ErrorInfo) -> None:
+        self._table.update_entity(
+            {"PartitionKey": run_id, "RowKey": "run", "errorCode": error.code, "errorMessage": error.message},
+            mode=UpdateMode.MERGE,
+        )
+
+    def load_input(self, run_id: str, input_key: str) -> list[str]:
+        return _unpack(self._table.get_entity(run_id, input_key).get("chatIds"))
+
+    # ---- counters ---------------------------------------------------------------------------------
+
+    def _commit(self, run_id: str, ops: list, deltas: dict[str, int]) -> list[dict]:
+        """Submits `ops` together with `deltas` added to one counter shard, atomically.
+
+        A shard changed by someone else (412 on the last op) is retried on another shard; an error on
+        one of `ops` is raised to the caller with its index.
+        """
+        deltas = {k: v for k, v in deltas.items() if v}
+        if not deltas:
+            return self._table.submit_transaction(ops) if ops else []
+        while True:
+            shard = f"count-{random.randrange(self._shards):02d}"
+            with self._lock:
+                cached = self._shard_cache.get((run_id, shard))
+            values, etag = cached if cached else self._read_shard(run_id, shard)
+            merged = {k: int(values.get(k, 0)) + v for k, v in deltas.items()}
+            update = {"PartitionKey": run_id, "RowKey": shard, **merged}
+            options = {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+            try:
+                results = self._table.submit_transaction([*ops, ("update", update, options)])
+            except TableTransactionError as exc:
+                with self._lock:
+                    self._shard_cache.pop((run_id, shard), None)
+                if exc.index == len(ops):
+                    continue
+                raise
+            with self._lock:
+                self._shard_cache[(run_id, shard)] = ({**values, **merged}, results[-1]["etag"])
+            return results[:-1]
+
+    def _read_shard(self, run_id: str, shard: str) -> tuple[dict, str]:
+        row = self._table.get_entity(run_id, shard)
+        return dict(row), row.metadata["etag"]
+
+    def add_counts(self, run_id: str, **deltas: int) -> None:
+        self._commit(run_id, [], deltas)
+
+    # ---- chats ------------------------------------------------------------------------------------
+
+    def add_targets(self, run_id: str, chat_ids: Iterable[str], source: str) -> list[str]:
+        """Records chats as pending targets of the run; returns those that were new (each chat once)."""
+        fresh = list(dict.fromkeys(chat_ids))
+        added: list[str] = []
+        for start in range(0, len(fresh), MAX_OPS - 1):
+            batch = fresh[start : start + MAX_OPS - 1]
+            while batch:
+                ops = [
+                    ("create", {"PartitionKey": run_id, "RowKey": chat_key(c), "chatId": c, "state": "pending", "source": source})
+                    for c in batch
+                ]
+                try:
+                    self._commit(run_id, ops, {"pending": len(batch)})
+                except TableTransactionError as exc:
+                    if exc.error_code != "EntityAlreadyExists" or exc.index is None or exc.index >= len(batch):
+                        raise
+                    del batch[exc.index]  # already a target of this run (found through another member)
+                    continue
+                added.extend(batch)
+                break
+        return added
+
+    def pending_from(self, run_id: str, source: str) -> list[str]:
+        """Chats a step added that have no outcome yet (used when a step is redelivered)."""
+        rows = self._table.query_entities(
+            "PartitionKey eq @run and RowKey ge 'chat-' and RowKey lt 'chat.' and source eq @source "
+            "and (state eq 'pending' or state eq 'claimed')",
+            parameters={"run": run_id, "source": source},
+            select=["chatId"],
+        )
+        return [row["chatId"] for row in rows]
+
+    def get_chats(self, run_id: str, chat_ids: Iterable[str]) -> dict[str, ChatRow]:
+        rows: dict[str, ChatRow] = {}
+        for chat_id in chat_ids:
+            try:
+                row = self._table.get_entity(run_id, chat_key(chat_id))
+            except ResourceNotFoundError:
+                continue
+            rows[chat_id] = ChatRow(chat_id, row["state"], row.metadata["etag"], row.get("claim"), row.get("claimedAt"))
+        return rows
+
+    def _refresh(self, run_id: str, row: ChatRow) -> ChatRow | None:
+        return self.get_chats(run_id, [row.chat_id]).get(row.chat_id)
+
+    def claim(self, run_id: str, rows: list[ChatRow], claim: str) -> list[ChatRow]:
+        """Marks chats as being upgraded by `claim`; returns the rows it got (others moved on meanwhile)."""
+        rows = list(rows)
+        while rows:
+            ops = [
+                (
+                    "update",
+                    {"PartitionKey": run_id, "RowKey": chat_key(r.chat_id), "state": "claimed", "claim": claim, "claimedAt": datetime.now(timezone.utc)},
+                    {"mode": UpdateMode.MERGE, "etag": r.etag, "match_condition": MatchConditions.IfNotModified},
+                )
+                for r in rows[: MAX_OPS]
+            ]
+            try:
+                results = self._table.submit_transaction(ops)
+            except TableTransactionError as exc:
+                if exc.index is None:
+                    raise
+                fresh = self._refresh(run_id, rows[exc.index])
+                if fresh is None or fresh.state not in ("pending", "claimed") or (fresh.claim and fresh.claim != claim):
+                    del rows[exc.index]
+                else:
+                    rows[exc.index] = fresh
+                continue
+            for row, result in zip(rows, results):
+                row.etag, row.state, row.claim = result["etag"], "claimed", claim
+            return rows
+        return []
+
+    def record(self, run_id: str, rows: dict[str, ChatRow], outcomes: list[Outcome]) -> list[Outcome]:
+        """Records final outcomes; returns those recorded here (a chat already final is left alone)."""
+        pending = [o for o in outcomes if o.chat_id in rows]
+        recorded: list[Outcome] = []
+        while pending:
+            batch = pending[: (MAX_OPS - 1) // 2]
+            ops: list = []
+            owner: list[int] = []
+            for i, o in enumerate(batch):
+                entity = {"PartitionKey": run_id, "RowKey": chat_key(o.chat_id), "state": o.outcome}
+                if o.version:
+                    entity["installedVersion"] = o.version
+                failure = {k: v for k, v in (o.failure or {}).items() if v is not None}
+                entity.update(failure)
+                opts = {"mode": UpdateMode.MERGE, "etag": rows[o.chat_id].etag, "match_condition": MatchConditions.IfNotModified}
+                ops.append(("update", entity, opts))
+                owner.append(i)
+                if failure:
+                    ops.append(("upsert", {"PartitionKey": run_id, "RowKey": _fail_key(o.chat_id), "chatId": o.chat_id, **failure}))
+                    owner.append(i)
+            deltas: dict[str, int] = {"pending": -len(batch)}
+            for o in batch:
+                deltas[o.outcome] = deltas.get(o.outcome, 0) + 1
+            try:
+                self._commit(run_id, ops, deltas)
+            except TableTransactionError as exc:
+                if exc.index is None:
+                    raise
+                o = batch[owner[exc.index]]
+                fresh = self._refresh(run_id, rows[o.chat_id])
+                if fresh is None or fresh.state not in ("pending", "claimed"):
+                    pending.remove(o)
+                else:
+                    rows[o.chat_id] = fresh
+                continue
+            recorded.extend(batch)
+            del pending[: len(batch)]
+        return recorded
+
+    # ---- steps ------------------------------------------------------------------------------------
+
+    def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
+        try:
+            row = self._table.get_entity(run_id, f"step-{step_id}")
+        except ResourceNotFoundError:
+            return None
+        return StepRecord(row.get("messageId", ""), _unpack(row.get("children")))
+
+    def complete_step(
+        self, run_id: str, step_id: str, message_id: str, children: list[str], **deltas: int
+    ) -> StepRecord | None:
+        """Marks a step done and counts its children as pending steps; None if it was done already."""
+        row = {
+            "PartitionKey": run_id,
+            "RowKey": f"step-{step_id}",
+            "messageId": message_id,
+            "children": _pack(children),
+            "doneAt": now_iso(),
+        }
+        try:
+            self._commit(run_id, [("create", row)], {"stepsPending": len(children) - 1, **deltas})
+        except TableTransactionError as exc:
+            if exc.error_code == "EntityAlreadyExists":
+                return None
+            raise
+        return StepRecord(message_id, children)
+
+    # ---- status -----------------------------------------------------------------------------------
+
+    def status(self, run_id: str) -> dict | None:
+        rows = list(
+            self._table.query_entities(
+                "PartitionKey eq @run and (RowKey eq 'run' or (RowKey ge 'count-' and RowKey lt 'count.'))",
+                parameters={"run": run_id},
+            )
+        )
+        run_row = next((r for r in rows if r["RowKey"] == "run"), None)
+        if run_row is None:
+            return None
+        run = self._run_record(run_id, run_row)
+        totals: dict[str, int] = {}
+        for row in rows:
+            if row["RowKey"].startswith("count-"):
+                for key, value in row.items():
+                    if isinstance(value, int) and not isinstance(value, bool):
+                        totals[key] = totals.get(key, 0) + value
+        counts = {k: totals.get(k, 0) for k in COUNTS}
+        started = run.target is not None or run.error is not None
+        if run.error:
+            state = "failed"
+        elif not started:
+            state = "queued"
+        elif totals.get("stepsPending", 0) > 0:
+            state = "discovering"
+        elif counts["pending"] > 0:
+            state = "upgrading"
+        else:
+            state = "completed"
+        updated = max(r.metadata["timestamp"] for r in rows)
+        return {
+            "runId": run_id,
+            "teamsAppId": run.teams_app_id,
+            "targetVersion": run.target.version if run.target else run.requested_version,
+            "dryRun": run.dry_run,
+            "state": state,
+            "counts": {"targets": sum(counts.values()), **counts},
+            "failures": self._failures(run_id) if counts["failed"] else [],
+            "error": run.error.to_dict() if run.error else None,
+            "createdAt": run.created_at,
+            "updatedAt": updated.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "discovery": {"mode": "chatIds" if run.explicit_chats else "scan", **{k: totals.get(k, 0) for k in DISCOVERY_COUNTS}},
+        }
+
+    def _failures(self, run_id: str) -> list[dict]:
+        rows = self._table.query_entities(
+            "PartitionKey eq @run and RowKey ge 'fail-' and RowKey lt 'fail.'",
+            parameters={"run": run_id},
+            results_per_page=MAX_FAILURES_LISTED,
+        )
+        failures = []
+        for row in rows:
+            failures.append(
+                {"chatId": row["chatId"], "status": row.get("status"), "code": row.get("code", ""), "message": row.get("message", "")}
+            )
+            if len(failures) >= MAX_FAILURES_LISTED:
+                break
+        return failures
+

@@ -1,0 +1,78 @@
+"""The objects a function invocation needs, built once per process from the app settings."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from shared.dispatch import Dispatcher
+from shared.graph import GraphClient, managed_identity_tokens
+from shared.pacing import Pacer, TableSchedule
+from shared.runs import RunRecord, RunStore
+from shared.settings import Settings
+from shared.storage import PACING_TABLE, RUNS_TABLE, Storage
+
+
+@dataclass(kw_only=True)
+class Services:
+    settings: Settings
+    storage: Storage
+    runs: RunStore
+    pacer: Pacer
+    graph: GraphClient
+    dispatcher: Dispatcher
+    _run_cache: OrderedDict = field(default_factory=OrderedDict)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        storage = Storage(settings.storage)
+        pacer = Pacer(schedule=TableSchedule(storage.table(PACING_TABLE)), rate=settings.graph_max_rps)
+        graph = GraphClient(
+            base_url=settings.graph_base_url,
+            tokens=managed_identity_tokens(settings.azure_client_id),
+            pacer=pacer,
+            inline_retry_seconds=settings.inline_retry_seconds,
+        )
+        return cls(
+            settings=settings,
+            storage=storage,
+            runs=RunStore(storage.table(RUNS_TABLE)),
+            pacer=pacer,
+            graph=graph,
+            dispatcher=Dispatcher(storage=storage, pacer=pacer, chats_per_message=settings.chats_per_message),
+        )
+
+    def started_run(self, run_id: str) -> RunRecord | None:
+        """A run whose target is resolved; cached, since that part never changes afterwards."""
+        with self._cache_lock:
+            run = self._run_cache.get(run_id)
+        if run is None:
+            run = self.runs.get_run(run_id)
+            if run is None or run.target is None:
+                return run
+            with self._cache_lock:
+                self._run_cache[run_id] = run
+                while len(self._run_cache) > 256:
+                    self._run_cache.popitem(last=False)
+        return run
+
+
+_lock = threading.Lock()
+_current: Services | None = None
+
+
+def get() -> Services:
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Services.from_settings(Settings.from_env())
+        return _current
+
+
+def reset() -> None:
+    """Forget the process's services (settings changed; used by tests and the local host)."""
+    global _current
+    with _lock:
+        _current = None

@@ -1,0 +1,101 @@
+"""App settings, read once per process from the environment (Function App settings)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
+STORAGE_CONNECTION = "AzureWebJobsStorage"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the setting."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageSettings:
+    """Either a connection string, or identity-based service URIs (`AzureWebJobsStorage__*`)."""
+
+    connection_string: str | None = None
+    queue_service_uri: str | None = None
+    table_service_uri: str | None = None
+    credential: str | None = None  # "managedidentity" or unset (default credential chain)
+    client_id: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], name: str = STORAGE_CONNECTION) -> StorageSettings:
+        connection_string = env.get(name, "").strip()
+        if connection_string:
+            return cls(connection_string=connection_string)
+        prefix = f"{name}__"
+        values = {k[len(prefix):].lower(): v.strip() for k, v in env.items() if k.startswith(prefix) and v.strip()}
+        account = values.get("accountname")
+        queue_uri = values.get("queueserviceuri") or (account and f"https://{account}.queue.core.windows.net")
+        table_uri = values.get("tableserviceuri") or (account and f"https://{account}.table.core.windows.net")
+        if not queue_uri or not table_uri:
+            raise ConfigError(
+                f"Storage is not configured: set {name} to a connection string, or {name}__queueServiceUri and "
+                f"{name}__tableServiceUri (or {name}__accountName) for an identity-based connection."
+            )
+        return cls(
+            queue_service_uri=queue_uri.rstrip("/"),
+            table_service_uri=table_uri.rstrip("/"),
+            credential=values.get("credential"),
+            client_id=values.get("clientid"),
+        )
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _guid(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if raw and not GUID.match(raw):
+        raise ConfigError(f"{name} must be a GUID, got {raw!r}")
+    return raw.lower() or None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    graph_base_url: str = DEFAULT_GRAPH_BASE_URL
+    azure_client_id: str | None = None
+    discovery_group_id: str | None = None
+    graph_max_rps: float = 25.0
+    # Advanced tuning; the defaults suit Graph's documented limits.
+    chats_per_message: int = 10
+    users_per_step: int = 20
+    inline_retry_seconds: float = 5.0
+    max_chat_attempts: int = 8
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        base_url = env.get("GRAPH_BASE_URL", "").strip() or DEFAULT_GRAPH_BASE_URL
+        if not re.match(r"^https?://[^/\s]+", base_url):
+            raise ConfigError(f"GRAPH_BASE_URL must be an http(s) URL, got {base_url!r}")
+        return cls(
+            storage=StorageSettings.from_env(env),
+            graph_base_url=base_url.rstrip("/"),
+            azure_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
+            discovery_group_id=_guid(env, "DISCOVERY_GROUP_ID"),
+            graph_max_rps=_float(env, "GRAPH_MAX_RPS", 25.0, minimum=0.1),
+            chats_per_message=int(_float(env, "UPGRADE_CHATS_PER_MESSAGE", 10, minimum=1)),
+            users_per_step=int(_float(env, "DISCOVERY_USERS_PER_STEP", 20, minimum=1)),
+            inline_retry_seconds=_float(env, "GRAPH_INLINE_RETRY_SECONDS", 5.0, minimum=0),
+            max_chat_attempts=int(_float(env, "UPGRADE_MAX_ATTEMPTS", 8, minimum=1)),
+        )

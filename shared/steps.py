@@ -1,0 +1,143 @@
+"""The control steps of a run: start, list users, scan users' chats, load given chat ids.
+
+Each step is idempotent under redelivery: its targets are recorded (each chat once per run) and
+queued, then one transaction marks the step done and counts the steps it emits, then those are
+sent. A redelivered step that finds itself done re-sends what it emitted; a duplicate copy of a
+step (another message id) that finds it done by someone else stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from shared.catalog import resolve_target
+from shared.discovery import chats_with_app, list_users_page
+from shared.errors import ErrorInfo, GraphError, GraphRetryable, MalformedMessage, RunFailure
+from shared.messages import ListUsers, LoadTargets, ScanUserChats, StartRun, Step
+from shared.telemetry import log_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepOutput:
+    targets: list[str] = field(default_factory=list)
+    children: list[tuple[Step, int]] = field(default_factory=list)  # (message, delay in seconds)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class StepRunner:
+    def __init__(self, services) -> None:
+        self._s = services
+
+    def handle(self, step: Step, message_id: str, dequeue_count: int) -> None:
+        runs = self._s.runs
+        run = runs.get_run(step.run_id)
+        if run is None:
+            raise MalformedMessage(f"run {step.run_id} does not exist")
+        done = runs.get_step(step.run_id, step.step_id)
+        if done is not None:
+            if done.message_id == message_id:  # our own earlier attempt died after marking the step done
+                self._s.dispatcher.send_chats(step.run_id, runs.pending_from(step.run_id, step.step_id))
+                self._s.dispatcher.send_steps((text, delay) for text, delay in done.children)
+            else:
+                log.info("Step %s of run %s was done by another copy; nothing to do", step.step_id, step.run_id)
+            return
+        if run.error is not None:
+            output = StepOutput()  # the run failed: wind down without more work
+        else:
+            output = self._work(run, step)
+        self._finish(step, message_id, dequeue_count, output)
+
+    def _work(self, run, step: Step) -> StepOutput:
+        if isinstance(step, StartRun):
+            return self._start(run)
+        if isinstance(step, ListUsers):
+            return self._list_users(step)
+        if isinstance(step, ScanUserChats):
+            return self._scan(run, step)
+        if isinstance(step, LoadTargets):
+            return StepOutput(targets=self._s.runs.load_input(step.run_id, step.input_key))
+        raise MalformedMessage(f"unexpected step {step.kind}")
+
+    def _finish(self, step: Step, message_id: str, dequeue_count: int, output: StepOutput) -> None:
+        runs = self._s.runs
+        queued = runs.add_targets(step.run_id, output.targets, source=step.step_id)
+        if dequeue_count > 1:  # an earlier attempt may have recorded targets without queueing them
+            queued = list(dict.fromkeys([*queued, *runs.pending_from(step.run_id, step.step_id)]))
+        self._s.dispatcher.send_chats(step.run_id, queued)
+        children = [(child.encode(), delay) for child, delay in output.children]
+        if runs.complete_step(step.run_id, step.step_id, message_id, children, **output.counts) is None:
+            log.info("Step %s of run %s was completed by another copy", step.step_id, step.run_id)
+            return
+        self._s.dispatcher.send_steps(children)
+
+    def _start(self, run) -> StepOutput:
+        try:
+            target = resolve_target(
+                self._s.graph, teams_app_id=run.teams_app_id, external_id=run.external_id, version=run.requested_version
+            )
+        except RunFailure as failure:
+            self._fail(run.run_id, failure.info)
+            return StepOutput()
+        except GraphError as exc:
+            if isinstance(exc, GraphRetryable):
+                raise  # the host retries the start step
+            self._fail(run.run_id, ErrorInfo("catalogError", f"Reading the app catalog failed: {exc.status} {exc.code}: {exc.message}"))
+            return StepOutput()
+        self._s.runs.set_target(run.run_id, target)
+        log_run(
+            logging.INFO, "Run %s targets %s version %s", run.run_id, target.display_name, target.version,
+            runId=run.run_id, appId=target.teams_app_id, targetVersion=target.version, dryRun=run.dry_run,
+        )
+        if run.explicit_chats:
+            children = [LoadTargets(run_id=run.run_id, step_id=f"input-{i}", input_key=key) for i, key in enumerate(run.input_keys)]
+        else:
+            children = [ListUsers(run_id=run.run_id, step_id="users-0", page=0)]
+        return StepOutput(children=[(c, 0) for c in children])
+
+    def _fail(self, run_id: str, error: ErrorInfo) -> None:
+        self._s.runs.fail_run(run_id, error)
+        log_run(logging.ERROR, "Run %s failed: %s %s", run_id, error.code, error.message, runId=run_id, errorCode=error.code)
+
+    def _list_users(self, step: ListUsers) -> StepOutput:
+        settings = self._s.settings
+        users, cursor = list_users_page(self._s.graph, group_id=settings.discovery_group_id, cursor=step.cursor)
+        size = settings.users_per_step
+        children: list[tuple[Step, int]] = [
+            (ScanUserChats(run_id=step.run_id, step_id=f"scan-{step.page}-{i // size}", user_ids=tuple(users[i : i + size])), 0)
+            for i in range(0, len(users), size)
+        ]
+        if cursor:
+            children.append((ListUsers(run_id=step.run_id, step_id=f"users-{step.page + 1}", page=step.page + 1, cursor=cursor), 0))
+        return StepOutput(children=children)
+
+    def _scan(self, run, step: ScanUserChats) -> StepOutput:
+        output = StepOutput(counts={"usersScanned": 0, "usersSkipped": 0, "usersFailed": 0})
+        for index, user_id in enumerate(step.user_ids):
+            try:
+                output.targets.extend(chats_with_app(self._s.graph, user_id, run.target.teams_app_id))
+            except GraphRetryable as exc:
+                if step.step_id.count(".") + 1 >= self._s.settings.max_chat_attempts:
+                    output.counts["usersFailed"] += len(step.user_ids) - index
+                    log_run(
+                        logging.WARNING, "Gave up listing chats of %d users: %s", len(step.user_ids) - index, exc,
+                        runId=step.run_id, graphStatus=exc.status, graphCode=exc.code,
+                    )
+                    break
+                rest = ScanUserChats(run_id=step.run_id, step_id=f"{step.step_id}.{index}", user_ids=step.user_ids[index:])
+                output.children.append((rest, int(exc.retry_after + 0.999)))
+                break
+            except GraphError as exc:
+                if exc.status == 404:  # not a Teams user (no license, deleted meanwhile)
+                    output.counts["usersSkipped"] += 1
+                else:
+                    output.counts["usersFailed"] += 1
+                    log_run(
+                        logging.WARNING, "Listing chats of user %s failed: %s %s", user_id, exc.status, exc.code,
+                        runId=step.run_id, userId=user_id, graphStatus=exc.status, graphCode=exc.code,
+                    )
+                continue
+            output.counts["usersScanned"] += 1
+        return output

@@ -1,0 +1,165 @@
+"""Per chat: look up the installation, decide, upgrade once. A batch of chats per queue message.
+
+A batch runs in two phases so that the one-request-per-second-per-chat limit costs no throughput:
+first the GETs of all its chats, then the POSTs of the outdated ones, each at least CHAT_SPACING
+after the response to its own GET (other chats' requests fill the gap).
+
+Never twice: a chat is claimed (ETag-checked) before its POST, and a chat found claimed by a
+crashed attempt is re-checked with a GET; if it is already at the target version, that attempt's
+POST went through and the chat counts as upgraded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from shared.catalog import TargetApp, odata_string
+from shared.errors import GraphError, GraphRetryable
+from shared.graph import GraphClient, segment
+from shared.messages import UpgradeChats
+from shared.runs import ChatRow, Outcome, RunRecord, RunStore
+from shared.telemetry import log_chat
+from shared.versions import is_at_least
+
+INSTALLED_APPS_GET = "installedApps.get"
+INSTALLED_APPS_POST = "installedApps.post"
+CHAT_SPACING = 1.02  # seconds; Graph allows one request per second on any one chat
+STALE_CLAIM = timedelta(minutes=15)  # longer than any invocation: its owner is gone
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Installation:
+    id: str
+    version: str | None
+
+
+def find_installation(body: dict | None, teams_app_id: str) -> Installation | None:
+    for item in (body or {}).get("value", []):
+        if not isinstance(item, dict) or not item.get("id"):
+            continue
+        app = item.get("teamsApp") or {}
+        if app.get("id") and app["id"].lower() != teams_app_id.lower():
+            continue  # the $filter should have excluded it
+        return Installation(item["id"], (item.get("teamsAppDefinition") or {}).get("version"))
+    return None
+
+
+def get_installation(graph: GraphClient, chat_id: str, teams_app_id: str):
+    response = graph.get(
+        f"/chats/{segment(chat_id)}/installedApps",
+        params={"$expand": "teamsApp,teamsAppDefinition", "$filter": f"teamsApp/id eq {odata_string(teams_app_id)}"},
+        bucket=INSTALLED_APPS_GET,
+    )
+    return find_installation(response.body, teams_app_id), response.received_at
+
+
+def post_upgrade(graph: GraphClient, chat_id: str, installation_id: str, target: TargetApp, not_before: float) -> None:
+    graph.post(
+        f"/chats/{segment(chat_id)}/installedApps/{segment(installation_id)}/upgrade",
+        target.upgrade_body(),
+        bucket=INSTALLED_APPS_POST,
+        not_before=not_before,
+        retry_unavailable=False,  # a 5xx may have upgraded the chat: re-check with a GET before any retry
+    )
+
+
+def _failure(error: GraphError) -> dict:
+    return {"status": error.status, "code": error.code, "message": error.message}
+
+
+class BatchUpgrader:
+    """Processes one UpgradeChats message."""
+
+    def __init__(self, *, graph: GraphClient, runs: RunStore, max_attempts: int, requeue) -> None:
+        self._graph = graph
+        self._runs = runs
+        self._max_attempts = max_attempts
+        self._requeue = requeue  # (UpgradeChats, delay_seconds) -> None
+
+    def process(self, run: RunRecord, message: UpgradeChats, message_id: str) -> list[Outcome]:
+        target = run.target
+        if target is None:
+            raise RuntimeError(f"run {run.run_id} has chats queued but no target yet")
+        chain = message.claim or message_id
+        rows = self._runs.get_chats(run.run_id, message.chat_ids)
+        work = [rows[c] for c in dict.fromkeys(message.chat_ids) if c in rows and self._ours(rows[c], chain)]
+
+        outcomes: list[Outcome] = []
+        retry: dict[str, GraphRetryable] = {}
+        outdated: list[tuple[ChatRow, Installation, float]] = []
+        for row in work:
+            try:
+                installation, received_at = get_installation(self._graph, row.chat_id, target.teams_app_id)
+            except GraphRetryable as exc:
+                retry[row.chat_id] = exc
+                continue
+            except GraphError as exc:
+                outcomes.append(self._graph_failure(row.chat_id, exc))
+                continue
+            if installation is None:
+                outcomes.append(Outcome(row.chat_id, "notInstalled"))
+            elif installation.version and is_at_least(installation.version, target.version):
+                # a claimed chat now current was upgraded by an attempt that died before recording it
+                outcomes.append(Outcome(row.chat_id, "upgraded" if row.state == "claimed" else "alreadyCurrent", version=installation.version))
+            elif run.dry_run:
+                outcomes.append(Outcome(row.chat_id, "wouldUpgrade", version=installation.version))
+            else:
+                outdated.append((row, installation, received_at))
+        recorded = self._runs.record(run.run_id, rows, outcomes)
+
+        claim = f"{chain}:{uuid.uuid4().hex[:8]}"
+        claimed = {r.chat_id for r in self._runs.claim(run.run_id, [r for r, _, _ in outdated], claim)}
+        upgraded: list[Outcome] = []
+        for row, installation, received_at in outdated:
+            if row.chat_id not in claimed:
+                continue
+            try:
+                post_upgrade(self._graph, row.chat_id, installation.id, target, received_at + CHAT_SPACING)
+            except GraphRetryable as exc:
+                retry[row.chat_id] = exc
+                continue
+            except GraphError as exc:
+                upgraded.append(self._graph_failure(row.chat_id, exc))
+                continue
+            upgraded.append(Outcome(row.chat_id, "upgraded", version=target.version))
+        recorded += self._runs.record(run.run_id, rows, upgraded)
+
+        if retry:
+            recorded += self._reschedule(run, message, chain, rows, retry)
+        for outcome in recorded:
+            log_chat(run, outcome)
+        return recorded
+
+    @staticmethod
+    def _ours(row: ChatRow, chain: str) -> bool:
+        if row.state == "pending":
+            return True
+        if row.state != "claimed":
+            return False  # already has its outcome (a duplicate message)
+        if row.claim and row.claim.split(":")[0] == chain:
+            return True  # claimed by an earlier attempt of this very batch
+        return row.claimed_at is None or datetime.now(timezone.utc) - row.claimed_at > STALE_CLAIM
+
+    @staticmethod
+    def _graph_failure(chat_id: str, error: GraphError) -> Outcome:
+        if error.status == 404:
+            return Outcome(chat_id, "notInstalled")  # chat gone or app removed meanwhile
+        return Outcome(chat_id, "failed", failure=_failure(error))
+
+    def _reschedule(self, run: RunRecord, message: UpgradeChats, chain: str, rows, retry: dict[str, GraphRetryable]) -> list[Outcome]:
+        if message.attempt + 1 >= self._max_attempts:
+            gave_up = [Outcome(c, "failed", failure=_failure(e)) for c, e in retry.items()]
+            return self._runs.record(run.run_id, rows, gave_up)
+        delay = math.ceil(max(e.retry_after for e in retry.values()))
+        self._requeue(UpgradeChats(run_id=run.run_id, chat_ids=tuple(retry), attempt=message.attempt + 1, claim=chain), delay)
+        log.info(
+            "Rescheduled %d chats of run %s in %d s (attempt %d)",
+            len(retry), run.run_id, delay, message.attempt + 2,
+            extra={"runId": run.run_id, "retryAfter": delay, "chats": len(retry)},
+        )
+        return []

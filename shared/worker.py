@@ -1,0 +1,110 @@
+"""Queue-triggered entry points: decode, dispatch, and the poison-queue safety net."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared import services as services_module
+from shared.errors import ErrorInfo, MalformedMessage
+from shared.messages import LoadTargets, ScanUserChats, StartRun, Step, UpgradeChats, decode
+from shared.runs import Outcome
+from shared.steps import StepRunner
+from shared.telemetry import log_chat, log_run
+from shared.upgrade import BatchUpgrader
+
+log = logging.getLogger(__name__)
+RETRIES_EXHAUSTED = "retriesExhausted"
+
+
+def _decode(msg: func.QueueMessage, expected: type) -> object:
+    message = decode(msg.get_body())
+    if not isinstance(message, expected):
+        raise MalformedMessage(f"{message.kind} does not belong on this queue")
+    return message
+
+
+def handle_control(msg: func.QueueMessage, services=None) -> None:
+    services = services or services_module.get()
+    step = _decode(msg, Step)
+    StepRunner(services).handle(step, msg.id, msg.dequeue_count or 1)
+
+
+def handle_chats(msg: func.QueueMessage, services=None) -> None:
+    services = services or services_module.get()
+    batch = _decode(msg, UpgradeChats)
+    run = services.started_run(batch.run_id)
+    if run is None:
+        raise MalformedMessage(f"run {batch.run_id} does not exist")
+    upgrader = BatchUpgrader(
+        graph=services.graph,
+        runs=services.runs,
+        max_attempts=services.settings.max_chat_attempts,
+        requeue=services.dispatcher.requeue_chats,
+    )
+    upgrader.process(run, batch, msg.id)
+
+
+def _undecodable(msg: func.QueueMessage, queue: str, exc: Exception) -> None:
+    body = msg.get_body()[:200].decode("utf-8", "replace")
+    log.error("Dropped an undecodable message from %s-poison (%s): %r", queue, exc, body, extra={"queue": queue})
+
+
+def handle_control_poison(msg: func.QueueMessage, services=None) -> None:
+    """A step that failed every attempt: account for it so that the run still completes."""
+    services = services or services_module.get()
+    try:
+        step = _decode(msg, Step)
+    except MalformedMessage as exc:
+        return _undecodable(msg, "control", exc)
+    runs = services.runs
+    if runs.get_run(step.run_id) is None:
+        return _undecodable(msg, "control", MalformedMessage(f"unknown run {step.run_id}"))
+    done = runs.get_step(step.run_id, step.step_id)
+    if done is not None:  # its work is recorded; only sending what it emitted failed
+        services.dispatcher.send_chats(step.run_id, runs.pending_from(step.run_id, step.step_id))
+        services.dispatcher.send_steps((text, delay) for text, delay in done.children)
+        return
+    counts: dict[str, int] = {}
+    if isinstance(step, StartRun):
+        runs.fail_run(step.run_id, ErrorInfo("startFailed", "The run could not be started: every attempt failed."))
+    elif isinstance(step, LoadTargets):
+        # the given chats are known: record each as failed rather than lose them
+        chat_ids = runs.load_input(step.run_id, step.input_key)
+        runs.add_targets(step.run_id, chat_ids, source=step.step_id)
+        _fail_chats(services, step.run_id, chat_ids, "Loading these chats failed on every attempt.")
+    else:
+        if isinstance(step, ScanUserChats):
+            counts["usersFailed"] = len(step.user_ids)
+        runs.fail_run(
+            step.run_id,
+            ErrorInfo("discoveryIncomplete", f"Discovery step {step.step_id} failed on every attempt; some chats may be missing."),
+        )
+    runs.complete_step(step.run_id, step.step_id, msg.id, [], **counts)
+    log_run(logging.ERROR, "Step %s of run %s was poisoned", step.step_id, step.run_id, runId=step.run_id, step=step.step_id)
+
+
+def handle_chats_poison(msg: func.QueueMessage, services=None) -> None:
+    """A chat batch that failed every attempt: its chats without an outcome end as failed."""
+    services = services or services_module.get()
+    try:
+        batch = _decode(msg, UpgradeChats)
+    except MalformedMessage as exc:
+        return _undecodable(msg, "chats", exc)
+    if services.runs.get_run(batch.run_id) is None:
+        return _undecodable(msg, "chats", MalformedMessage(f"unknown run {batch.run_id}"))
+    _fail_chats(services, batch.run_id, list(batch.chat_ids), "Processing failed on every attempt; the message was poisoned.")
+
+
+def _fail_chats(services, run_id: str, chat_ids: list[str], message: str) -> None:
+    rows = services.runs.get_chats(run_id, chat_ids)
+    outcomes = []
+    for chat_id, row in rows.items():
+        if row.state not in ("pending", "claimed"):
+            continue
+        text = message + (" An upgrade request may have been sent; check the chat." if row.state == "claimed" else "")
+        outcomes.append(Outcome(chat_id, "failed", failure={"status": None, "code": RETRIES_EXHAUSTED, "message": text}))
+    run = services.runs.get_run(run_id)
+    for outcome in services.runs.record(run_id, rows, outcomes):
+        log_chat(run, outcome)

@@ -1,0 +1,134 @@
+"""Real parts for every test: Azurite (started here on free ports), the loopback managed-identity
+endpoint used through azure-identity, the loopback Graph emulator, and the local Functions host
+that drives function_app.py through its declared bindings."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+import requests
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from devtools.azurite import Azurite
+from devtools.funchost import LocalHost
+from devtools.graph_emulator import GraphEmulator, Limits
+from devtools.identity import IdentityEndpoint
+from devtools.tenant import Tenant
+from shared import services
+
+FAST_RPS = 300  # functional tests: pacing out of the way; the per-chat limit still applies
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    with Azurite() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+def identity():
+    endpoint = IdentityEndpoint().start()
+    yield endpoint
+    endpoint.stop()
+
+
+@pytest.fixture
+def tenant() -> Tenant:
+    return Tenant(seed=11)
+
+
+@pytest.fixture
+def emulator(tenant, identity):
+    emu = GraphEmulator(tenant, authority=identity.authority, limits=Limits(bucket_rps=FAST_RPS, directory_rps=FAST_RPS, retry_after=1))
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+def clean_storage(connection_string: str) -> None:
+    queues = QueueServiceClient.from_connection_string(connection_string)
+    for queue in queues.list_queues():
+        queues.delete_queue(queue.name)
+    tables = TableServiceClient.from_connection_string(connection_string)
+    for table in tables.list_tables():
+        tables.delete_table(table.name)
+
+
+@pytest.fixture
+def app_env(monkeypatch, azurite, identity, emulator):
+    """The Function App's settings, pointing at the local parts; storage starts empty."""
+    for name in list(os.environ):
+        if name.startswith(("AzureWebJobsStorage", "AZURE_", "MSI_", "IDENTITY_", "IMDS_")) or name in ("DISCOVERY_GROUP_ID",):
+            monkeypatch.delenv(name, raising=False)
+    for key, value in identity.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    monkeypatch.setenv("GRAPH_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("GRAPH_MAX_RPS", str(FAST_RPS))
+    clean_storage(azurite.connection_string)
+    services.reset()
+    yield monkeypatch
+    services.reset()
+
+
+class Api:
+    """The HTTP API of a running host, as a client sees it."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def publish(self, body=None, *, data: bytes | None = None, headers: dict | None = None) -> requests.Response:
+        if data is not None:
+            return self.session.post(f"{self.base_url}/api/publish", data=data, headers=headers or {})
+        return self.session.post(f"{self.base_url}/api/publish", json=body)
+
+    def start(self, **body) -> str:
+        response = self.publish(body)
+        assert response.status_code == 202, response.text
+        return response.json()["runId"]
+
+    def status(self, run_id: str) -> dict:
+        response = self.session.get(f"{self.base_url}/api/runs/{run_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait(self, run_id: str, timeout: float = 60.0, until: Callable[[dict], bool] | None = None) -> dict:
+        """Polls the run status until it is final (or `until` holds)."""
+        until = until or (lambda s: s["state"] in ("completed", "failed") and s["counts"]["pending"] == 0)
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(run_id)
+            if until(status):
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run {run_id} not done after {timeout} s: {status}")
+            time.sleep(0.1)
+
+
+def start_host(**options) -> LocalHost:
+    options.setdefault("http_port", 0)
+    options.setdefault("queue_overrides", {"max_polling_interval": 0.2})
+    return LocalHost(**options).start()
+
+
+@pytest.fixture
+def host(app_env):
+    instance = start_host()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def api(host) -> Api:
+    return Api(host.base_url)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_azure_logs():
+    logging.getLogger("azure").setLevel(logging.WARNING)

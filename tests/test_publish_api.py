@@ -1,0 +1,114 @@
+"""POST /api/publish and GET /api/runs/{runId}: the contract, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from azure.storage.queue import QueueServiceClient
+
+from shared.storage import CONTROL_QUEUE
+
+APP = str(uuid.uuid4())
+CHAT = "19:0f6d2c6c61d44a83b0e1f6e7d1c2a3b4@thread.v2"
+
+
+def control_messages(azurite) -> int:
+    queue = QueueServiceClient.from_connection_string(azurite.connection_string).get_queue_client(CONTROL_QUEUE)
+    try:
+        return queue.get_queue_properties().approximate_message_count
+    except Exception:
+        return 0
+
+
+BAD_BODIES = [
+    ("not json", b"{teamsAppId:", "invalidJson"),
+    ("array", json.dumps([APP]).encode(), "invalidBody"),
+    ("string", b'"hello"', "invalidBody"),
+    ("number", b"42", "invalidBody"),
+    ("null", b"null", "invalidBody"),
+    ("neither id", json.dumps({"version": "1.0.0"}).encode(), "invalidAppId"),
+    ("both ids", json.dumps({"teamsAppId": APP, "externalId": "x"}).encode(), "invalidAppId"),
+    ("malformed guid", json.dumps({"teamsAppId": "not-a-guid"}).encode(), "invalidTeamsAppId"),
+    ("guid with braces", json.dumps({"teamsAppId": "{" + APP + "}"}).encode(), "invalidTeamsAppId"),
+    ("id of wrong type", json.dumps({"teamsAppId": 12}).encode(), "invalidTeamsAppId"),
+    ("empty external id", json.dumps({"externalId": " "}).encode(), "invalidExternalId"),
+    ("external id of wrong type", json.dumps({"externalId": ["a"]}).encode(), "invalidExternalId"),
+    ("version of wrong type", json.dumps({"teamsAppId": APP, "version": 1.4}).encode(), "invalidVersion"),
+    ("version not a version", json.dumps({"teamsAppId": APP, "version": "latest"}).encode(), "invalidVersion"),
+    ("dryRun as string", json.dumps({"teamsAppId": APP, "dryRun": "true"}).encode(), "invalidDryRun"),
+    ("chatIds not a list", json.dumps({"teamsAppId": APP, "chatIds": CHAT}).encode(), "invalidChatIds"),
+    ("chatIds empty", json.dumps({"teamsAppId": APP, "chatIds": []}).encode(), "invalidChatIds"),
+    ("chatIds too many", json.dumps({"teamsAppId": APP, "chatIds": [f"19:{i}@thread.v2" for i in range(10_001)]}).encode(), "invalidChatIds"),
+    ("chat id not a string", json.dumps({"teamsAppId": APP, "chatIds": [7]}).encode(), "invalidChatId"),
+    ("chat id not 19:...@...", json.dumps({"teamsAppId": APP, "chatIds": ["chat-1"]}).encode(), "invalidChatId"),
+    ("unknown field", json.dumps({"teamsAppId": APP, "chatIDs": [CHAT]}).encode(), "unknownField"),
+]
+BAD_CHARACTERS = ["/", "?", "#", "%", " ", "\t", "\n", "\x00", "\x1f", "\x7f", "\u2028", "\u00a0", "\u200b"]
+
+
+@pytest.mark.parametrize(("case", "body", "code"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
+def test_bad_body_is_a_400_with_a_json_error_and_starts_nothing(api, azurite, case, body, code):
+    response = api.publish(data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    assert set(error) == {"code", "message"}
+    assert control_messages(azurite) == 0
+
+
+@pytest.mark.parametrize("char", BAD_CHARACTERS, ids=[f"U+{ord(c):04X}" for c in BAD_CHARACTERS])
+def test_chat_id_with_a_forbidden_character_is_rejected(api, char):
+    chat_id = f"19:abc{char}def@thread.v2"
+    response = api.publish({"teamsAppId": APP, "chatIds": [CHAT, chat_id]})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalidChatId"
+    assert "chatIds[1]" in error["message"]
+
+
+def test_body_over_one_mebibyte_is_a_413(api, azurite):
+    padding = "x" * (1024 * 1024)
+    response = api.publish(data=json.dumps({"teamsAppId": APP, "externalId": padding}).encode())
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payloadTooLarge"
+    assert control_messages(azurite) == 0
+
+
+def test_publish_answers_202_with_location_and_one_control_message(api, azurite):
+    response = api.publish({"teamsAppId": APP.upper(), "chatIds": [CHAT], "dryRun": True})
+    assert response.status_code == 202
+    body = response.json()
+    assert set(body) == {"runId", "statusUrl"}
+    assert response.headers["Location"] == body["statusUrl"] == f"{api.base_url}/api/runs/{body['runId']}"
+    assert control_messages(azurite) <= 1  # the host may already have taken it
+
+
+def test_publish_of_ten_thousand_chats_answers_in_milliseconds(api):
+    chats = [f"19:{i:032x}@thread.v2" for i in range(10_000)]
+    api.publish({"teamsAppId": APP, "chatIds": chats[:1]})  # warm the connection and the tables
+    started = time.perf_counter()
+    response = api.publish({"teamsAppId": APP, "chatIds": chats, "dryRun": True})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 202
+    assert elapsed < 1.0, f"publish of 10,000 chats took {elapsed:.3f} s"
+
+
+def test_status_of_an_unknown_run_is_404(api):
+    for run_id in (uuid.uuid4().hex, "not-a-run", "%2e%2e"):
+        response = api.session.get(f"{api.base_url}/api/runs/{run_id}")
+        assert response.status_code == 404, run_id
+        assert response.json()["error"]["code"] == "runNotFound"
+
+
+def test_status_of_a_new_run_shows_the_contract_shape(api):
+    run_id = api.start(teamsAppId=APP, chatIds=[CHAT])
+    status = api.status(run_id)
+    assert set(status) >= {"runId", "teamsAppId", "targetVersion", "dryRun", "state", "counts", "failures", "error", "createdAt", "updatedAt"}
+    assert status["runId"] == run_id
+    assert set(status["counts"]) == {"targets", "upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed", "pending"}
+    assert status["state"] in ("queued", "discovering", "upgrading", "failed", "completed")
