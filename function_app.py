@@ -13,7 +13,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 @app.route(route="publish", methods=["POST"])
 @app.queue_output(arg_name="control", queue_name=CONTROL_QUEUE, connection=STORAGE)
-def publish(req: func.HttpRequest, control: func.Out[typing.List[str]]) -> func.HttpResponse:  # noqa: UP006 - the worker rejects list[str]
+def publish(req: func.HttpRequest, control: func.Out[typing.List[str]]) -> func.HttpResponse:
     return api.publish(req, control)
 
 

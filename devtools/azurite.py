@@ -22,7 +22,9 @@ class AzuriteError(RuntimeError):
 class Azurite:
     """`with Azurite() as azurite:` gives `connection_string`, `queue_url`, `table_url`."""
 
-    def __init__(self, *, location: str | None = None, oauth_cert: tuple[str, str] | None = None, startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self, *, location: str | None = None, oauth_cert: tuple[str, str] | None = None, startup_timeout: float = 30.0
+    ) -> None:
         self._location = location
         self._oauth_cert = oauth_cert  # (cert.pem, key.pem): HTTPS with bearer-token auth
         self._timeout = startup_timeout
@@ -46,11 +48,23 @@ class Azurite:
             self._tmp = tempfile.mkdtemp(prefix="azurite-")
         args = [
             self.binary(),
-            "--blobHost", "127.0.0.1", "--blobPort", "0",
-            "--queueHost", "127.0.0.1", "--queuePort", "0",
-            "--tableHost", "127.0.0.1", "--tablePort", "0",
-            "--location", self._location or self._tmp,
-            "--disableTelemetry", "--skipApiVersionCheck", "--loose",
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            "0",
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            "0",
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            "0",
+            "--location",
+            self._location or self._tmp,
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+            "--loose",
         ]
         if self._oauth_cert:
             args += ["--oauth", "basic", "--cert", self._oauth_cert[0], "--key", self._oauth_cert[1]]

@@ -28,10 +28,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -148,7 +147,7 @@ def _route_pattern(template: str) -> re.Pattern:
     for literal, name in re.findall(r"([^{]*)(?:\{([^}]+)\})?", template):
         regex += re.escape(literal)
         if name:
-            name, _, constraint = name.rstrip("?").partition(":")
+            name = name.rstrip("?").partition(":")[0]
             regex += rf"(?P<{name}>[^/]+)"
     return re.compile(f"^{regex}$", re.IGNORECASE)
 
@@ -159,8 +158,12 @@ class HttpFrontend:
         for spec in specs:
             if spec.trigger["type"] == "httpTrigger":
                 template = spec.trigger.get("route") or spec.name
-                methods = {m.upper() for m in spec.trigger.get("methods") or ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]}
-                self.routes.append(Route(spec, _route_pattern(template), methods, str(spec.trigger.get("authLevel", "FUNCTION")).upper()))
+                methods = {
+                    m.upper() for m in spec.trigger.get("methods") or ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+                }
+                self.routes.append(
+                    Route(spec, _route_pattern(template), methods, str(spec.trigger.get("authLevel", "FUNCTION")).upper())
+                )
         self.prefix = config.route_prefix.strip("/")
         self.outputs = outputs
         self.function_key = function_key
@@ -197,7 +200,7 @@ class HttpFrontend:
         prefix = f"/{self.prefix}/" if self.prefix else "/"
         if not path.startswith(prefix):
             return None, None
-        relative = path[len(prefix):]
+        relative = path[len(prefix) :]
         for route in self.routes:
             m = route.pattern.match(relative)
             if m:
@@ -221,15 +224,18 @@ class HttpFrontend:
         if not self._authorized(handler, route, query):
             return self._reply(handler, 401, {}, b"")
         host = handler.headers.get("Host") or f"127.0.0.1:{self.port}"
-        datum = meta.Datum(type="http", value={
-            "method": meta.Datum(handler.command, "string"),
-            "url": meta.Datum(f"http://{host}{handler.path}", "string"),
-            "headers": {k.lower(): meta.Datum(v, "string") for k, v in handler.headers.items()},
-            "query": {k: meta.Datum(v, "string") for k, v in query.items()},
-            "params": {k: meta.Datum(v, "string") for k, v in params.items()},
-            "body": meta.Datum(body, "bytes"),
-        })
-        result = invoke(route.spec, datum, None, f"This function was programmatically called via the host APIs.")
+        datum = meta.Datum(
+            type="http",
+            value={
+                "method": meta.Datum(handler.command, "string"),
+                "url": meta.Datum(f"http://{host}{handler.path}", "string"),
+                "headers": {k.lower(): meta.Datum(v, "string") for k, v in handler.headers.items()},
+                "query": {k: meta.Datum(v, "string") for k, v in query.items()},
+                "params": {k: meta.Datum(v, "string") for k, v in params.items()},
+                "body": meta.Datum(body, "bytes"),
+            },
+        )
+        result = invoke(route.spec, datum, None, "This function was programmatically called via the host APIs.")
         if not result.ok:
             return self._reply(handler, 500, {}, b"")
         self.outputs.write(route.spec, result.outputs)
@@ -260,7 +266,9 @@ class HttpFrontend:
 class QueueListener:
     """Polls one queue for one queue-triggered function, with the host's rules."""
 
-    def __init__(self, spec: FunctionSpec, options: QueueOptions, outputs: OutputWriter, *, lease: float, poll_floor: float = 0.1) -> None:
+    def __init__(
+        self, spec: FunctionSpec, options: QueueOptions, outputs: OutputWriter, *, lease: float, poll_floor: float = 0.1
+    ) -> None:
         self.spec = spec
         self.options = options
         self.outputs = outputs
@@ -306,8 +314,14 @@ class QueueListener:
                 while len(self._in_flight) > self.options.new_batch_threshold and not self._stop.is_set():
                     self._lock.wait(0.5)
             try:
-                messages = list(next(self.queue.receive_messages(
-                    messages_per_page=self.options.batch_size, visibility_timeout=int(self.lease)).by_page(), []))
+                messages = list(
+                    next(
+                        self.queue.receive_messages(
+                            messages_per_page=self.options.batch_size, visibility_timeout=int(self.lease)
+                        ).by_page(),
+                        [],
+                    )
+                )
             except Exception as exc:  # storage hiccup: back off like the host
                 log.warning("Polling %s failed: %s", self.queue_name, exc)
                 messages = []
@@ -358,7 +372,9 @@ class QueueListener:
                     "ExpirationTime": meta.Datum(_iso(message.expires_on), "string"),
                     "NextVisibleTime": meta.Datum(_iso(message.next_visible_on), "string"),
                 }
-                result = invoke(self.spec, meta.Datum(body, "string"), metadata, f"New queue message detected on '{self.queue_name}'.")
+                result = invoke(
+                    self.spec, meta.Datum(body, "string"), metadata, f"New queue message detected on '{self.queue_name}'."
+                )
                 ok, outputs = result.ok, result.outputs
             with self._lock:
                 receipt = message.pop_receipt
@@ -380,11 +396,18 @@ class QueueListener:
 
     def _to_poison(self, message) -> None:
         if self.poison is None:
-            log.error("Message %s on %s failed %d times; no poison queue for a poison queue: left invisible",
-                      message.id, self.queue_name, message.dequeue_count)
+            log.error(
+                "Message %s on %s failed %d times; no poison queue for a poison queue: left invisible",
+                message.id,
+                self.queue_name,
+                message.dequeue_count,
+            )
             return
-        log.warning("Message has reached MaxDequeueCount of %d. Moving message to queue '%s-poison'.",
-                    self.options.max_dequeue_count, self.queue_name)
+        log.warning(
+            "Message has reached MaxDequeueCount of %d. Moving message to queue '%s-poison'.",
+            self.options.max_dequeue_count,
+            self.queue_name,
+        )
         self.poison.send_message(message.content)
         with self._lock:
             receipt = message.pop_receipt
@@ -392,7 +415,7 @@ class QueueListener:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00") if moment else None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00") if moment else None
 
 
 # ---- timers --------------------------------------------------------------------------------------
@@ -414,9 +437,11 @@ class TimerListener:
         self._thread.join(5)
 
     def fire(self, past_due: bool = False) -> bool:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         status = {"Last": _iso(self.last), "Next": _iso(self.schedule.next_after(now)), "LastUpdated": _iso(now)}
-        datum = meta.Datum(json.dumps({"Schedule": {"AdjustForDST": True}, "ScheduleStatus": status, "IsPastDue": past_due}), "json")
+        datum = meta.Datum(
+            json.dumps({"Schedule": {"AdjustForDST": True}, "ScheduleStatus": status, "IsPastDue": past_due}), "json"
+        )
         self.last = now
         return invoke(self.spec, datum, None, "Timer fired at " + now.isoformat()).ok
 
@@ -424,7 +449,7 @@ class TimerListener:
         if self.spec.trigger.get("runOnStartup"):
             self.fire()
         while not self._stop.is_set():
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             due = self.schedule.next_after(now)
             if self._stop.wait((due - now).total_seconds()):
                 return
@@ -445,6 +470,7 @@ class LocalHost:
         function_key: str | None = None,
         lease: float = 600.0,
         queue_overrides: dict | None = None,
+        worker_log: str | None = None,
     ) -> None:
         """`queue_overrides` replaces host.json queue settings (QueueOptions fields), e.g. for fast tests."""
         self.app_path = Path(app_path)
@@ -459,6 +485,7 @@ class LocalHost:
         self.run_timers = run_timers
         self.function_key = function_key
         self.lease = lease
+        self.worker_log = worker_log
         self.http: HttpFrontend | None = None
         self.listeners: list[QueueListener] = []
         self.timers: list[TimerListener] = []
@@ -489,15 +516,33 @@ class LocalHost:
 
     def start_queue_listeners(self) -> None:
         self.listeners = [
-            QueueListener(s, self.config.queues, self.outputs, lease=self.lease, poll_floor=min(0.1, self.config.queues.max_polling_interval))
+            QueueListener(
+                s,
+                self.config.queues,
+                self.outputs,
+                lease=self.lease,
+                poll_floor=min(0.1, self.config.queues.max_polling_interval),
+            )
             for s in self.functions("queueTrigger")
         ]
         for listener in self.listeners:
             listener.start()
 
     def spawn_worker(self) -> subprocess.Popen:
-        args = [sys.executable, "-m", "devtools.funchost", "--app", str(self.app_path), "--queues-only", "--lease", str(self.lease),
-                "--queue-overrides", json.dumps(self.queue_overrides)]
+        args = [
+            sys.executable,
+            "-m",
+            "devtools.funchost",
+            "--app",
+            str(self.app_path),
+            "--queues-only",
+            "--lease",
+            str(self.lease),
+            "--queue-overrides",
+            json.dumps(self.queue_overrides),
+        ]
+        if self.worker_log:
+            args += ["--log-file", self.worker_log]
         return subprocess.Popen(args, cwd=ROOT, env=os.environ.copy())
 
     def stop(self) -> None:
@@ -536,10 +581,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--function-key", default=os.environ.get("FUNCTION_KEY"))
     parser.add_argument("--settings", help="a local.settings.json whose Values become the environment")
     parser.add_argument("--lease", type=float, default=600.0, help="seconds a received message stays invisible")
-    parser.add_argument("--queue-overrides", type=json.loads, default={}, help="JSON object of host.json queue settings to replace")
+    parser.add_argument(
+        "--queue-overrides", type=json.loads, default={}, help="JSON object of host.json queue settings to replace"
+    )
+    parser.add_argument("--log-file", help="append logs to this file instead of the console")
     parser.add_argument("--queues-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S", filename=args.log_file)
     logging.getLogger("azure").setLevel(logging.WARNING)
     if args.settings:
         load_settings_file(Path(args.settings))
@@ -550,12 +598,19 @@ def main(argv: list[str] | None = None) -> int:
         host = LocalHost(args.app, http_port=None, run_timers=False, lease=args.lease, queue_overrides=args.queue_overrides)
         host.start_queue_listeners()
     else:
-        host = LocalHost(args.app, http_port=args.port, queue_workers=args.workers, function_key=args.function_key,
-                         lease=args.lease, queue_overrides=args.queue_overrides)
+        host = LocalHost(
+            args.app,
+            http_port=args.port,
+            queue_workers=args.workers,
+            function_key=args.function_key,
+            lease=args.lease,
+            queue_overrides=args.queue_overrides,
+        )
         host.start()
         for spec in host.functions("httpTrigger"):
             route = spec.trigger.get("route") or spec.name
-            print(f"  {spec.name}: [{','.join(spec.trigger.get('methods') or ['*'])}] {host.base_url}/{host.config.route_prefix}/{route}", flush=True)
+            methods = ",".join(spec.trigger.get("methods") or ["*"])
+            print(f"  {spec.name}: [{methods}] {host.base_url}/{host.config.route_prefix}/{route}", flush=True)
     stop.wait()
     host.stop()
     return 0

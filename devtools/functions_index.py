@@ -48,6 +48,7 @@ class FunctionSpec:
     outputs: list[dict] = field(default_factory=list)  # named output bindings (func.Out parameters)
     return_binding: dict | None = None
     annotations: dict[str, object] = field(default_factory=dict)
+    bindings: list[dict] = field(default_factory=list)  # as the worker reports them to the host
 
 
 @dataclass
@@ -77,7 +78,7 @@ def _spec(function) -> FunctionSpec:
     hints = typing.get_type_hints(user_function)
     bindings = [json.loads(raw) for raw in function.get_raw_bindings()]
     trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
-    spec = FunctionSpec(function.get_function_name(), user_function, trigger, annotations=hints)
+    spec = FunctionSpec(function.get_function_name(), user_function, trigger, annotations=hints, bindings=bindings)
     for binding in bindings:
         if binding is trigger:
             continue
@@ -98,14 +99,18 @@ def _check_annotations(spec: FunctionSpec) -> None:
     for binding in [spec.trigger, *spec.inputs, *spec.outputs]:
         name = binding["name"]
         if name not in params:
-            raise FunctionLoadError(f"{spec.name}: the function has no parameter named {name!r} for its {binding['type']} binding")
+            raise FunctionLoadError(
+                f"{spec.name}: the function has no parameter named {name!r} for its {binding['type']} binding"
+            )
         annotation = spec.annotations.get(name)
         converter = registry.get(binding["type"])
         if converter is None or annotation is None:
             continue
         if binding["direction"] == "OUT":
             if typing.get_origin(annotation) is not func.Out and annotation is not func.Out:
-                raise FunctionLoadError(f"{spec.name}: binding {name} is declared as an output, so its annotation must be func.Out[...]")
+                raise FunctionLoadError(
+                    f"{spec.name}: binding {name} is declared as an output, so its annotation must be func.Out[...]"
+                )
             inner = typing.get_args(annotation)[0] if typing.get_args(annotation) else str
             ok = converter.check_output_type_annotation(inner)
         else:
@@ -117,7 +122,9 @@ def _check_annotations(spec: FunctionSpec) -> None:
     if spec.return_binding and "return" in spec.annotations:
         converter = registry.get(spec.return_binding["type"])
         if converter and not converter.check_output_type_annotation(spec.annotations["return"]):
-            raise FunctionLoadError(f"{spec.name}: the return annotation does not match its {spec.return_binding['type']} binding")
+            raise FunctionLoadError(
+                f"{spec.name}: the return annotation does not match its {spec.return_binding['type']} binding"
+            )
 
 
 def invoke(spec: FunctionSpec, trigger: meta.Datum, trigger_metadata: dict | None, reason: str) -> Invocation:
@@ -145,10 +152,21 @@ def invoke(spec: FunctionSpec, trigger: meta.Datum, trigger_metadata: dict | Non
         outcome = Invocation(True, result, encoded)
     except Exception as exc:  # the host reports the failure and applies its retry rules
         outcome = Invocation(False, error=exc)
-        log.error("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)\n%s: %s", spec.name, invocation_id,
-                  (time.perf_counter() - started) * 1000, type(exc).__name__, exc)
+        log.error(
+            "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)\n%s: %s",
+            spec.name,
+            invocation_id,
+            (time.perf_counter() - started) * 1000,
+            type(exc).__name__,
+            exc,
+        )
         return outcome
-    log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)", spec.name, invocation_id, (time.perf_counter() - started) * 1000)
+    log.info(
+        "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)",
+        spec.name,
+        invocation_id,
+        (time.perf_counter() - started) * 1000,
+    )
     return outcome
 
 

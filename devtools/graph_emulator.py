@@ -20,17 +20,19 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode
 
 from devtools.identity import TENANT_ID, TokenAuthority
 from devtools.tenant import Chat, Tenant
 
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 READ_CHAT_APPS = {
-    "TeamsAppInstallation.ReadForChat.All", "TeamsAppInstallation.ReadWriteForChat.All",
-    "TeamsAppInstallation.ReadWriteAndConsentForChat.All", "TeamsAppInstallation.Read.All",
+    "TeamsAppInstallation.ReadForChat.All",
+    "TeamsAppInstallation.ReadWriteForChat.All",
+    "TeamsAppInstallation.ReadWriteAndConsentForChat.All",
+    "TeamsAppInstallation.Read.All",
 }
 WRITE_CHAT_APPS = {"TeamsAppInstallation.ReadWriteForChat.All", "TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
 CONSENT_CHAT_APPS = {"TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
@@ -56,7 +58,18 @@ class Fault:
     status: int
     remaining: int
     match: Callable[[str, str], bool]  # (method, kind) -> applies
-    retry_after: int | None = None
+    retry_after: int | str | None = None
+    code: str | None = None
+    message: str | None = None
+
+    def error(self) -> GraphFault:
+        headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
+        default_code, default_message = {
+            429: ("TooManyRequests", "Please retry again later."),
+            503: ("ServiceUnavailable", "The service is temporarily unavailable."),
+            401: ("InvalidAuthenticationToken", "Lifetime validation failed, the token is expired."),
+        }.get(self.status, ("InternalServerError", "An internal server error occurred."))
+        return GraphFault(self.status, self.code or default_code, self.message or default_message, headers)
 
 
 @dataclass
@@ -112,8 +125,14 @@ class Throttle:
 
 
 class GraphEmulator:
-    def __init__(self, tenant: Tenant | None = None, *, authority: TokenAuthority | None = None, limits: Limits | None = None,
-                 latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        tenant: Tenant | None = None,
+        *,
+        authority: TokenAuthority | None = None,
+        limits: Limits | None = None,
+        latency: float = 0.0,
+    ) -> None:
         self.tenant = tenant or Tenant()
         self.authority = authority or TokenAuthority()
         self.limits = limits or Limits()
@@ -123,6 +142,7 @@ class GraphEmulator:
         self.upgrades: dict[str, int] = {}  # chat id -> successful upgrade POSTs
         self.faults: list[Fault] = []
         self.on_upgrade: Callable[[str], None] | None = None  # called after an upgrade is applied
+        self.after: dict[str, Callable[[Request], None]] = {}  # kind -> called after a request succeeded
         self.page_cap: int | None = None  # serve fewer items per page than asked (Graph may)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -170,12 +190,24 @@ class GraphEmulator:
 
     # ---- test controls ----------------------------------------------------------------------------
 
-    def inject(self, status: int, count: int, *, kind: str | None = None, method: str | None = None, retry_after: int | None = None) -> None:
-        """The next `count` matching requests fail with `status` (429 and 503 carry Retry-After)."""
+    def inject(
+        self,
+        status: int,
+        count: int,
+        *,
+        kind: str | None = None,
+        method: str | None = None,
+        retry_after: int | str | None = None,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """The next `count` matching requests fail with `status` (and Retry-After, when given)."""
+
         def match(m: str, k: str) -> bool:
             return (kind is None or k == kind) and (method is None or m == method)
+
         with self._lock:
-            self.faults.append(Fault(status, count, match, retry_after))
+            self.faults.append(Fault(status, count, match, retry_after, code, message))
 
     def requests(self, kind: str | None = None, status: int | None = None) -> list[Request]:
         with self._lock:
@@ -220,14 +252,23 @@ class GraphEmulator:
                 status, payload, headers = self._dispatch(handler, method, segments, query, body, record)
         except GraphFault as fault:
             status, headers = fault.status, fault.headers
-            payload = {"error": {"code": fault.code, "message": fault.message, "innerError": {
-                "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
-                "request-id": str(uuid.uuid4()),
-                "client-request-id": handler.headers.get("client-request-id", ""),
-            }}}
+            payload = {
+                "error": {
+                    "code": fault.code,
+                    "message": fault.message,
+                    "innerError": {
+                        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                        "request-id": str(uuid.uuid4()),
+                        "client-request-id": handler.headers.get("client-request-id", ""),
+                    },
+                }
+            }
         record.status = status
         with self._lock:
             self.log.append(record)
+        hook = self.after.get(record.kind)
+        if hook and status < 300:
+            hook(record)
         if self.latency:
             time.sleep(self.latency)
         data = json.dumps(payload).encode() if payload is not None else b""
@@ -254,12 +295,15 @@ class GraphEmulator:
         header = handler.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             raise GraphFault(401, "InvalidAuthenticationToken", "Access token is empty.")
-        claims = self.authority.verify(header[len("Bearer "):], GRAPH_AUDIENCE)
+        claims = self.authority.verify(header[len("Bearer ") :], GRAPH_AUDIENCE)
         if claims is None:
-            raise GraphFault(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience, signature or expiry.")
+            raise GraphFault(
+                401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience, signature or expiry."
+            )
         if allowed and not allowed & set(claims.get("roles", [])):
-            raise GraphFault(403, "Forbidden", "Missing role permissions on the request. API requires one of "
-                             f"'{', '.join(sorted(allowed))}'.")
+            raise GraphFault(
+                403, "Forbidden", f"Missing role permissions on the request. API requires one of '{', '.join(sorted(allowed))}'."
+            )
 
     def _admit(self, method: str, kind: str, record: Request, keys: list[tuple[str, int]]) -> None:
         with self._lock:
@@ -267,11 +311,7 @@ class GraphEmulator:
             if fault:
                 fault.remaining -= 1
         if fault:
-            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-            if fault.status == 429:
-                raise GraphFault(429, "TooManyRequests", "Please retry again later.", headers)
-            raise GraphFault(fault.status, "ServiceUnavailable" if fault.status == 503 else "InternalServerError",
-                             "The service is temporarily unavailable.", headers)
+            raise fault.error()
         if not self.throttle.admit(keys, record.t):
             raise GraphFault(429, "TooManyRequests", "Please retry again later.", {"Retry-After": self.limits.retry_after})
 
@@ -289,15 +329,28 @@ class GraphEmulator:
             self._admit(method, record.kind, record, [("directory", lim.directory_rps)])
             users = [{"id": u.id, "displayName": u.display_name, "userPrincipalName": u.upn} for u in self.tenant.users.values()]
             return self._page(users, query, "/users", max_top=999, default_top=100)
-        if method == "GET" and len(path) == 4 and path[0] == "groups" and path[2:] == ["transitiveMembers", "microsoft.graph.user"]:
+        if (
+            method == "GET"
+            and len(path) == 4
+            and path[0] == "groups"
+            and path[2:] == ["transitiveMembers", "microsoft.graph.user"]
+        ):
             record.kind, record.bucket = "listGroupUsers", "directory"
             self._authorize(handler, READ_MEMBERS)
             self._admit(method, record.kind, record, [("directory", lim.directory_rps)])
             if path[1] not in self.tenant.groups:
-                raise GraphFault(404, "Request_ResourceNotFound", f"Resource '{path[1]}' does not exist or one of its queried reference-property objects are not present.")
+                raise GraphFault(
+                    404,
+                    "Request_ResourceNotFound",
+                    f"Resource '{path[1]}' does not exist or one of its queried reference-property objects are not present.",
+                )
             ids = self.tenant.transitive_users(path[1])
-            users = [{"@odata.type": "#microsoft.graph.user", "id": i, "displayName": self.tenant.users[i].display_name} for i in ids]
-            return self._page(users, query, f"/groups/{path[1]}/transitiveMembers/microsoft.graph.user", max_top=999, default_top=100)
+            users = [
+                {"@odata.type": "#microsoft.graph.user", "id": i, "displayName": self.tenant.users[i].display_name} for i in ids
+            ]
+            return self._page(
+                users, query, f"/groups/{path[1]}/transitiveMembers/microsoft.graph.user", max_top=999, default_top=100
+            )
         if method == "GET" and len(path) == 3 and path[0] == "users" and path[2] == "chats":
             return self._list_chats(handler, path[1], query, record)
         if len(path) >= 3 and path[0] == "chats" and path[2] == "installedApps":
@@ -318,7 +371,9 @@ class GraphEmulator:
         except ValueError:
             raise GraphFault(400, "BadRequest", "Invalid value for $top.") from None
         if not 1 <= top <= max_top:
-            raise GraphFault(400, "BadRequest", f"Invalid page size specified: '{top}'. Must be between 1 and {max_top} inclusive.")
+            raise GraphFault(
+                400, "BadRequest", f"Invalid page size specified: '{top}'. Must be between 1 and {max_top} inclusive."
+            )
         if self.page_cap:
             top = min(top, self.page_cap)
         offset = 0
@@ -327,7 +382,7 @@ class GraphEmulator:
                 offset = json.loads(base64.urlsafe_b64decode(query["$skiptoken"] + "==="))["o"]
             except (ValueError, KeyError, TypeError):
                 raise GraphFault(400, "BadRequest", "Invalid $skiptoken.") from None
-        body = {"@odata.context": f"{self.base_url}/$metadata#{path.strip('/')}", "value": items[offset:offset + top]}
+        body = {"@odata.context": f"{self.base_url}/$metadata#{path.strip('/')}", "value": items[offset : offset + top]}
         if offset + top < len(items):
             token = base64.urlsafe_b64encode(json.dumps({"o": offset + top}).encode()).decode().rstrip("=")
             params = {k: v for k, v in query.items() if k != "$skiptoken"}
@@ -359,12 +414,20 @@ class GraphEmulator:
                 raise GraphFault(400, "BadRequest", f"Invalid filter clause: {flt}")
             app_id = _unquote_odata(m.group(1))
             chats = [c for c in chats if app_id in c.installed]
-        items = [{
-            "id": c.id, "topic": c.topic, "createdDateTime": "2025-03-01T10:00:00.000Z",
-            "lastUpdatedDateTime": "2026-10-01T10:00:00.000Z", "chatType": c.chat_type,
-            "webUrl": f"https://teams.microsoft.com/l/chat/{c.id}/0?tenantId={TENANT_ID}", "tenantId": TENANT_ID,
-            "onlineMeetingInfo": None, "viewpoint": {"isHidden": False, "lastMessageReadDateTime": "2026-10-01T10:00:00.000Z"},
-        } for c in chats]
+        items = [
+            {
+                "id": c.id,
+                "topic": c.topic,
+                "createdDateTime": "2025-03-01T10:00:00.000Z",
+                "lastUpdatedDateTime": "2026-10-01T10:00:00.000Z",
+                "chatType": c.chat_type,
+                "webUrl": f"https://teams.microsoft.com/l/chat/{c.id}/0?tenantId={TENANT_ID}",
+                "tenantId": TENANT_ID,
+                "onlineMeetingInfo": None,
+                "viewpoint": {"isHidden": False, "lastMessageReadDateTime": "2026-10-01T10:00:00.000Z"},
+            }
+            for c in chats
+        ]
         return self._page(items, query, f"/users/{user_id}/chats", max_top=50, default_top=50)
 
     def _installation_json(self, chat: Chat, app_id: str, expand: set[str]) -> dict:
@@ -372,13 +435,20 @@ class GraphEmulator:
         version = chat.installed[app_id]
         item: dict = {"id": chat.installation_id(app_id)}
         if "teamsApp" in expand and app:
-            item["teamsApp"] = {"id": app.id, "externalId": app.external_id, "displayName": app.display_name,
-                                "distributionMethod": app.distribution}
+            item["teamsApp"] = {
+                "id": app.id,
+                "externalId": app.external_id,
+                "displayName": app.display_name,
+                "distributionMethod": app.distribution,
+            }
         if "teamsAppDefinition" in expand and app:
             definition = next((d for d in app.definitions if d.version == version), None)
             item["teamsAppDefinition"] = {
-                "id": definition.id if definition else "", "teamsAppId": app.id, "displayName": app.display_name,
-                "version": version, "publishingState": definition.state if definition else "published",
+                "id": definition.id if definition else "",
+                "teamsAppId": app.id,
+                "displayName": app.display_name,
+                "version": version,
+                "publishingState": definition.state if definition else "published",
             }
         return item
 
@@ -399,11 +469,22 @@ class GraphEmulator:
                 if not m:
                     raise GraphFault(400, "BadRequest", f"Invalid filter clause: {flt}")
                 field_name, value = m.group(1), _unquote_odata(m.group(2))
-                apps = [a for a in apps if a in self.tenant.apps and
-                        (self.tenant.apps[a].id if field_name == "id" else self.tenant.apps[a].external_id) == value]
+                apps = [
+                    a
+                    for a in apps
+                    if a in self.tenant.apps
+                    and (self.tenant.apps[a].id if field_name == "id" else self.tenant.apps[a].external_id) == value
+                ]
             items = [self._installation_json(chat, a, expand) for a in apps]
-        return 200, {"@odata.context": f"{self.base_url}/$metadata#chats('{chat_id}')/installedApps", "@odata.count": len(items),
-                     "value": items}, {}
+        return (
+            200,
+            {
+                "@odata.context": f"{self.base_url}/$metadata#chats('{chat_id}')/installedApps",
+                "@odata.count": len(items),
+                "value": items,
+            },
+            {},
+        )
 
     def _upgrade(self, handler, chat_id: str, installation_id: str, body: bytes, record: Request):
         record.kind, record.bucket, record.chat = "upgrade", "installedApps.post", chat_id
@@ -431,14 +512,25 @@ class GraphEmulator:
             if required:
                 claims = self.authority.verify(handler.headers["Authorization"][7:], GRAPH_AUDIENCE) or {}
                 if not CONSENT_CHAT_APPS & set(claims.get("roles", [])):
-                    raise GraphFault(403, "Forbidden", "Installing an app that requires resource-specific consent needs "
-                                     "TeamsAppInstallation.ReadWriteAndConsentForChat.All.")
+                    raise GraphFault(
+                        403,
+                        "Forbidden",
+                        "Installing an app that requires resource-specific consent needs "
+                        "TeamsAppInstallation.ReadWriteAndConsentForChat.All.",
+                    )
             consent = (request.get("consentedPermissionSet") or {}).get("resourceSpecificPermissions") or []
-            given = {(str(p.get("permissionValue", "")).lower(), str(p.get("permissionType", "")).lower()) for p in consent
-                     if isinstance(p, dict)}
+            given = {
+                (str(p.get("permissionValue", "")).lower(), str(p.get("permissionType", "")).lower())
+                for p in consent
+                if isinstance(p, dict)
+            }
             if given != required:
-                raise GraphFault(400, "BadRequest", "ResourceSpecificPermissionsMismatch: the consented permission set does not "
-                                 "match the resource-specific permissions of the app definition.")
+                raise GraphFault(
+                    400,
+                    "BadRequest",
+                    "ResourceSpecificPermissionsMismatch: the consented permission set does not "
+                    "match the resource-specific permissions of the app definition.",
+                )
             chat.installed[app_id] = target.version
             self.upgrades[chat_id] = self.upgrades.get(chat_id, 0) + 1
         if self.on_upgrade:
@@ -461,14 +553,30 @@ class GraphEmulator:
         with self.tenant.lock:
             items = []
             for app in apps:
-                item = {"id": app.id, "externalId": app.external_id, "displayName": app.display_name,
-                        "distributionMethod": app.distribution}
+                item = {
+                    "id": app.id,
+                    "externalId": app.external_id,
+                    "displayName": app.display_name,
+                    "distributionMethod": app.distribution,
+                }
                 if expand:
-                    item["appDefinitions"] = [{
-                        "id": d.id, "teamsAppId": app.id, "displayName": app.display_name, "version": d.version,
-                        "publishingState": d.state, "lastModifiedDateTime": "2026-11-01T10:00:00Z",
-                        "authorization": {"requiredPermissionSet": {"resourceSpecificPermissions": [
-                            {"permissionValue": v, "permissionType": t} for v, t in d.permissions]}},
-                    } for d in app.definitions]
+                    item["appDefinitions"] = [
+                        {
+                            "id": d.id,
+                            "teamsAppId": app.id,
+                            "displayName": app.display_name,
+                            "version": d.version,
+                            "publishingState": d.state,
+                            "lastModifiedDateTime": "2026-11-01T10:00:00Z",
+                            "authorization": {
+                                "requiredPermissionSet": {
+                                    "resourceSpecificPermissions": [
+                                        {"permissionValue": v, "permissionType": t} for v, t in d.permissions
+                                    ]
+                                }
+                            },
+                        }
+                        for d in app.definitions
+                    ]
                 items.append(item)
         return 200, {"@odata.context": f"{self.base_url}/$metadata#appCatalogs/teamsApps", "value": items}, {}

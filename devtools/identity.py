@@ -123,7 +123,9 @@ class IdentityEndpoint:
                     return self._send(400, {"statusCode": 400, "message": "resource and api-version=2019-08-01 are required."})
                 client_id = query.get("client_id")
                 if client_id and client_id not in endpoint.user_assigned:
-                    return self._send(400, {"statusCode": 400, "message": f"No user-assigned identity with client id {client_id}."})
+                    return self._send(
+                        400, {"statusCode": 400, "message": f"No user-assigned identity with client id {client_id}."}
+                    )
                 token, expires = endpoint.authority.issue(resource, client_id)
                 self._send(
                     200,

@@ -93,7 +93,9 @@ class Tenant:
         self.groups[group_id] = list(members)
         return group_id
 
-    def add_app(self, name: str, versions=("1.0.0",), *, permissions=(), external_id: str | None = None, app_id: str | None = None) -> CatalogApp:
+    def add_app(
+        self, name: str, versions=("1.0.0",), *, permissions=(), external_id: str | None = None, app_id: str | None = None
+    ) -> CatalogApp:
         app = CatalogApp(app_id or self._guid(), external_id or self._guid(), name)
         for version in versions:
             app.definitions.append(Definition(app.id, version, permissions=list(permissions)))
@@ -115,7 +117,9 @@ class Tenant:
                 if definition.version == version and definition.state == "submitted":
                     definition.state = "published"
 
-    def add_chat(self, chat_type: str, members: list[str], *, installed: dict[str, str] | None = None, chat_id: str | None = None) -> Chat:
+    def add_chat(
+        self, chat_type: str, members: list[str], *, installed: dict[str, str] | None = None, chat_id: str | None = None
+    ) -> Chat:
         if chat_id is None:
             if chat_type == "oneOnOne":
                 chat_id = f"19:{members[0]}_{members[1]}@unq.gbl.spaces"
@@ -150,7 +154,8 @@ class Tenant:
     def outdated_chats(self, app_id: str) -> list[Chat]:
         newest = self.apps[app_id].newest_published()
         return [
-            c for c in self.chats.values()
+            c
+            for c in self.chats.values()
             if app_id in c.installed and version_key(c.installed[app_id]) < version_key(newest.version)
         ]
 
@@ -164,7 +169,7 @@ def demo_tenant(*, users: int = 300, chats: int = 600, seed: int = 7, blocked: i
     app = tenant.add_app("Contoso Expenses", versions=("1.3.0", "1.4.0"))
     tenant.add_app("Contoso Helpdesk", versions=("2.0.0",))
     old_versions = ["1.2.0", "1.3.0", "1.3.0"]
-    for index in range(chats):
+    for _ in range(chats):
         kind = rand.choices(["oneOnOne", "group", "meeting"], weights=[3, 5, 2])[0]
         size = 2 if kind == "oneOnOne" else rand.randint(3, 8)
         members = rand.sample(people, size)

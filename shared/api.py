@@ -64,9 +64,15 @@ def publish(req: func.HttpRequest, control: func.Out, services=None) -> func.Htt
     control.set([StartRun(run_id=run_id).encode()])
     status_url = urljoin(req.url.split("?", 1)[0], f"runs/{run_id}")
     log_run(
-        logging.INFO, "Run %s queued for app %s", run_id, request.teams_app_id or request.external_id,
-        runId=run_id, appId=request.teams_app_id, externalId=request.external_id,
-        chats=len(request.chat_ids or ()), dryRun=request.dry_run,
+        logging.INFO,
+        "Run %s queued for app %s",
+        run_id,
+        request.teams_app_id or request.external_id,
+        runId=run_id,
+        appId=request.teams_app_id,
+        externalId=request.external_id,
+        chats=len(request.chat_ids or ()),
+        dryRun=request.dry_run,
     )
     return json_response(202, {"runId": run_id, "statusUrl": status_url}, headers={"Location": status_url})
 

@@ -32,9 +32,7 @@ class TargetApp:
             return {}
         return {
             "consentedPermissionSet": {
-                "resourceSpecificPermissions": [
-                    {"permissionValue": p.value, "permissionType": p.type} for p in self.permissions
-                ]
+                "resourceSpecificPermissions": [{"permissionValue": p.value, "permissionType": p.type} for p in self.permissions]
             }
         }
 
@@ -96,7 +94,9 @@ def find_app(graph, *, teams_app_id: str | None = None, external_id: str | None 
     else:
         query = f"externalId eq {odata_string(external_id or '')}"
         described = f"externalId {external_id}"
-    apps = graph.get("/appCatalogs/teamsApps", params={"$filter": query, "$expand": "appDefinitions"}, bucket=APP_CATALOG_BUCKET).body
+    apps = graph.get(
+        "/appCatalogs/teamsApps", params={"$filter": query, "$expand": "appDefinitions"}, bucket=APP_CATALOG_BUCKET
+    ).body
     apps = [a for a in (apps or {}).get("value", []) if isinstance(a, dict) and a.get("id")]
     if len(apps) > 1:
         apps = [a for a in apps if a.get("distributionMethod") == "organization"] or apps

@@ -53,9 +53,7 @@ class GraphError(Exception):
 class GraphRetryable(GraphError):
     """A failure worth retrying later: `retry_after` seconds is the server's hint, or our backoff."""
 
-    def __init__(
-        self, status: int | None, code: str, message: str, *, retry_after: float, request_id: str | None = None
-    ) -> None:
+    def __init__(self, status: int | None, code: str, message: str, *, retry_after: float, request_id: str | None = None) -> None:
         super().__init__(status, code, message, request_id=request_id)
         self.retry_after = retry_after
 

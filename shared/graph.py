@@ -7,6 +7,7 @@ Every path segment is percent-encoded by the caller through `segment()`: install
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import threading
 import time
@@ -30,7 +31,11 @@ def segment(value: str) -> str:
 
 
 class TokenSource:
-    """Bearer tokens for Graph from an azure-identity credential, cached until shortly before expiry."""
+    """Bearer tokens for Graph from an azure-identity credential, cached until shortly before expiry.
+
+    After a 401, `invalidate()` makes the next token a fresh one: the request carries a claims
+    challenge, which is how MSAL is told to bypass the token cache (ours and the platform's).
+    """
 
     def __init__(self, credential, *, scope: str = GRAPH_SCOPE, margin: float = 300.0, clock: Callable[[], float] = time.time):
         self._credential = credential
@@ -40,17 +45,20 @@ class TokenSource:
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_on = 0.0
+        self._claims: str | None = None
 
     def token(self) -> str:
         with self._lock:
             if self._token is None or self._expires_on - self._clock() < self._margin:
-                access = self._credential.get_token(self._scope)
-                self._token, self._expires_on = access.token, float(access.expires_on)
+                kwargs = {"claims": self._claims} if self._claims else {}
+                access = self._credential.get_token(self._scope, **kwargs)
+                self._token, self._expires_on, self._claims = access.token, float(access.expires_on), None
             return self._token
 
     def invalidate(self) -> None:
         with self._lock:
             self._token = None
+            self._claims = json.dumps({"access_token": {"nbf": {"essential": True, "value": str(int(self._clock()))}}})
 
 
 def managed_identity_tokens(client_id: str | None) -> TokenSource:
@@ -130,8 +138,12 @@ class GraphClient:
     def get(self, path: str, *, params: dict | None = None, bucket: str, not_before: float = 0.0) -> GraphResponse:
         return self.send("GET", self.url(path, params), bucket=bucket, not_before=not_before)
 
-    def post(self, path: str, body: dict, *, bucket: str, not_before: float = 0.0, retry_unavailable: bool = True) -> GraphResponse:
-        return self.send("POST", self.url(path), body=body, bucket=bucket, not_before=not_before, retry_unavailable=retry_unavailable)
+    def post(
+        self, path: str, body: dict, *, bucket: str, not_before: float = 0.0, retry_unavailable: bool = True
+    ) -> GraphResponse:
+        return self.send(
+            "POST", self.url(path), body=body, bucket=bucket, not_before=not_before, retry_unavailable=retry_unavailable
+        )
 
     def send(
         self,
@@ -166,7 +178,9 @@ class GraphClient:
             try:
                 response = self._session.request(method, url, json=body, headers=headers, timeout=self._timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                error: GraphError = GraphUnavailable(None, "transportError", type(exc).__name__, retry_after=min(2.0**attempt, 60.0))
+                error: GraphError = GraphUnavailable(
+                    None, "transportError", type(exc).__name__, retry_after=min(2.0**attempt, 60.0)
+                )
             else:
                 received = self._clock()
                 log.debug("%s %s -> %s in %.0f ms", method, urlsplit(url).path, response.status_code, (received - started) * 1000)

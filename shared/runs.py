@@ -18,11 +18,11 @@ import threading
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.catalog import TargetApp
@@ -38,7 +38,7 @@ INPUT_CHUNK_BYTES = 60_000  # raw; stays under the 64 KiB binary property limit 
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _pack(values: list[str]) -> bytes:
@@ -127,6 +127,7 @@ class RunStore:
         self._table = table
         self._shards = shards
         self._shard_cache: dict[tuple[str, str], tuple[dict, str]] = {}
+        self._known_targets: dict[str, set[str]] = {}  # per run: chats this process already saw as targets
         self._lock = threading.Lock()
 
     # ---- runs -------------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ class RunStore:
         ops = [("create", run)]
         for i in range(self._shards):
             ops.append(("create", {"PartitionKey": spec.run_id, "RowKey": f"count-{i:02d}", "stepsPending": int(i == 0)}))
-        for key, chunk in zip(input_keys, chunks):
+        for key, chunk in zip(input_keys, chunks, strict=True):
             ops.append(("create", {"PartitionKey": spec.run_id, "RowKey": key, "chatIds": _pack(chunk)}))
         for start in range(0, len(ops), MAX_OPS):
             self._table.submit_transaction(ops[start : start + MAX_OPS])
@@ -232,35 +233,68 @@ class RunStore:
     # ---- chats ------------------------------------------------------------------------------------
 
     def add_targets(self, run_id: str, chat_ids: Iterable[str], source: str) -> list[str]:
-        """Records chats as pending targets of the run; returns those that were new (each chat once)."""
-        fresh = list(dict.fromkeys(chat_ids))
-        added: list[str] = []
-        for start in range(0, len(fresh), MAX_OPS - 1):
-            batch = fresh[start : start + MAX_OPS - 1]
+        """Records chats as pending targets of the run; returns those that were new (each chat once).
+
+        A chat row is created alone (a group chat listed by another member already has one: a cheap
+        409), then the new rows are counted: one transaction marks them counted and adds them to
+        `pending`. A step that dies in between leaves uncounted rows, which `pending_from` finds and
+        counts when the step is redelivered.
+        """
+        with self._lock:
+            known = self._known_targets.setdefault(run_id, set())
+            while len(self._known_targets) > 8:
+                del self._known_targets[next(iter(self._known_targets))]
+        created: list[tuple[str, str]] = []
+        for chat_id in dict.fromkeys(chat_ids):
+            if chat_id in known:
+                continue
+            row = {"PartitionKey": run_id, "RowKey": chat_key(chat_id), "chatId": chat_id, "state": "pending", "source": source}
+            try:
+                result = self._table.create_entity({**row, "counted": False})
+            except ResourceExistsError:
+                pass
+            else:
+                created.append((chat_id, result["etag"]))
+            known.add(chat_id)
+        self._count_targets(run_id, created)
+        return [chat_id for chat_id, _ in created]
+
+    def _count_targets(self, run_id: str, rows: list[tuple[str, str]]) -> None:
+        for start in range(0, len(rows), MAX_OPS - 1):
+            batch = list(rows[start : start + MAX_OPS - 1])
             while batch:
                 ops = [
-                    ("create", {"PartitionKey": run_id, "RowKey": chat_key(c), "chatId": c, "state": "pending", "source": source})
-                    for c in batch
+                    (
+                        "update",
+                        {"PartitionKey": run_id, "RowKey": chat_key(chat_id), "counted": True},
+                        {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+                    )
+                    for chat_id, etag in batch
                 ]
                 try:
                     self._commit(run_id, ops, {"pending": len(batch)})
+                    break
                 except TableTransactionError as exc:
-                    if exc.error_code != "EntityAlreadyExists" or exc.index is None or exc.index >= len(batch):
+                    if exc.index is None or exc.index >= len(batch):
                         raise
-                    del batch[exc.index]  # already a target of this run (found through another member)
-                    continue
-                added.extend(batch)
-                break
-        return added
+                    chat_id = batch[exc.index][0]  # counted meanwhile by a redelivered copy of the step
+                    row = self._table.get_entity(run_id, chat_key(chat_id))
+                    if row.get("counted", True):
+                        del batch[exc.index]
+                    else:
+                        batch[exc.index] = (chat_id, row.metadata["etag"])
 
     def pending_from(self, run_id: str, source: str) -> list[str]:
-        """Chats a step added that have no outcome yet (used when a step is redelivered)."""
-        rows = self._table.query_entities(
-            "PartitionKey eq @run and RowKey ge 'chat-' and RowKey lt 'chat.' and source eq @source "
-            "and (state eq 'pending' or state eq 'claimed')",
-            parameters={"run": run_id, "source": source},
-            select=["chatId"],
+        """Chats a step added that have no outcome yet, counted (for a step that is redelivered)."""
+        rows = list(
+            self._table.query_entities(
+                "PartitionKey eq @run and RowKey ge 'chat-' and RowKey lt 'chat.' and source eq @source "
+                "and (state eq 'pending' or state eq 'claimed')",
+                parameters={"run": run_id, "source": source},
+                select=["chatId", "counted"],
+            )
         )
+        self._count_targets(run_id, [(r["chatId"], r.metadata["etag"]) for r in rows if r.get("counted") is False])
         return [row["chatId"] for row in rows]
 
     def get_chats(self, run_id: str, chat_ids: Iterable[str]) -> dict[str, ChatRow]:
@@ -283,10 +317,16 @@ class RunStore:
             ops = [
                 (
                     "update",
-                    {"PartitionKey": run_id, "RowKey": chat_key(r.chat_id), "state": "claimed", "claim": claim, "claimedAt": datetime.now(timezone.utc)},
+                    {
+                        "PartitionKey": run_id,
+                        "RowKey": chat_key(r.chat_id),
+                        "state": "claimed",
+                        "claim": claim,
+                        "claimedAt": datetime.now(UTC),
+                    },
                     {"mode": UpdateMode.MERGE, "etag": r.etag, "match_condition": MatchConditions.IfNotModified},
                 )
-                for r in rows[: MAX_OPS]
+                for r in rows[:MAX_OPS]
             ]
             try:
                 results = self._table.submit_transaction(ops)
@@ -299,7 +339,7 @@ class RunStore:
                 else:
                     rows[exc.index] = fresh
                 continue
-            for row, result in zip(rows, results):
+            for row, result in zip(rows, results, strict=False):
                 row.etag, row.state, row.claim = result["etag"], "claimed", claim
             return rows
         return []
@@ -322,7 +362,9 @@ class RunStore:
                 ops.append(("update", entity, opts))
                 owner.append(i)
                 if failure:
-                    ops.append(("upsert", {"PartitionKey": run_id, "RowKey": _fail_key(o.chat_id), "chatId": o.chat_id, **failure}))
+                    ops.append(
+                        ("upsert", {"PartitionKey": run_id, "RowKey": _fail_key(o.chat_id), "chatId": o.chat_id, **failure})
+                    )
                     owner.append(i)
             deltas: dict[str, int] = {"pending": -len(batch)}
             for o in batch:
@@ -352,9 +394,7 @@ class RunStore:
             return None
         return StepRecord(row.get("messageId", ""), _unpack(row.get("children")))
 
-    def complete_step(
-        self, run_id: str, step_id: str, message_id: str, children: list[str], **deltas: int
-    ) -> StepRecord | None:
+    def complete_step(self, run_id: str, step_id: str, message_id: str, children: list[str], **deltas: int) -> StepRecord | None:
         """Marks a step done and counts its children as pending steps; None if it was done already."""
         row = {
             "PartitionKey": run_id,
@@ -426,9 +466,13 @@ class RunStore:
         failures = []
         for row in rows:
             failures.append(
-                {"chatId": row["chatId"], "status": row.get("status"), "code": row.get("code", ""), "message": row.get("message", "")}
+                {
+                    "chatId": row["chatId"],
+                    "status": row.get("status"),
+                    "code": row.get("code", ""),
+                    "message": row.get("message", ""),
+                }
             )
             if len(failures) >= MAX_FAILURES_LISTED:
                 break
         return failures
-

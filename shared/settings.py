@@ -32,7 +32,7 @@ class StorageSettings:
         if connection_string:
             return cls(connection_string=connection_string)
         prefix = f"{name}__"
-        values = {k[len(prefix):].lower(): v.strip() for k, v in env.items() if k.startswith(prefix) and v.strip()}
+        values = {k[len(prefix) :].lower(): v.strip() for k, v in env.items() if k.startswith(prefix) and v.strip()}
         account = values.get("accountname")
         queue_uri = values.get("queueserviceuri") or (account and f"https://{account}.queue.core.windows.net")
         table_uri = values.get("tableserviceuri") or (account and f"https://{account}.table.core.windows.net")
@@ -78,7 +78,7 @@ class Settings:
     graph_max_rps: float = 25.0
     # Advanced tuning; the defaults suit Graph's documented limits.
     chats_per_message: int = 10
-    users_per_step: int = 20
+    users_per_step: int = 10
     inline_retry_seconds: float = 5.0
     max_chat_attempts: int = 8
 
@@ -95,7 +95,7 @@ class Settings:
             discovery_group_id=_guid(env, "DISCOVERY_GROUP_ID"),
             graph_max_rps=_float(env, "GRAPH_MAX_RPS", 25.0, minimum=0.1),
             chats_per_message=int(_float(env, "UPGRADE_CHATS_PER_MESSAGE", 10, minimum=1)),
-            users_per_step=int(_float(env, "DISCOVERY_USERS_PER_STEP", 20, minimum=1)),
+            users_per_step=int(_float(env, "DISCOVERY_USERS_PER_STEP", 10, minimum=1)),
             inline_retry_seconds=_float(env, "GRAPH_INLINE_RETRY_SECONDS", 5.0, minimum=0),
             max_chat_attempts=int(_float(env, "UPGRADE_MAX_ATTEMPTS", 8, minimum=1)),
         )

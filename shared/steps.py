@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StepOutput:
-    targets: list[str] = field(default_factory=list)
     children: list[tuple[Step, int]] = field(default_factory=list)  # (message, delay in seconds)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -44,11 +43,11 @@ class StepRunner:
             else:
                 log.info("Step %s of run %s was done by another copy; nothing to do", step.step_id, step.run_id)
             return
-        if run.error is not None:
-            output = StepOutput()  # the run failed: wind down without more work
-        else:
-            output = self._work(run, step)
-        self._finish(step, message_id, dequeue_count, output)
+        if dequeue_count > 1:  # an earlier attempt may have recorded targets without queueing them
+            self._s.dispatcher.send_chats(step.run_id, runs.pending_from(step.run_id, step.step_id))
+        # a failed run winds down: its remaining steps complete without more work
+        output = StepOutput() if run.error is not None else self._work(run, step)
+        self._finish(step, message_id, output)
 
     def _work(self, run, step: Step) -> StepOutput:
         if isinstance(step, StartRun):
@@ -58,15 +57,16 @@ class StepRunner:
         if isinstance(step, ScanUserChats):
             return self._scan(run, step)
         if isinstance(step, LoadTargets):
-            return StepOutput(targets=self._s.runs.load_input(step.run_id, step.input_key))
+            self._target(step, self._s.runs.load_input(step.run_id, step.input_key))
+            return StepOutput()
         raise MalformedMessage(f"unexpected step {step.kind}")
 
-    def _finish(self, step: Step, message_id: str, dequeue_count: int, output: StepOutput) -> None:
+    def _target(self, step: Step, chat_ids: list[str]) -> None:
+        """Records chats found by a step and queues the new ones at once, so upgrades start early."""
+        self._s.dispatcher.send_chats(step.run_id, self._s.runs.add_targets(step.run_id, chat_ids, source=step.step_id))
+
+    def _finish(self, step: Step, message_id: str, output: StepOutput) -> None:
         runs = self._s.runs
-        queued = runs.add_targets(step.run_id, output.targets, source=step.step_id)
-        if dequeue_count > 1:  # an earlier attempt may have recorded targets without queueing them
-            queued = list(dict.fromkeys([*queued, *runs.pending_from(step.run_id, step.step_id)]))
-        self._s.dispatcher.send_chats(step.run_id, queued)
         children = [(child.encode(), delay) for child, delay in output.children]
         if runs.complete_step(step.run_id, step.step_id, message_id, children, **output.counts) is None:
             log.info("Step %s of run %s was completed by another copy", step.step_id, step.run_id)
@@ -84,15 +84,26 @@ class StepRunner:
         except GraphError as exc:
             if isinstance(exc, GraphRetryable):
                 raise  # the host retries the start step
-            self._fail(run.run_id, ErrorInfo("catalogError", f"Reading the app catalog failed: {exc.status} {exc.code}: {exc.message}"))
+            self._fail(
+                run.run_id, ErrorInfo("catalogError", f"Reading the app catalog failed: {exc.status} {exc.code}: {exc.message}")
+            )
             return StepOutput()
         self._s.runs.set_target(run.run_id, target)
         log_run(
-            logging.INFO, "Run %s targets %s version %s", run.run_id, target.display_name, target.version,
-            runId=run.run_id, appId=target.teams_app_id, targetVersion=target.version, dryRun=run.dry_run,
+            logging.INFO,
+            "Run %s targets %s version %s",
+            run.run_id,
+            target.display_name,
+            target.version,
+            runId=run.run_id,
+            appId=target.teams_app_id,
+            targetVersion=target.version,
+            dryRun=run.dry_run,
         )
         if run.explicit_chats:
-            children = [LoadTargets(run_id=run.run_id, step_id=f"input-{i}", input_key=key) for i, key in enumerate(run.input_keys)]
+            children = [
+                LoadTargets(run_id=run.run_id, step_id=f"input-{i}", input_key=key) for i, key in enumerate(run.input_keys)
+            ]
         else:
             children = [ListUsers(run_id=run.run_id, step_id="users-0", page=0)]
         return StepOutput(children=[(c, 0) for c in children])
@@ -110,20 +121,27 @@ class StepRunner:
             for i in range(0, len(users), size)
         ]
         if cursor:
-            children.append((ListUsers(run_id=step.run_id, step_id=f"users-{step.page + 1}", page=step.page + 1, cursor=cursor), 0))
+            children.append(
+                (ListUsers(run_id=step.run_id, step_id=f"users-{step.page + 1}", page=step.page + 1, cursor=cursor), 0)
+            )
         return StepOutput(children=children)
 
     def _scan(self, run, step: ScanUserChats) -> StepOutput:
         output = StepOutput(counts={"usersScanned": 0, "usersSkipped": 0, "usersFailed": 0})
         for index, user_id in enumerate(step.user_ids):
             try:
-                output.targets.extend(chats_with_app(self._s.graph, user_id, run.target.teams_app_id))
+                self._target(step, chats_with_app(self._s.graph, user_id, run.target.teams_app_id))
             except GraphRetryable as exc:
                 if step.step_id.count(".") + 1 >= self._s.settings.max_chat_attempts:
                     output.counts["usersFailed"] += len(step.user_ids) - index
                     log_run(
-                        logging.WARNING, "Gave up listing chats of %d users: %s", len(step.user_ids) - index, exc,
-                        runId=step.run_id, graphStatus=exc.status, graphCode=exc.code,
+                        logging.WARNING,
+                        "Gave up listing chats of %d users: %s",
+                        len(step.user_ids) - index,
+                        exc,
+                        runId=step.run_id,
+                        graphStatus=exc.status,
+                        graphCode=exc.code,
                     )
                     break
                 rest = ScanUserChats(run_id=step.run_id, step_id=f"{step.step_id}.{index}", user_ids=step.user_ids[index:])
@@ -135,8 +153,15 @@ class StepRunner:
                 else:
                     output.counts["usersFailed"] += 1
                     log_run(
-                        logging.WARNING, "Listing chats of user %s failed: %s %s", user_id, exc.status, exc.code,
-                        runId=step.run_id, userId=user_id, graphStatus=exc.status, graphCode=exc.code,
+                        logging.WARNING,
+                        "Listing chats of user %s failed: %s %s",
+                        user_id,
+                        exc.status,
+                        exc.code,
+                        runId=step.run_id,
+                        userId=user_id,
+                        graphStatus=exc.status,
+                        graphCode=exc.code,
                     )
                 continue
             output.counts["usersScanned"] += 1

@@ -15,7 +15,7 @@ import logging
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from shared.catalog import TargetApp, odata_string
 from shared.errors import GraphError, GraphRetryable
@@ -105,7 +105,9 @@ class BatchUpgrader:
                 outcomes.append(Outcome(row.chat_id, "notInstalled"))
             elif installation.version and is_at_least(installation.version, target.version):
                 # a claimed chat now current was upgraded by an attempt that died before recording it
-                outcomes.append(Outcome(row.chat_id, "upgraded" if row.state == "claimed" else "alreadyCurrent", version=installation.version))
+                outcomes.append(
+                    Outcome(row.chat_id, "upgraded" if row.state == "claimed" else "alreadyCurrent", version=installation.version)
+                )
             elif run.dry_run:
                 outcomes.append(Outcome(row.chat_id, "wouldUpgrade", version=installation.version))
             else:
@@ -143,7 +145,7 @@ class BatchUpgrader:
             return False  # already has its outcome (a duplicate message)
         if row.claim and row.claim.split(":")[0] == chain:
             return True  # claimed by an earlier attempt of this very batch
-        return row.claimed_at is None or datetime.now(timezone.utc) - row.claimed_at > STALE_CLAIM
+        return row.claimed_at is None or datetime.now(UTC) - row.claimed_at > STALE_CLAIM
 
     @staticmethod
     def _graph_failure(chat_id: str, error: GraphError) -> Outcome:
@@ -151,7 +153,9 @@ class BatchUpgrader:
             return Outcome(chat_id, "notInstalled")  # chat gone or app removed meanwhile
         return Outcome(chat_id, "failed", failure=_failure(error))
 
-    def _reschedule(self, run: RunRecord, message: UpgradeChats, chain: str, rows, retry: dict[str, GraphRetryable]) -> list[Outcome]:
+    def _reschedule(
+        self, run: RunRecord, message: UpgradeChats, chain: str, rows, retry: dict[str, GraphRetryable]
+    ) -> list[Outcome]:
         if message.attempt + 1 >= self._max_attempts:
             gave_up = [Outcome(c, "failed", failure=_failure(e)) for c, e in retry.items()]
             return self._runs.record(run.run_id, rows, gave_up)
@@ -159,7 +163,10 @@ class BatchUpgrader:
         self._requeue(UpgradeChats(run_id=run.run_id, chat_ids=tuple(retry), attempt=message.attempt + 1, claim=chain), delay)
         log.info(
             "Rescheduled %d chats of run %s in %d s (attempt %d)",
-            len(retry), run.run_id, delay, message.attempt + 2,
+            len(retry),
+            run.run_id,
+            delay,
+            message.attempt + 2,
             extra={"runId": run.run_id, "retryAfter": delay, "chats": len(retry)},
         )
         return []

@@ -79,7 +79,9 @@ def handle_control_poison(msg: func.QueueMessage, services=None) -> None:
             counts["usersFailed"] = len(step.user_ids)
         runs.fail_run(
             step.run_id,
-            ErrorInfo("discoveryIncomplete", f"Discovery step {step.step_id} failed on every attempt; some chats may be missing."),
+            ErrorInfo(
+                "discoveryIncomplete", f"Discovery step {step.step_id} failed on every attempt; some chats may be missing."
+            ),
         )
     runs.complete_step(step.run_id, step.step_id, msg.id, [], **counts)
     log_run(logging.ERROR, "Step %s of run %s was poisoned", step.step_id, step.run_id, runId=step.run_id, step=step.step_id)

@@ -44,7 +44,9 @@ def tenant() -> Tenant:
 
 @pytest.fixture
 def emulator(tenant, identity):
-    emu = GraphEmulator(tenant, authority=identity.authority, limits=Limits(bucket_rps=FAST_RPS, directory_rps=FAST_RPS, retry_after=1))
+    emu = GraphEmulator(
+        tenant, authority=identity.authority, limits=Limits(bucket_rps=FAST_RPS, directory_rps=FAST_RPS, retry_after=1)
+    )
     emu.start()
     yield emu
     emu.stop()

@@ -41,7 +41,11 @@ BAD_BODIES = [
     ("dryRun as string", json.dumps({"teamsAppId": APP, "dryRun": "true"}).encode(), "invalidDryRun"),
     ("chatIds not a list", json.dumps({"teamsAppId": APP, "chatIds": CHAT}).encode(), "invalidChatIds"),
     ("chatIds empty", json.dumps({"teamsAppId": APP, "chatIds": []}).encode(), "invalidChatIds"),
-    ("chatIds too many", json.dumps({"teamsAppId": APP, "chatIds": [f"19:{i}@thread.v2" for i in range(10_001)]}).encode(), "invalidChatIds"),
+    (
+        "chatIds too many",
+        json.dumps({"teamsAppId": APP, "chatIds": [f"19:{i}@thread.v2" for i in range(10_001)]}).encode(),
+        "invalidChatIds",
+    ),
     ("chat id not a string", json.dumps({"teamsAppId": APP, "chatIds": [7]}).encode(), "invalidChatId"),
     ("chat id not 19:...@...", json.dumps({"teamsAppId": APP, "chatIds": ["chat-1"]}).encode(), "invalidChatId"),
     ("unknown field", json.dumps({"teamsAppId": APP, "chatIDs": [CHAT]}).encode(), "unknownField"),
@@ -108,7 +112,18 @@ def test_status_of_an_unknown_run_is_404(api):
 def test_status_of_a_new_run_shows_the_contract_shape(api):
     run_id = api.start(teamsAppId=APP, chatIds=[CHAT])
     status = api.status(run_id)
-    assert set(status) >= {"runId", "teamsAppId", "targetVersion", "dryRun", "state", "counts", "failures", "error", "createdAt", "updatedAt"}
+    assert set(status) >= {
+        "runId",
+        "teamsAppId",
+        "targetVersion",
+        "dryRun",
+        "state",
+        "counts",
+        "failures",
+        "error",
+        "createdAt",
+        "updatedAt",
+    }
     assert status["runId"] == run_id
     assert set(status["counts"]) == {"targets", "upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed", "pending"}
     assert status["state"] in ("queued", "discovering", "upgrading", "failed", "completed")

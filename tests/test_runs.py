@@ -21,7 +21,13 @@ def test_explicit_chats_end_on_the_target_version_and_counts_are_exact(api, tena
     assert status["targetVersion"] == "1.1.0"
     assert status["teamsAppId"] == app.id
     assert status["counts"] == {
-        "targets": 8, "upgraded": 4, "wouldUpgrade": 0, "alreadyCurrent": 2, "notInstalled": 2, "failed": 0, "pending": 0,
+        "targets": 8,
+        "upgraded": 4,
+        "wouldUpgrade": 0,
+        "alreadyCurrent": 2,
+        "notInstalled": 2,
+        "failed": 0,
+        "pending": 0,
     }
     assert status["failures"] == [] and status["error"] is None
     assert all(c.installed[app.id] == "1.1.0" for c in outdated)
@@ -73,7 +79,7 @@ def test_group_scoped_discovery_scans_only_transitive_members(api, app_env, tena
     users = people(tenant, 6)
     nested = tenant.add_group([users[2]])
     group = tenant.add_group([users[0], users[1], nested])
-    inside = tenant.add_chat("group", users[0:2] + [users[5]], installed={app.id: "1.0.0"})
+    inside = tenant.add_chat("group", [*users[0:2], users[5]], installed={app.id: "1.0.0"})
     via_nested = tenant.add_chat("oneOnOne", [users[2], users[3]], installed={app.id: "1.0.0"})
     outside = tenant.add_chat("group", users[3:6], installed={app.id: "1.0.0"})
     app_env.setenv("DISCOVERY_GROUP_ID", group)
@@ -217,8 +223,12 @@ def test_blocked_app_is_reported_as_failed_and_not_retried(api, tenant, emulator
     status = api.wait(api.start(teamsAppId=app.id, chatIds=[blocked.id, fine.id]))
 
     assert status["counts"]["upgraded"] == 1 and status["counts"]["failed"] == 1
-    assert status["failures"] == [{
-        "chatId": blocked.id, "status": 403, "code": "Forbidden",
-        "message": "App is blocked by app permission policy. ... AppType: Private",
-    }]
+    assert status["failures"] == [
+        {
+            "chatId": blocked.id,
+            "status": 403,
+            "code": "Forbidden",
+            "message": "App is blocked by app permission policy. ... AppType: Private",
+        }
+    ]
     assert [r.chat for r in emulator.requests(kind="upgrade", status=403)] == [blocked.id]

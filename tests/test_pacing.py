@@ -1,0 +1,96 @@
+"""Pacing that holds across processes: the whole app stays under GRAPH_MAX_RPS per bucket and one
+request per second per chat, and backs off together on Retry-After."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from devtools.graph_emulator import Limits
+from shared.pacing import Pacer, TableSchedule
+from shared.settings import StorageSettings
+from shared.storage import PACING_TABLE, Storage
+from tests.builders import group_chats, org_app, people
+from tests.conftest import Api, start_host
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def test_two_schedules_never_hand_out_more_than_the_rate(azurite, app_env):
+    rate = 20
+    sent: list[float] = []
+    lock = threading.Lock()
+    pacers = [
+        Pacer(
+            schedule=TableSchedule(Storage(StorageSettings(connection_string=azurite.connection_string)).table(PACING_TABLE)),
+            rate=rate,
+        )
+        for _ in range(2)  # two "instances": separate clients, shared table
+    ]
+
+    def send(pacer: Pacer) -> None:
+        for _ in range(15):
+            pacer.acquire("bucket")
+            with lock:
+                sent.append(time.time())
+
+    threads = [threading.Thread(target=send, args=(pacer,)) for pacer in pacers for _ in range(3)]
+    started = time.time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.time() - started
+
+    assert len(sent) == 90
+    assert max_in_window(sent) <= rate
+    assert elapsed >= (90 - rate) / rate  # nobody got more than its share
+
+
+def test_retry_after_pushes_every_instance_back(azurite, app_env):
+    table = PACING_TABLE
+    first = Pacer(
+        schedule=TableSchedule(Storage(StorageSettings(connection_string=azurite.connection_string)).table(table)), rate=50
+    )
+    second = Pacer(
+        schedule=TableSchedule(Storage(StorageSettings(connection_string=azurite.connection_string)).table(table)), rate=50
+    )
+    first.acquire("b")
+    second.acquire("b")
+    first.backoff("b", 1.5)
+    pushed = time.time()
+    slot = second.acquire("b")
+    assert slot >= pushed + 1.4
+
+
+def test_a_run_on_two_worker_processes_stays_under_the_limits(app_env, tenant, emulator):
+    limit = 10
+    emulator.limits = Limits(bucket_rps=limit, directory_rps=limit, retry_after=1)
+    emulator.throttle.limits = emulator.limits
+    app_env.setenv("GRAPH_MAX_RPS", str(limit))
+    app = org_app(tenant)
+    users = people(tenant, 6)
+    chats = group_chats(tenant, users, 24, {app.id: "1.0.0"}) + group_chats(tenant, users[:2], 6, {app.id: "1.1.0"})
+
+    host = start_host(queue_workers=2)
+    try:
+        api = Api(host.base_url)
+        status = api.wait(api.start(teamsAppId=app.id), timeout=90)
+    finally:
+        host.stop()
+
+    assert status["counts"]["upgraded"] == 24 and status["counts"]["alreadyCurrent"] == 6
+    assert not emulator.requests(status=429)
+    for bucket in ("installedApps.get", "installedApps.post", "teams.get"):
+        assert emulator.max_per_window(bucket) <= limit, bucket
+    assert emulator.min_chat_gap() >= 1.0
+    assert emulator.upgrades == {c.id: 1 for c in chats[:24]}
+    assert len(emulator.requests(kind="getInstalledApps")) == 30  # one GET per target chat, no more

@@ -1,0 +1,126 @@
+"""Settings parsing, and the Graph client against the emulator through the real managed-identity credential."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+
+import pytest
+
+from shared.errors import GraphError, GraphThrottled
+from shared.graph import GraphClient, managed_identity_tokens, segment
+from shared.settings import ConfigError, Settings, StorageSettings
+from tests.builders import group_chats, org_app, people
+
+
+def test_identity_based_storage_settings():
+    env = {
+        "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net/",
+        "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net",
+        "AzureWebJobsStorage__credential": "managedidentity",
+        "AzureWebJobsStorage__clientId": "0b1c2d3e-0000-4000-8000-000000000001",
+    }
+    storage = StorageSettings.from_env(env)
+    assert storage.connection_string is None
+    assert storage.queue_service_uri == "https://acct.queue.core.windows.net"
+    assert storage.table_service_uri == "https://acct.table.core.windows.net"
+    assert (storage.credential, storage.client_id) == ("managedidentity", "0b1c2d3e-0000-4000-8000-000000000001")
+    by_account = StorageSettings.from_env({"AzureWebJobsStorage__accountName": "acct"})
+    assert by_account.table_service_uri == "https://acct.table.core.windows.net"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "AzureWebJobsStorage"),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "GRAPH_MAX_RPS": "fast"}, "GRAPH_MAX_RPS"),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "GRAPH_MAX_RPS": "0"}, "GRAPH_MAX_RPS"),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "DISCOVERY_GROUP_ID": "sales"}, "DISCOVERY_GROUP_ID"),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "GRAPH_BASE_URL": "graph.microsoft.com"}, "GRAPH_BASE_URL"),
+    ],
+)
+def test_bad_settings_name_the_setting(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_defaults():
+    settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    assert settings.graph_base_url == "https://graph.microsoft.com/v1.0"
+    assert settings.graph_max_rps == 25
+    assert settings.discovery_group_id is None and settings.azure_client_id is None
+
+
+@pytest.fixture
+def graph(app_env, emulator) -> GraphClient:
+    return GraphClient(base_url=emulator.base_url, tokens=managed_identity_tokens(None), inline_retry_seconds=0)
+
+
+def test_token_is_fetched_once_and_never_logged(graph, identity, tenant, emulator, caplog):
+    app = org_app(tenant)
+    chat = group_chats(tenant, people(tenant, 2), 1, {app.id: "1.0.0"})[0]
+    caplog.set_level(logging.DEBUG)
+    before = len(identity.requests)
+    for _ in range(3):
+        graph.get(f"/chats/{segment(chat.id)}/installedApps", bucket="test")
+        emulator.throttle._windows.clear()
+    assert len(identity.requests) - before == 1
+    token = managed_identity_tokens(None).token()
+    assert token not in caplog.text
+    assert token.split(".")[2] not in caplog.text  # not even the signature part
+    assert identity.header_secret not in caplog.text
+
+
+def test_errors_carry_status_code_message_and_retry_after(graph, emulator):
+    with pytest.raises(GraphError) as missing:
+        graph.get(f"/chats/{segment('19:none@thread.v2')}/installedApps", bucket="test")
+    assert (missing.value.status, missing.value.code) == (404, "NotFound")
+    assert missing.value.request_id
+
+    in_30s = email.utils.formatdate(time.time() + 30, usegmt=True)
+    emulator.inject(429, 1, retry_after=in_30s)  # Retry-After may be an HTTP date
+    emulator.inject(429, 1, retry_after=7)
+    emulator.inject(429, 1)  # none given: exponential backoff, starting at 1 s
+    with pytest.raises(GraphThrottled) as throttled:
+        graph.get("/users", bucket="test")
+    assert 28 <= throttled.value.retry_after <= 30
+    with pytest.raises(GraphThrottled) as throttled:
+        graph.get("/users", bucket="test")
+    assert throttled.value.retry_after == 7
+    with pytest.raises(GraphThrottled) as throttled:
+        graph.get("/users", bucket="test")
+    assert throttled.value.retry_after == 1
+
+
+def test_a_next_link_to_another_host_is_never_followed(graph, identity):
+    before = len(identity.requests)
+    with pytest.raises(GraphError) as refused:
+        graph.send("GET", "https://attacker.example/v1.0/users?$skiptoken=x", bucket="test")
+    assert refused.value.code == "untrustedLink"
+    assert len(identity.requests) == before
+
+
+def test_missing_permission_is_a_403_from_the_emulator(graph, identity, tenant):
+    identity.authority.roles.remove("User.Read.All")
+    try:
+        with pytest.raises(GraphError) as denied:
+            graph.get("/users", bucket="test")
+    finally:
+        identity.authority.roles.append("User.Read.All")
+    assert denied.value.status == 403
+
+
+def test_rsc_upgrade_without_the_permission_set_is_a_400(graph, identity, tenant):
+    app = org_app(tenant, permissions=[("ChatMessage.Read.Chat", "application")])
+    chat = group_chats(tenant, people(tenant, 2), 1, {app.id: "1.0.0"})[0]
+    identity.authority.roles.append("TeamsAppInstallation.ReadWriteAndConsentForChat.All")
+    try:
+        graph_fresh = GraphClient(base_url=graph.base_url, tokens=managed_identity_tokens(None), inline_retry_seconds=0)
+        path = f"/chats/{segment(chat.id)}/installedApps/{segment(chat.installation_id(app.id))}/upgrade"
+        with pytest.raises(GraphError) as mismatch:
+            graph_fresh.post(path, {}, bucket="test")
+    finally:
+        identity.authority.roles.remove("TeamsAppInstallation.ReadWriteAndConsentForChat.All")
+    assert mismatch.value.status == 400
+    assert "ResourceSpecificPermissionsMismatch" in mismatch.value.message

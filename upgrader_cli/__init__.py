@@ -1,0 +1,1 @@
+"""Command-line client for a deployed or local upgrader."""
