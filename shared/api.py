@@ -18,6 +18,7 @@ from shared import services as services_module
 from shared.errors import ErrorInfo, RequestError
 from shared.messages import RUN_ID, StartRun
 from shared.runs import RunSpec
+from shared.settings import ConfigError
 from shared.telemetry import log_run
 from shared.validation import MAX_BODY_BYTES, parse_publish
 
@@ -39,14 +40,25 @@ def _declared_length(req: func.HttpRequest) -> int:
         return 0
 
 
+def _services(services):
+    """The process's services; a malformed setting becomes a RequestError naming it."""
+    if services is not None:
+        return services
+    try:
+        return services_module.get()
+    except ConfigError as exc:
+        log.error("Configuration error: %s", exc)
+        raise RequestError("configurationError", str(exc), status=500) from None
+
+
 def publish(req: func.HttpRequest, control: func.Out, services=None) -> func.HttpResponse:
     try:
         if _declared_length(req) > MAX_BODY_BYTES:
             raise RequestError("payloadTooLarge", f"The body is larger than {MAX_BODY_BYTES} bytes.", status=413)
         request = parse_publish(req.get_body())
+        services = _services(services)
     except RequestError as exc:
         return error_response(exc.status, exc.info)
-    services = services or services_module.get()
     run_id = uuid.uuid4().hex
     spec = RunSpec(
         run_id=run_id,
@@ -81,7 +93,10 @@ def run_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
     run_id = (req.route_params.get("runId") or "").lower()
     if not RUN_ID.match(run_id):
         return error_response(404, ErrorInfo("runNotFound", "No run with this id (run ids are 32 hex digits)."))
-    services = services or services_module.get()
+    try:
+        services = _services(services)
+    except RequestError as exc:
+        return error_response(exc.status, exc.info)
     try:
         status = services.runs.status(run_id)
     except AzureError as exc:

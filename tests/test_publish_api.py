@@ -127,3 +127,14 @@ def test_status_of_a_new_run_shows_the_contract_shape(api):
     assert status["runId"] == run_id
     assert set(status["counts"]) == {"targets", "upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed", "pending"}
     assert status["state"] in ("queued", "discovering", "upgrading", "failed", "completed")
+
+
+def test_a_malformed_setting_is_a_500_that_names_it(api, app_env):
+    from shared import services
+
+    app_env.setenv("GRAPH_MAX_RPS", "lots")
+    services.reset()
+    response = api.publish({"teamsAppId": APP})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "configurationError"
+    assert "GRAPH_MAX_RPS" in response.json()["error"]["message"]
