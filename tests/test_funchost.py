@@ -73,7 +73,7 @@ def test_http_output_binding_writes_base64_messages_that_the_trigger_reads(sampl
 
 
 def test_failing_message_is_retried_after_the_visibility_timeout_then_poisoned(sample):
-    host, module, queues = sample()
+    _host, module, queues = sample()
     queues.get_queue_client("work").send_message("ZmFpbC1vbmNl")  # base64 of "fail-once"
     poisoned = wait_for(lambda: [c for c in module.CALLS if c["fn"] == "poisoned"])
     attempts = [c for c in module.CALLS if c["fn"] == "work"]
@@ -84,21 +84,21 @@ def test_failing_message_is_retried_after_the_visibility_timeout_then_poisoned(s
 
 
 def test_a_message_that_is_not_base64_ends_in_the_poison_queue(sample):
-    host, module, queues = sample()
+    _host, module, queues = sample()
     queues.get_queue_client("work").send_message("plain text, not base64!")
     wait_for(lambda: list(queues.get_queue_client("work-poison").peek_messages()), timeout=20)
     assert not [c for c in module.CALLS if c["fn"] == "work"]
 
 
 def test_message_encoding_none_reads_plain_text(sample):
-    host, module, queues = sample(encoding="none")
+    _host, module, queues = sample(encoding="none")
     queues.get_queue_client("work").send_message("plain text")
     wait_for(lambda: [c for c in module.CALLS if c["fn"] == "work"])
     assert module.CALLS[0]["body"] == "plain text"
 
 
 def test_concurrency_is_bounded_by_batch_size_and_new_batch_threshold(sample):
-    host, module, queues = sample()
+    host, module, _queues = sample()
     module.GATE.clear()
     try:
         for i in range(12):
@@ -112,7 +112,7 @@ def test_concurrency_is_bounded_by_batch_size_and_new_batch_threshold(sample):
 
 
 def test_function_key_is_enforced_when_configured(sample):
-    host, module, queues = sample(function_key="s3cret")
+    host, _module, _queues = sample(function_key="s3cret")
     assert requests.post(f"{host.base_url}/api/items/x").status_code == 401
     assert requests.post(f"{host.base_url}/api/items/x?code=wrong").status_code == 401
     assert requests.post(f"{host.base_url}/api/items/x?code=s3cret").status_code == 202
@@ -124,6 +124,6 @@ def test_function_key_is_enforced_when_configured(sample):
 
 def test_timer_fires_on_its_ncrontab_schedule(sample, monkeypatch):
     monkeypatch.setenv("TICK_SCHEDULE", "* * * * * *")  # every second
-    host, module, queues = sample()
+    _host, module, _queues = sample()
     ticks = wait_for(lambda: [c for c in module.CALLS if c["fn"] == "tick"][:2] if len(module.CALLS) >= 2 else None, timeout=10)
     assert all(t["past_due"] is False for t in ticks)
