@@ -31,7 +31,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -40,6 +40,7 @@ from azure.functions import meta
 from azure.storage.queue import QueueServiceClient
 
 from devtools.functions_index import FunctionSpec, invoke, load_app, queue_messages
+from devtools.loopback import serve, shutdown
 from devtools.ncrontab import Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +168,7 @@ class HttpFrontend:
         self.prefix = config.route_prefix.strip("/")
         self.outputs = outputs
         self.function_key = function_key
-        self._server: ThreadingHTTPServer | None = None
+        self._server = None
 
     @property
     def port(self) -> int:
@@ -187,14 +188,10 @@ class HttpFrontend:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _any
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = serve(Handler, port)
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+        shutdown(self._server)
 
     def _match(self, path: str):
         prefix = f"/{self.prefix}/" if self.prefix else "/"

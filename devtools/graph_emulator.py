@@ -21,10 +21,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlencode
 
 from devtools.identity import TENANT_ID, TokenAuthority
+from devtools.loopback import max_in_window, serve, shutdown
 from devtools.tenant import Chat, Tenant
 
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
@@ -145,7 +146,7 @@ class GraphEmulator:
         self.after: dict[str, Callable[[Request], None]] = {}  # kind -> called after a request succeeded
         self.page_cap: int | None = None  # serve fewer items per page than asked (Graph may)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server = None
         self.extra_routes: list = []  # (method, regex, handler) added by extensions
 
     # ---- lifecycle --------------------------------------------------------------------------------
@@ -176,17 +177,12 @@ class GraphEmulator:
             def do_DELETE(self) -> None:
                 emulator._handle(self, "DELETE")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 128
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = serve(Handler, port)
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        shutdown(self._server)
+        self._server = None
 
     # ---- test controls ----------------------------------------------------------------------------
 
@@ -215,13 +211,7 @@ class GraphEmulator:
 
     def max_per_window(self, bucket: str, window: float = 1.0) -> int:
         """The most requests Graph accepted from this bucket in any `window` seconds."""
-        times = sorted(r.t for r in self.requests() if r.bucket == bucket and r.status != 429)
-        best, start = 0, 0
-        for end, t in enumerate(times):
-            while t - times[start] >= window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return max_in_window([r.t for r in self.requests() if r.bucket == bucket and r.status != 429], window)
 
     def min_chat_gap(self) -> float:
         """The shortest time between two accepted requests on the same chat."""
@@ -305,6 +295,12 @@ class GraphEmulator:
                 403, "Forbidden", f"Missing role permissions on the request. API requires one of '{', '.join(sorted(allowed))}'."
             )
 
+    def _begin(self, handler, record: Request, kind: str, bucket: str, roles: set[str], keys: list[tuple[str, int]]) -> None:
+        """Every emulated call: classify it, check token and role, apply faults and throttling."""
+        record.kind, record.bucket = kind, bucket
+        self._authorize(handler, roles)
+        self._admit(handler.command, kind, record, keys)
+
     def _admit(self, method: str, kind: str, record: Request, keys: list[tuple[str, int]]) -> None:
         with self._lock:
             fault = next((f for f in self.faults if f.remaining > 0 and f.match(method, kind)), None)
@@ -324,9 +320,7 @@ class GraphEmulator:
                 return route(handler, match, query, body, record)
         lim = self.limits
         if method == "GET" and path == ["users"]:
-            record.kind, record.bucket = "listUsers", "directory"
-            self._authorize(handler, READ_USERS)
-            self._admit(method, record.kind, record, [("directory", lim.directory_rps)])
+            self._begin(handler, record, "listUsers", "directory", READ_USERS, [("directory", lim.directory_rps)])
             users = [{"id": u.id, "displayName": u.display_name, "userPrincipalName": u.upn} for u in self.tenant.users.values()]
             return self._page(users, query, "/users", max_top=999, default_top=100)
         if (
@@ -335,9 +329,7 @@ class GraphEmulator:
             and path[0] == "groups"
             and path[2:] == ["transitiveMembers", "microsoft.graph.user"]
         ):
-            record.kind, record.bucket = "listGroupUsers", "directory"
-            self._authorize(handler, READ_MEMBERS)
-            self._admit(method, record.kind, record, [("directory", lim.directory_rps)])
+            self._begin(handler, record, "listGroupUsers", "directory", READ_MEMBERS, [("directory", lim.directory_rps)])
             if path[1] not in self.tenant.groups:
                 raise GraphFault(
                     404,
@@ -359,9 +351,7 @@ class GraphEmulator:
             if method == "POST" and len(path) == 5 and path[4] == "upgrade":
                 return self._upgrade(handler, path[1], path[3], body, record)
         if method == "GET" and path == ["appCatalogs", "teamsApps"]:
-            record.kind, record.bucket = "listCatalog", "appCatalogs.get"
-            self._authorize(handler, READ_CATALOG)
-            self._admit(method, record.kind, record, [("appCatalogs.get", lim.bucket_rps)])
+            self._begin(handler, record, "listCatalog", "appCatalogs.get", READ_CATALOG, [("appCatalogs.get", lim.bucket_rps)])
             return self._catalog(query)
         raise GraphFault(400, "BadRequest", f"Resource not found for the segment '{path[-1] if path else ''}'.")
 
@@ -397,10 +387,15 @@ class GraphEmulator:
         return chat
 
     def _list_chats(self, handler, user_id: str, query: dict, record: Request):
-        record.kind, record.bucket, record.user = "listChats", "teams.get", user_id
-        self._authorize(handler, LIST_CHATS)
-        lim = self.limits
-        self._admit("GET", record.kind, record, [("teams.get", lim.bucket_rps), (f"user:{user_id}", lim.user_list_chats_rps)])
+        record.user, lim = user_id, self.limits
+        self._begin(
+            handler,
+            record,
+            "listChats",
+            "teams.get",
+            LIST_CHATS,
+            [("teams.get", lim.bucket_rps), (f"user:{user_id}", lim.user_list_chats_rps)],
+        )
         user = self.tenant.users.get(user_id)
         if user is None:
             raise GraphFault(404, "NotFound", f"User {user_id} was not found.")
@@ -453,10 +448,15 @@ class GraphEmulator:
         return item
 
     def _installed_apps(self, handler, chat_id: str, query: dict, record: Request):
-        record.kind, record.bucket, record.chat = "getInstalledApps", "installedApps.get", chat_id
-        self._authorize(handler, READ_CHAT_APPS)
-        lim = self.limits
-        self._admit("GET", record.kind, record, [("installedApps.get", lim.bucket_rps), (f"chat:{chat_id}", lim.chat_rps)])
+        record.chat, lim = chat_id, self.limits
+        self._begin(
+            handler,
+            record,
+            "getInstalledApps",
+            "installedApps.get",
+            READ_CHAT_APPS,
+            [("installedApps.get", lim.bucket_rps), (f"chat:{chat_id}", lim.chat_rps)],
+        )
         chat = self._chat(chat_id)
         expand = {e.strip() for e in query.get("$expand", "").split(",") if e.strip()}
         if expand - {"teamsApp", "teamsAppDefinition"}:
@@ -487,10 +487,15 @@ class GraphEmulator:
         )
 
     def _upgrade(self, handler, chat_id: str, installation_id: str, body: bytes, record: Request):
-        record.kind, record.bucket, record.chat = "upgrade", "installedApps.post", chat_id
-        self._authorize(handler, WRITE_CHAT_APPS)
-        lim = self.limits
-        self._admit("POST", record.kind, record, [("installedApps.post", lim.bucket_rps), (f"chat:{chat_id}", lim.chat_rps)])
+        record.chat, lim = chat_id, self.limits
+        self._begin(
+            handler,
+            record,
+            "upgrade",
+            "installedApps.post",
+            WRITE_CHAT_APPS,
+            [("installedApps.post", lim.bucket_rps), (f"chat:{chat_id}", lim.chat_rps)],
+        )
         if body and "application/json" not in handler.headers.get("Content-Type", ""):
             raise GraphFault(415, "UnsupportedMediaType", "Content-Type must be application/json.")
         try:

@@ -12,11 +12,12 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from devtools.loopback import serve, shutdown
 
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 DEFAULT_ROLES = (
@@ -85,7 +86,7 @@ class IdentityEndpoint:
         self.header_secret = secrets.token_hex(16)
         self.user_assigned = set(user_assigned_client_ids)
         self.requests: list[dict] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server = None
 
     @property
     def url(self) -> str:
@@ -138,13 +139,9 @@ class IdentityEndpoint:
                     },
                 )
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = serve(Handler, port)
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        shutdown(self._server)
+        self._server = None

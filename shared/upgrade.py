@@ -93,21 +93,18 @@ class BatchUpgrader:
         retry: dict[str, GraphRetryable] = {}
         outdated: list[tuple[ChatRow, Installation, float]] = []
         for row in work:
-            try:
-                installation, received_at = get_installation(self._graph, row.chat_id, target.teams_app_id)
-            except GraphRetryable as exc:
-                retry[row.chat_id] = exc
+            found = self._call(
+                row.chat_id, lambda c=row.chat_id: get_installation(self._graph, c, target.teams_app_id), retry, outcomes
+            )
+            if found is None:
                 continue
-            except GraphError as exc:
-                outcomes.append(self._graph_failure(row.chat_id, exc))
-                continue
+            installation, received_at = found
             if installation is None:
                 outcomes.append(Outcome(row.chat_id, "notInstalled"))
             elif installation.version and is_at_least(installation.version, target.version):
                 # a claimed chat now current was upgraded by an attempt that died before recording it
-                outcomes.append(
-                    Outcome(row.chat_id, "upgraded" if row.state == "claimed" else "alreadyCurrent", version=installation.version)
-                )
+                outcome = "upgraded" if row.state == "claimed" else "alreadyCurrent"
+                outcomes.append(Outcome(row.chat_id, outcome, version=installation.version))
             elif run.dry_run:
                 outcomes.append(Outcome(row.chat_id, "wouldUpgrade", version=installation.version))
             else:
@@ -120,15 +117,14 @@ class BatchUpgrader:
         for row, installation, received_at in outdated:
             if row.chat_id not in claimed:
                 continue
-            try:
-                post_upgrade(self._graph, row.chat_id, installation.id, target, received_at + CHAT_SPACING)
-            except GraphRetryable as exc:
-                retry[row.chat_id] = exc
-                continue
-            except GraphError as exc:
-                upgraded.append(self._graph_failure(row.chat_id, exc))
-                continue
-            upgraded.append(Outcome(row.chat_id, "upgraded", version=target.version))
+            posted = self._call(
+                row.chat_id,
+                lambda r=row, i=installation, t=received_at: post_upgrade(self._graph, r.chat_id, i.id, target, t + CHAT_SPACING),
+                retry,
+                upgraded,
+            )
+            if posted is not None:
+                upgraded.append(Outcome(row.chat_id, "upgraded", version=target.version))
         recorded += self._runs.record(run.run_id, rows, upgraded)
 
         if retry:
@@ -136,6 +132,19 @@ class BatchUpgrader:
         for outcome in recorded:
             log_chat(run, outcome)
         return recorded
+
+    def _call(self, chat_id: str, call, retry: dict[str, GraphRetryable], outcomes: list[Outcome]):
+        """Runs one Graph call for a chat; a retryable error goes to `retry`, a final one to `outcomes`.
+
+        Returns the call's result wrapped in a tuple-or-True, or None when the call failed.
+        """
+        try:
+            return call() or True
+        except GraphRetryable as exc:
+            retry[chat_id] = exc
+        except GraphError as exc:
+            outcomes.append(self._graph_failure(chat_id, exc))
+        return None
 
     @staticmethod
     def _ours(row: ChatRow, chain: str) -> bool:

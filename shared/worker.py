@@ -46,21 +46,26 @@ def handle_chats(msg: func.QueueMessage, services=None) -> None:
     upgrader.process(run, batch, msg.id)
 
 
-def _undecodable(msg: func.QueueMessage, queue: str, exc: Exception) -> None:
-    body = msg.get_body()[:200].decode("utf-8", "replace")
-    log.error("Dropped an undecodable message from %s-poison (%s): %r", queue, exc, body, extra={"queue": queue})
+def _poisoned(msg: func.QueueMessage, expected: type, queue: str, services):
+    """The message of a poison queue, or None (logged, dropped) when it is not one of ours."""
+    try:
+        message = _decode(msg, expected)
+        if services.runs.get_run(message.run_id) is None:
+            raise MalformedMessage(f"unknown run {message.run_id}")
+    except MalformedMessage as exc:
+        body = msg.get_body()[:200].decode("utf-8", "replace")
+        log.error("Dropped an undecodable message from %s-poison (%s): %r", queue, exc, body, extra={"queue": queue})
+        return None
+    return message
 
 
 def handle_control_poison(msg: func.QueueMessage, services=None) -> None:
     """A step that failed every attempt: account for it so that the run still completes."""
     services = services or services_module.get()
-    try:
-        step = _decode(msg, Step)
-    except MalformedMessage as exc:
-        return _undecodable(msg, "control", exc)
+    step = _poisoned(msg, Step, "control", services)
+    if step is None:
+        return
     runs = services.runs
-    if runs.get_run(step.run_id) is None:
-        return _undecodable(msg, "control", MalformedMessage(f"unknown run {step.run_id}"))
     done = runs.get_step(step.run_id, step.step_id)
     if done is not None:  # its work is recorded; only sending what it emitted failed
         services.dispatcher.send_chats(step.run_id, runs.pending_from(step.run_id, step.step_id))
@@ -90,13 +95,9 @@ def handle_control_poison(msg: func.QueueMessage, services=None) -> None:
 def handle_chats_poison(msg: func.QueueMessage, services=None) -> None:
     """A chat batch that failed every attempt: its chats without an outcome end as failed."""
     services = services or services_module.get()
-    try:
-        batch = _decode(msg, UpgradeChats)
-    except MalformedMessage as exc:
-        return _undecodable(msg, "chats", exc)
-    if services.runs.get_run(batch.run_id) is None:
-        return _undecodable(msg, "chats", MalformedMessage(f"unknown run {batch.run_id}"))
-    _fail_chats(services, batch.run_id, list(batch.chat_ids), "Processing failed on every attempt; the message was poisoned.")
+    batch = _poisoned(msg, UpgradeChats, "chats", services)
+    if batch is not None:
+        _fail_chats(services, batch.run_id, list(batch.chat_ids), "Processing failed on every attempt; the message was poisoned.")
 
 
 def _fail_chats(services, run_id: str, chat_ids: list[str], message: str) -> None:

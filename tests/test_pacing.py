@@ -7,21 +7,12 @@ import threading
 import time
 
 from devtools.graph_emulator import Limits
+from devtools.loopback import max_in_window
 from shared.pacing import Pacer, TableSchedule
 from shared.settings import StorageSettings
 from shared.storage import PACING_TABLE, Storage
 from tests.builders import group_chats, org_app, people
 from tests.conftest import Api, start_host
-
-
-def max_in_window(times: list[float], window: float = 1.0) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def test_two_schedules_never_hand_out_more_than_the_rate(azurite, app_env):
