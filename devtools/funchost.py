@@ -462,7 +462,7 @@ class LocalHost:
         app_path: str | Path = ROOT / "function_app.py",
         *,
         http_port: int | None = 7071,
-        queue_workers: int = 0,
+        queue_workers: int | None = 0,
         run_timers: bool = True,
         function_key: str | None = None,
         lease: float = 600.0,
@@ -505,7 +505,7 @@ class LocalHost:
                 timer.start()
         if self.queue_workers == 0:
             self.start_queue_listeners()
-        else:
+        elif self.queue_workers is not None:  # None: HTTP and timers only
             for _ in range(self.queue_workers):
                 self.workers.append(self.spawn_worker())
         log.info("Host started: %d functions (%s)", len(self.specs), ", ".join(s.name for s in self.specs))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import threading
 import time
@@ -79,7 +80,7 @@ class Limits:
     directory_rps: int = 100
     chat_rps: int = 1  # per chat, any request
     user_list_chats_rps: int = 5
-    retry_after: int = 10
+    retry_after: int | None = 10  # seconds; None: the time until the request would be admitted (at least 1)
     window: float = 1.0
     enabled: bool = True
 
@@ -107,22 +108,25 @@ class Throttle:
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
 
-    def admit(self, keys: list[tuple[str, int]], now: float) -> bool:
-        """All windows have room: count the request in each. Otherwise count it nowhere."""
+    def admit(self, keys: list[tuple[str, int]], now: float) -> float:
+        """All windows have room: count the request in each and return 0. Otherwise count it nowhere
+        and return how long until it would be admitted."""
         if not self.limits.enabled:
-            return True
+            return 0.0
         with self._lock:
-            windows = []
+            windows, wait = [], 0.0
             for key, limit in keys:
                 window = self._windows.setdefault(key, _Window(limit))
                 while window.times and window.times[0] <= now - self.limits.window:
                     window.times.popleft()
                 if len(window.times) >= limit:
-                    return False
+                    wait = max(wait, window.times[-limit] + self.limits.window - now)
                 windows.append(window)
+            if wait:
+                return wait
             for window in windows:
                 window.times.append(now)
-            return True
+            return 0.0
 
 
 class GraphEmulator:
@@ -308,8 +312,10 @@ class GraphEmulator:
                 fault.remaining -= 1
         if fault:
             raise fault.error()
-        if not self.throttle.admit(keys, record.t):
-            raise GraphFault(429, "TooManyRequests", "Please retry again later.", {"Retry-After": self.limits.retry_after})
+        wait = self.throttle.admit(keys, record.t)
+        if wait:
+            retry_after = self.limits.retry_after if self.limits.retry_after is not None else max(1, math.ceil(wait))
+            raise GraphFault(429, "TooManyRequests", "Please retry again later.", {"Retry-After": retry_after})
 
     def _dispatch(self, handler, method: str, segments: list[str], query: dict, body: bytes, record: Request):
         if segments[:1] != ["v1.0"]:

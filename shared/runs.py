@@ -133,7 +133,10 @@ class RunStore:
     # ---- runs -------------------------------------------------------------------------------------
 
     def create_run(self, spec: RunSpec) -> None:
-        """One transaction: run row, counter shards (one step pending: the start), input chunks."""
+        """One transaction: run row, the first counter shard (one step pending: the start), input chunks.
+
+        The other shards are created when first used, which keeps this call fast.
+        """
         chunks = chunk_chat_ids(spec.chat_ids or [])
         input_keys = [f"input-{i:04d}" for i in range(len(chunks))]
         run = {
@@ -146,9 +149,7 @@ class RunStore:
             "inputKeys": ",".join(input_keys),
             "createdAt": now_iso(),
         }
-        ops = [("create", run)]
-        for i in range(self._shards):
-            ops.append(("create", {"PartitionKey": spec.run_id, "RowKey": f"count-{i:02d}", "stepsPending": int(i == 0)}))
+        ops = [("create", run), ("create", {"PartitionKey": spec.run_id, "RowKey": "count-00", "stepsPending": 1})]
         for key, chunk in zip(input_keys, chunks, strict=True):
             ops.append(("create", {"PartitionKey": spec.run_id, "RowKey": key, "chatIds": _pack(chunk)}))
         for start in range(0, len(ops), MAX_OPS):
@@ -197,8 +198,8 @@ class RunStore:
     def _commit(self, run_id: str, ops: list, deltas: dict[str, int]) -> list[dict]:
         """Submits `ops` together with `deltas` added to one counter shard, atomically.
 
-        A shard changed by someone else (412 on the last op) is retried on another shard; an error on
-        one of `ops` is raised to the caller with its index.
+        A shard changed (412) or created (409) by someone else meanwhile is retried on another
+        shard; an error on one of `ops` is raised to the caller with its index.
         """
         deltas = {k: v for k, v in deltas.items() if v}
         if not deltas:
@@ -210,9 +211,13 @@ class RunStore:
             values, etag = cached if cached else self._read_shard(run_id, shard)
             merged = {k: int(values.get(k, 0)) + v for k, v in deltas.items()}
             update = {"PartitionKey": run_id, "RowKey": shard, **merged}
-            options = {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+            if etag is None:
+                shard_op: tuple = ("create", update)
+            else:
+                options = {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+                shard_op = ("update", update, options)
             try:
-                results = self._table.submit_transaction([*ops, ("update", update, options)])
+                results = self._table.submit_transaction([*ops, shard_op])
             except TableTransactionError as exc:
                 with self._lock:
                     self._shard_cache.pop((run_id, shard), None)
@@ -223,8 +228,11 @@ class RunStore:
                 self._shard_cache[(run_id, shard)] = ({**values, **merged}, results[-1]["etag"])
             return results[:-1]
 
-    def _read_shard(self, run_id: str, shard: str) -> tuple[dict, str]:
-        row = self._table.get_entity(run_id, shard)
+    def _read_shard(self, run_id: str, shard: str) -> tuple[dict, str | None]:
+        try:
+            row = self._table.get_entity(run_id, shard)
+        except ResourceNotFoundError:
+            return {}, None  # not used yet: the commit creates it
         return dict(row), row.metadata["etag"]
 
     def add_counts(self, run_id: str, **deltas: int) -> None:

@@ -16,6 +16,7 @@ MAX_CHAT_ID_LENGTH = 512
 FIELDS = ("teamsAppId", "externalId", "version", "chatIds", "dryRun")
 VERSION = re.compile(r"^\d{1,9}(\.\d{1,9}){0,3}$")
 CHAT_ID = re.compile(r"^19:[^@]+@[^@]+$")
+PLAIN_CHAT_ID = re.compile(r"^19:[!-~]+@[!-~]+$")  # printable ASCII: the usual case, checked at C speed
 FORBIDDEN_IN_CHAT_ID = set("/?#%\\")
 
 
@@ -38,6 +39,8 @@ def _check_chat_id(value: object, index: int) -> str:
         raise _bad("invalidChatId", f"{where} must be a string.")
     if len(value) > MAX_CHAT_ID_LENGTH:
         raise _bad("invalidChatId", f"{where} is longer than {MAX_CHAT_ID_LENGTH} characters.")
+    if PLAIN_CHAT_ID.match(value) and not FORBIDDEN_IN_CHAT_ID.intersection(value) and value.count("@") == 1:
+        return value
     for ch in value:
         if ch in FORBIDDEN_IN_CHAT_ID or ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
             raise _bad("invalidChatId", f"{where} contains a character that is not allowed in a chat id: {ch!r}.")
