@@ -30,8 +30,13 @@ class PeerResult:
     def to_json(self) -> dict:
         rate = self.upgraded / self.elapsed if self.elapsed else 0.0
         return {
-            "upgraded": self.upgraded, "checked": self.checked, "throttled429": self.throttled, "errors": self.errors,
-            "elapsedSeconds": round(self.elapsed, 2), "finished": self.finished, "upgradesPerSecond": round(rate, 3),
+            "upgraded": self.upgraded,
+            "checked": self.checked,
+            "throttled429": self.throttled,
+            "errors": self.errors,
+            "elapsedSeconds": round(self.elapsed, 2),
+            "finished": self.finished,
+            "upgradesPerSecond": round(rate, 3),
         }
 
 
@@ -86,8 +91,9 @@ def sdk_loop(base_url: str, token: str, app_id: str, target: str, chats: list[st
     result = PeerResult("msgraph-sdk")
 
     async def main() -> None:
-        auth = AzureIdentityAuthenticationProvider(StaticToken(), scopes=["https://graph.microsoft.com/.default"],
-                                                   allowed_hosts=["127.0.0.1"])
+        auth = AzureIdentityAuthenticationProvider(
+            StaticToken(), scopes=["https://graph.microsoft.com/.default"], allowed_hosts=["127.0.0.1"]
+        )
         adapter = GraphRequestAdapter(auth)
         adapter.base_url = base_url
         client = GraphServiceClient(request_adapter=adapter)

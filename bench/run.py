@@ -14,11 +14,10 @@ import json
 import logging
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -28,7 +27,6 @@ from devtools.azurite import Azurite
 from devtools.funchost import LocalHost
 from devtools.graph_emulator import GraphEmulator, Limits
 from devtools.identity import IdentityEndpoint
-from devtools.loopback import max_in_window
 from devtools.tenant import Tenant
 from shared import services
 
@@ -106,7 +104,10 @@ class Bench:
         small = {"teamsAppId": app.id, "dryRun": True}
         result = {}
         try:
-            for name, body, count in (("noChatIds", small, self.args.publish_samples), ("10000ChatIds", big, self.args.publish_samples // 4)):
+            for name, body, count in (
+                ("noChatIds", small, self.args.publish_samples),
+                ("10000ChatIds", big, self.args.publish_samples // 4),
+            ):
                 data = json.dumps(body).encode()
                 session.post(url, data=data)  # warm-up
                 times = []
@@ -115,8 +116,13 @@ class Bench:
                     response = session.post(url, data=data)
                     times.append((time.perf_counter() - started) * 1000)
                     assert response.status_code == 202, response.text
-                result[name] = {"n": count, "bodyBytes": len(data), "p50Ms": round(percentile(times, 0.5), 1),
-                                "p99Ms": round(percentile(times, 0.99), 1), "maxMs": round(max(times), 1)}
+                result[name] = {
+                    "n": count,
+                    "bodyBytes": len(data),
+                    "p50Ms": round(percentile(times, 0.5), 1),
+                    "p99Ms": round(percentile(times, 0.99), 1),
+                    "maxMs": round(max(times), 1),
+                }
         finally:
             host.stop()
             emulator.stop()
@@ -127,8 +133,9 @@ class Bench:
     def ours(self, tenant: Tenant, app, *, discover: bool) -> tuple[dict, list[float]]:
         emulator = self.emulator(tenant)
         self.clean()
-        host = LocalHost(ROOT / "function_app.py", http_port=0, queue_workers=self.args.workers, run_timers=False,
-                         queue_overrides={"max_polling_interval": 1.0}, worker_log=self.args.log).start()
+        host = LocalHost(
+            ROOT / "function_app.py", http_port=0, queue_workers=self.args.workers, run_timers=False, worker_log=self.args.log
+        ).start()
         try:
             body = {"teamsAppId": app.id} if discover else {"teamsAppId": app.id, "chatIds": list(tenant.chats)}
             started = time.time()
@@ -169,7 +176,9 @@ class Bench:
             "limiter429Share": round(throttled / max(1, len(log)), 5),
             "postsPerOutdatedChat": sorted(set(emulator.upgrades.values())) if emulator.upgrades else [],
             "everyOutdatedChatUpgradedOnce": len(emulator.upgrades) == outdated and set(emulator.upgrades.values()) == {1},
-            "maxRequestsInAnyOneSecond": {b: emulator.max_per_window(b) for b in ("installedApps.get", "installedApps.post", "teams.get")},
+            "maxRequestsInAnyOneSecond": {
+                b: emulator.max_per_window(b) for b in ("installedApps.get", "installedApps.post", "teams.get")
+            },
             "minSecondsBetweenRequestsOnOneChat": round(emulator.min_chat_gap(), 3),
             "peakRssMbPerWorker": rss,
         }
@@ -194,9 +203,20 @@ class Bench:
         print(f"\n== {name}: {chats} outdated chats, {users} users, {'discovery' if discover else 'chatIds'} ==", flush=True)
         tenant, app = build_tenant(chats=chats, users=users)
         ours, ours_times = self.ours(tenant, app, discover=discover)
-        print(f"  ours: {ours['upgradesPerSecond']}/s ({ours['ratioToCeiling']:.0%} of {self.args.limit}/s), "
-              f"{ours['secondsPublishToLastUpgrade']} s to the last upgrade, 429s: {ours['limiter429']}", flush=True)
-        result = {"name": name, "outdatedChats": chats, "users": users, "discovery": discover, "ours": ours, "peers": {}, "timelines": {"ours": ours_times}}
+        print(
+            f"  ours: {ours['upgradesPerSecond']}/s ({ours['ratioToCeiling']:.0%} of {self.args.limit}/s), "
+            f"{ours['secondsPublishToLastUpgrade']} s to the last upgrade, 429s: {ours['limiter429']}",
+            flush=True,
+        )
+        result = {
+            "name": name,
+            "outdatedChats": chats,
+            "users": users,
+            "discovery": discover,
+            "ours": ours,
+            "peers": {},
+            "timelines": {"ours": ours_times},
+        }
         for peer in self.args.peers:
             if discover:
                 continue  # the peers get the chat list; discovery is ours alone
@@ -205,8 +225,11 @@ class Bench:
             result["timelines"][peer] = times
             ratio = ours["upgradesPerSecond"] / measured["upgradesPerSecond"] if measured["upgradesPerSecond"] else None
             measured["oursOverPeer"] = round(ratio, 1) if ratio else None
-            print(f"  peer {peer}: {measured['upgradesPerSecond']}/s over {measured['elapsedSeconds']} s "
-                  f"({measured['upgraded']} chats), ours/peer = {measured['oursOverPeer']}", flush=True)
+            print(
+                f"  peer {peer}: {measured['upgradesPerSecond']}/s over {measured['elapsedSeconds']} s "
+                f"({measured['upgraded']} chats), ours/peer = {measured['oursOverPeer']}",
+                flush=True,
+            )
         return result
 
 
@@ -258,20 +281,31 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         results = {
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-            "settings": {"limit": args.limit, "graphMaxRps": args.limit, "workers": args.workers, "latency": args.latency,
-                         "peerSeconds": args.peer_seconds, "retryAfter": "time until admitted (>= 1 s)"},
+            "settings": {
+                "limit": args.limit,
+                "graphMaxRps": args.limit,
+                "workers": args.workers,
+                "latency": args.latency,
+                "peerSeconds": args.peer_seconds,
+                "retryAfter": "time until admitted (>= 1 s)",
+            },
             "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
         }
         print("== publish latency ==", flush=True)
         results["publish"] = bench.publish_latency()
         print("  " + json.dumps(results["publish"]), flush=True)
-        scenarios = [bench.scenario(f"chats-{n}", chats=n, users=max(10, n // 10), discover=False)
-                     for n in (int(s) for s in args.sizes.split(",") if s)]
+        scenarios = [
+            bench.scenario(f"chats-{n}", chats=n, users=max(10, n // 10), discover=False)
+            for n in (int(s) for s in args.sizes.split(",") if s)
+        ]
         if args.discovery_users:
-            scenarios.append(bench.scenario(f"discovery-{args.discovery_users}", chats=args.discovery_chats,
-                                            users=args.discovery_users, discover=True))
+            scenarios.append(
+                bench.scenario(
+                    f"discovery-{args.discovery_users}", chats=args.discovery_chats, users=args.discovery_users, discover=True
+                )
+            )
         results["scenarios"] = scenarios
         results["benchSeconds"] = round(time.time() - started)
     finally:

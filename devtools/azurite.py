@@ -23,8 +23,14 @@ class Azurite:
     """`with Azurite() as azurite:` gives `connection_string`, `queue_url`, `table_url`."""
 
     def __init__(
-        self, *, location: str | None = None, oauth_cert: tuple[str, str] | None = None, startup_timeout: float = 30.0
+        self,
+        *,
+        location: str | None = None,
+        oauth_cert: tuple[str, str] | None = None,
+        startup_timeout: float = 30.0,
+        debug_log: str | None = None,
     ) -> None:
+        self._debug_log = debug_log  # Azurite's own request log
         self._location = location
         self._oauth_cert = oauth_cert  # (cert.pem, key.pem): HTTPS with bearer-token auth
         self._timeout = startup_timeout
@@ -66,6 +72,8 @@ class Azurite:
             "--skipApiVersionCheck",
             "--loose",
         ]
+        if self._debug_log:
+            args += ["--debug", self._debug_log]
         if self._oauth_cert:
             args += ["--oauth", "basic", "--cert", self._oauth_cert[0], "--key", self._oauth_cert[1]]
         self._process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

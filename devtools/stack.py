@@ -68,6 +68,8 @@ class Stack:
                 "GRAPH_MAX_RPS": str(o["rps"]),
             }
         )
+        os.environ.setdefault("CATALOG_WATCH_SCHEDULE", "0 */5 * * * *")
+        os.environ.setdefault("SUBSCRIPTION_SCHEDULE", "0 0 * * * *")
         for name in ("MSI_ENDPOINT", "IMDS_ENDPOINT", "IDENTITY_SERVER_THUMBPRINT", "AZURE_CLIENT_ID"):
             os.environ.pop(name, None)
         self.host = LocalHost(
@@ -76,7 +78,7 @@ class Stack:
             queue_workers=o["workers"],
             function_key=self.function_key,
             worker_log=self.worker_log,
-            queue_overrides={"max_polling_interval": 0.5},
+            queue_overrides={"max_polling_interval": 1.0},
         )
         self.host.start()
         return self

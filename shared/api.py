@@ -105,3 +105,45 @@ def run_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
     if status is None:
         return error_response(404, ErrorInfo("runNotFound", f"No run with id {run_id}."))
     return json_response(200, status)
+
+
+def apps_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
+    """GET /api/apps: what the automatic triggers know per app (versions, subscription, registry)."""
+    try:
+        services = _services(services)
+    except RequestError as exc:
+        return error_response(exc.status, exc.info)
+    apps = []
+    for row in services.tracking.apps():
+        app_id = row["RowKey"]
+        subscription = services.tracking.subscription(app_id)
+        registry = services.tracking.registry(app_id)
+        apps.append(
+            {
+                "teamsAppId": app_id,
+                "displayName": row.get("displayName"),
+                "seenVersion": row.get("version"),
+                "seenAt": _iso(row.get("seenAt")),
+                "lastRunId": row.get("runId"),
+                "subscription": None
+                if subscription is None
+                else {
+                    "id": subscription.id,
+                    "expiresAt": _iso(subscription.expires_at),
+                    "startedAt": _iso(subscription.started_at),
+                },
+                "registry": {
+                    "chats": len(services.registry.chats(app_id)),
+                    "seedRunId": registry.seed_run_id,
+                    "seedStartedAt": _iso(registry.seed_started_at),
+                    "invalidatedAt": _iso(registry.invalidated_at),
+                    "events": registry.events,
+                    "undecodable": registry.undecodable,
+                },
+            }
+        )
+    return json_response(200, {"apps": apps})
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None

@@ -6,7 +6,7 @@ only wait for pacing slots)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from shared.messages import UpgradeChats
 from shared.storage import CHATS_QUEUE, CONTROL_QUEUE, Storage
@@ -28,17 +28,23 @@ class Dispatcher:
         for text, delay in steps:
             queue.send_message(text, visibility_timeout=min(max(0, int(delay)), MAX_VISIBILITY_DELAY) or None)
 
-    def send_chats(self, run_id: str, chat_ids: list[str]) -> int:
-        """Queues chats in batches, scheduled at the pacing rate; returns the number of messages."""
-        if not chat_ids:
+    def send_chats(self, run_id: str, chats: list[str] | Mapping[str, str]) -> int:
+        """Queues chats in batches, scheduled at the pacing rate; returns the number of messages.
+
+        `chats` maps chat ids to the ETags of their rows when the caller knows them."""
+        if not chats:
             return 0
+        chat_ids = list(chats)
+        etags = list(chats.values()) if isinstance(chats, Mapping) else []
         queue = self._storage.queue(CHATS_QUEUE)
         start = self._pacer.plan(INSTALLED_APPS_GET, len(chat_ids))
         size = self._chats_per_message
         now = self._clock()
         for offset in range(0, len(chat_ids), size):
             due = start + offset * self._pacer.interval
-            message = UpgradeChats(run_id=run_id, chat_ids=tuple(chat_ids[offset : offset + size]))
+            message = UpgradeChats(
+                run_id=run_id, chat_ids=tuple(chat_ids[offset : offset + size]), etags=tuple(etags[offset : offset + size])
+            )
             delay = min(int(max(0.0, due - now)), MAX_VISIBILITY_DELAY)
             queue.send_message(message.encode(), visibility_timeout=delay or None)
         return -(-len(chat_ids) // size)

@@ -26,7 +26,6 @@ def _camel(name: str) -> str:
 @dataclass(frozen=True, kw_only=True)
 class Message:
     kind: ClassVar[str] = ""
-    run_id: str
 
     def encode(self) -> str:
         body = {"kind": self.kind}
@@ -40,7 +39,12 @@ class Message:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Step(Message):
+class RunMessage(Message):
+    run_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step(RunMessage):
     """A control-queue message. `step_id` is unique within the run and the same on every redelivery."""
 
     step_id: str
@@ -78,20 +82,32 @@ class LoadTargets(Step):
 
 
 @dataclass(frozen=True, kw_only=True)
-class UpgradeChats(Message):
+class UpgradeChats(RunMessage):
     """A batch of chats to check and upgrade.
 
     `attempt` counts reschedules after throttling; `claim` is the id of the first message of the
-    batch, so a rescheduled batch may take over the chats that it claimed itself.
+    batch, so a rescheduled batch may take over the chats that it claimed itself. `etags`, when
+    given, are those of the chats' rows as they were queued (a stale one costs a read later).
     """
 
     kind: ClassVar[str] = "upgradeChats"
     chat_ids: tuple[str, ...]
     attempt: int = 0
     claim: str | None = None
+    etags: tuple[str, ...] = ()  # of the chats' rows when queued: spares a read per chat
 
 
-KINDS: dict[str, type[Message]] = {cls.kind: cls for cls in (StartRun, ListUsers, ScanUserChats, LoadTargets, UpgradeChats)}
+@dataclass(frozen=True, kw_only=True)
+class Notifications(Message):
+    """Change notifications from Graph that passed the clientState check, as received."""
+
+    kind: ClassVar[str] = "notifications"
+    items: list[dict]
+
+
+KINDS: dict[str, type[Message]] = {
+    cls.kind: cls for cls in (StartRun, ListUsers, ScanUserChats, LoadTargets, UpgradeChats, Notifications)
+}
 
 
 def _check(value: object, annotation: object, where: str) -> object:
@@ -105,6 +121,10 @@ def _check(value: object, annotation: object, where: str) -> object:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise MalformedMessage(f"{where} must be a list of strings")
         return tuple(value)
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise MalformedMessage(f"{where} must be a list of objects")
+        return value
     if annotation is int and (not isinstance(value, int) or isinstance(value, bool)):
         raise MalformedMessage(f"{where} must be an integer")
     if annotation is str and not isinstance(value, str):
@@ -130,6 +150,6 @@ def decode(text: str | bytes) -> Message:
             values[f.name] = _check(body[key], hints[f.name], f"{cls.kind}.{key}")
         elif f.default is MISSING:
             raise MalformedMessage(f"{cls.kind} lacks {key}")
-    if not RUN_ID.match(values["run_id"]):
+    if "run_id" in values and not RUN_ID.match(values["run_id"]):
         raise MalformedMessage(f"{cls.kind}.runId is not a run id")
     return cls(**values)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from azure.data.tables import TableClient, UpdateMode
 HEADROOM = 0.95
 LATE_TOLERANCE = 0.02  # a slot this far in the past is still used; older ones are dropped
 RESERVE_SECONDS = 0.5  # at most this much schedule is reserved at once
+DEMAND_WINDOW = 0.5  # a block covers what this process asked for in the last half second
 
 
 class TableSchedule:
@@ -79,6 +81,7 @@ class _Bucket:
     slots: list[float] = field(default_factory=list)
     waiting: int = 0
     reserving: bool = False
+    recent: deque = field(default_factory=deque)  # times of recent acquires: this process's demand
 
 
 class Pacer:
@@ -122,8 +125,11 @@ class Pacer:
         return slot
 
     def _take(self, bucket: str, state: _Bucket, not_before: float) -> float:
+        state.recent.append(self._clock())
         while True:
             now = self._clock()
+            while state.recent and state.recent[0] < now - DEMAND_WINDOW:
+                state.recent.popleft()
             stale = bisect.bisect_left(state.slots, now - LATE_TOLERANCE)
             del state.slots[:stale]
             usable = bisect.bisect_left(state.slots, not_before)
@@ -132,7 +138,9 @@ class Pacer:
             if state.reserving:
                 state.cond.wait(timeout=1.0)
                 continue
-            count = min(max(state.waiting, 1), self._max_block)
+            # one table write per block: size it to this process's recent demand, so that a busy
+            # process writes a few times a second, not once per request
+            count = min(max(state.waiting, len(state.recent), 1), self._max_block)
             state.reserving = True
             state.cond.release()
             try:

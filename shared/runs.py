@@ -93,6 +93,7 @@ class RunRecord:
     created_at: str
     target: TargetApp | None
     error: ErrorInfo | None
+    discovery_mode: str = "scan"
 
     @property
     def explicit_chats(self) -> bool:
@@ -131,6 +132,15 @@ class RunStore:
         self._lock = threading.Lock()
 
     # ---- runs -------------------------------------------------------------------------------------
+
+    def add_inputs(self, run_id: str, chat_ids: list[str], prefix: str) -> list[str]:
+        """Stores a list of chats for LoadTargets steps (the registry's chats); returns the row keys."""
+        keys = []
+        for i, chunk in enumerate(chunk_chat_ids(chat_ids)):
+            key = f"input-{prefix}{i:04d}"
+            self._table.upsert_entity({"PartitionKey": run_id, "RowKey": key, "chatIds": _pack(chunk)})
+            keys.append(key)
+        return keys
 
     def create_run(self, spec: RunSpec) -> None:
         """One transaction: run row, the first counter shard (one step pending: the start), input chunks.
@@ -176,11 +186,18 @@ class RunStore:
             created_at=row.get("createdAt", ""),
             target=target,
             error=error,
+            discovery_mode=row.get("discoveryMode") or ("chatIds" if row.get("inputKeys") else "scan"),
         )
 
-    def set_target(self, run_id: str, target: TargetApp) -> None:
+    def set_target(self, run_id: str, target: TargetApp, discovery_mode: str) -> None:
         self._table.update_entity(
-            {"PartitionKey": run_id, "RowKey": "run", "target": target.to_json(), "teamsAppId": target.teams_app_id},
+            {
+                "PartitionKey": run_id,
+                "RowKey": "run",
+                "target": target.to_json(),
+                "teamsAppId": target.teams_app_id,
+                "discoveryMode": discovery_mode,
+            },
             mode=UpdateMode.MERGE,
         )
 
@@ -240,34 +257,59 @@ class RunStore:
 
     # ---- chats ------------------------------------------------------------------------------------
 
-    def add_targets(self, run_id: str, chat_ids: Iterable[str], source: str) -> list[str]:
-        """Records chats as pending targets of the run; returns those that were new (each chat once).
+    def add_targets(self, run_id: str, chat_ids: Iterable[str], source: str) -> dict[str, str]:
+        """Records chats as pending targets of the run; returns those that were new (each chat once),
+        with the ETags of their rows.
 
-        A chat row is created alone (a group chat listed by another member already has one: a cheap
-        409), then the new rows are counted: one transaction marks them counted and adds them to
-        `pending`. A step that dies in between leaves uncounted rows, which `pending_from` finds and
-        counts when the step is redelivered.
+        Usually one transaction per 99 chats creates the rows and counts them. When some already
+        exist (a group chat listed under several members, a redelivered step), the rows of that
+        batch are created one by one (a duplicate is a cheap 409) and the new ones counted in a
+        second transaction. A step that dies in between leaves uncounted rows, which
+        `pending_from` finds and counts when the step is redelivered.
         """
         with self._lock:
             known = self._known_targets.setdefault(run_id, set())
             while len(self._known_targets) > 8:
                 del self._known_targets[next(iter(self._known_targets))]
-        created: list[tuple[str, str]] = []
-        for chat_id in dict.fromkeys(chat_ids):
-            if chat_id in known:
-                continue
-            row = {"PartitionKey": run_id, "RowKey": chat_key(chat_id), "chatId": chat_id, "state": "pending", "source": source}
+        fresh = [c for c in dict.fromkeys(chat_ids) if c not in known]
+        added: dict[str, str] = {}
+        for start in range(0, len(fresh), MAX_OPS - 1):
+            batch = fresh[start : start + MAX_OPS - 1]
+            rows = [self._target_row(run_id, c, source, counted=True) for c in batch]
             try:
-                result = self._table.create_entity({**row, "counted": False})
-            except ResourceExistsError:
-                pass
-            else:
-                created.append((chat_id, result["etag"]))
-            known.add(chat_id)
-        self._count_targets(run_id, created)
-        return [chat_id for chat_id, _ in created]
+                results = self._commit(run_id, [("create", row) for row in rows], {"pending": len(batch)})
+                added.update((c, r["etag"]) for c, r in zip(batch, results, strict=True))
+            except TableTransactionError as exc:
+                if exc.error_code != "EntityAlreadyExists":
+                    raise
+                added.update(self._add_one_by_one(run_id, batch, source))
+            known.update(batch)
+        return added
 
-    def _count_targets(self, run_id: str, rows: list[tuple[str, str]]) -> None:
+    @staticmethod
+    def _target_row(run_id: str, chat_id: str, source: str, *, counted: bool) -> dict:
+        return {
+            "PartitionKey": run_id,
+            "RowKey": chat_key(chat_id),
+            "chatId": chat_id,
+            "state": "pending",
+            "source": source,
+            "counted": counted,
+        }
+
+    def _add_one_by_one(self, run_id: str, chat_ids: list[str], source: str) -> dict[str, str]:
+        created: list[tuple[str, str]] = []
+        for chat_id in chat_ids:
+            try:
+                result = self._table.create_entity(self._target_row(run_id, chat_id, source, counted=False))
+            except ResourceExistsError:
+                continue
+            created.append((chat_id, result["etag"]))
+        return self._count_targets(run_id, created)
+
+    def _count_targets(self, run_id: str, rows: list[tuple[str, str]]) -> dict[str, str]:
+        """Marks uncounted rows counted and adds them to `pending`; returns their new ETags."""
+        counted: dict[str, str] = {}
         for start in range(0, len(rows), MAX_OPS - 1):
             batch = list(rows[start : start + MAX_OPS - 1])
             while batch:
@@ -280,8 +322,7 @@ class RunStore:
                     for chat_id, etag in batch
                 ]
                 try:
-                    self._commit(run_id, ops, {"pending": len(batch)})
-                    break
+                    results = self._commit(run_id, ops, {"pending": len(batch)})
                 except TableTransactionError as exc:
                     if exc.index is None or exc.index >= len(batch):
                         raise
@@ -291,6 +332,10 @@ class RunStore:
                         del batch[exc.index]
                     else:
                         batch[exc.index] = (chat_id, row.metadata["etag"])
+                    continue
+                counted.update((c, r["etag"]) for (c, _), r in zip(batch, results, strict=True))
+                break
+        return counted
 
     def pending_from(self, run_id: str, source: str) -> list[str]:
         """Chats a step added that have no outcome yet, counted (for a step that is redelivered)."""
@@ -462,7 +507,7 @@ class RunStore:
             "error": run.error.to_dict() if run.error else None,
             "createdAt": run.created_at,
             "updatedAt": updated.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "discovery": {"mode": "chatIds" if run.explicit_chats else "scan", **{k: totals.get(k, 0) for k in DISCOVERY_COUNTS}},
+            "discovery": {"mode": run.discovery_mode, **{k: totals.get(k, 0) for k in DISCOVERY_COUNTS}},
         }
 
     def _failures(self, run_id: str) -> list[dict]:

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from shared.dispatch import Dispatcher
 from shared.graph import GraphClient, managed_identity_tokens
 from shared.pacing import Pacer, TableSchedule
+from shared.registry import Registry
 from shared.runs import RunRecord, RunStore
 from shared.settings import Settings
-from shared.storage import PACING_TABLE, RUNS_TABLE, Storage
+from shared.storage import PACING_TABLE, REGISTRY_TABLE, RUNS_TABLE, WATCH_TABLE, Storage
+from shared.tracking import Tracking
 
 
 @dataclass(kw_only=True)
@@ -22,6 +24,8 @@ class Services:
     pacer: Pacer
     graph: GraphClient
     dispatcher: Dispatcher
+    tracking: Tracking
+    registry: Registry
     _run_cache: OrderedDict = field(default_factory=OrderedDict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -42,6 +46,8 @@ class Services:
             pacer=pacer,
             graph=graph,
             dispatcher=Dispatcher(storage=storage, pacer=pacer, chats_per_message=settings.chats_per_message),
+            tracking=Tracking(storage.table(WATCH_TABLE)),
+            registry=Registry(storage.table(REGISTRY_TABLE)),
         )
 
     def started_run(self, run_id: str) -> RunRecord | None:

@@ -62,6 +62,46 @@ def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float)
     return value
 
 
+def _guids(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    values = [v for v in re.split(r"[,;\s]+", env.get(name, "")) if v]
+    bad = [v for v in values if not GUID.match(v)]
+    if bad:
+        raise ConfigError(f"{name} must list app ids (GUIDs) separated by commas; not a GUID: {bad[0]!r}")
+    return tuple(dict.fromkeys(v.lower() for v in values))
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if raw and not re.match(r"^https?://[^/\s]+/\S*$", raw):
+        raise ConfigError(f"{name} must be an absolute http(s) URL")  # never echo it: it holds a function key
+    return raw or None
+
+
+def _client_state(env: Mapping[str, str]) -> str | None:
+    raw = env.get("NOTIFICATION_CLIENT_STATE", "").strip()
+    if len(raw) > 255:
+        raise ConfigError("NOTIFICATION_CLIENT_STATE must be at most 255 characters")
+    if env.get("NOTIFICATION_URL", "").strip() and len(raw) < 16:
+        raise ConfigError("NOTIFICATION_CLIENT_STATE must be a secret of at least 16 characters when NOTIFICATION_URL is set")
+    return raw or None
+
+
 def _guid(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name, "").strip()
     if raw and not GUID.match(raw):
@@ -81,6 +121,12 @@ class Settings:
     users_per_step: int = 10
     inline_retry_seconds: float = 5.0
     max_chat_attempts: int = 8
+    # Automatic runs (catalog watcher, installation registry)
+    watched_app_ids: tuple[str, ...] = ()
+    watch_org_apps: bool = False
+    discovery_mode: str = "auto"  # scan | registry | auto
+    notification_url: str | None = None  # https://<app>/api/notifications?code=<function key>
+    notification_client_state: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -98,4 +144,13 @@ class Settings:
             users_per_step=int(_float(env, "DISCOVERY_USERS_PER_STEP", 10, minimum=1)),
             inline_retry_seconds=_float(env, "GRAPH_INLINE_RETRY_SECONDS", 5.0, minimum=0),
             max_chat_attempts=int(_float(env, "UPGRADE_MAX_ATTEMPTS", 8, minimum=1)),
+            watched_app_ids=_guids(env, "WATCHED_APP_IDS"),
+            watch_org_apps=_bool(env, "WATCH_ORG_APPS"),
+            discovery_mode=_choice(env, "DISCOVERY_MODE", ("scan", "registry", "auto"), "auto"),
+            notification_url=_url(env, "NOTIFICATION_URL"),
+            notification_client_state=_client_state(env),
         )
+
+    @property
+    def watching(self) -> bool:
+        return bool(self.watched_app_ids) or self.watch_org_apps

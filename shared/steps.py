@@ -16,6 +16,7 @@ from shared.discovery import chats_with_app, list_users_page
 from shared.errors import ErrorInfo, GraphError, GraphRetryable, MalformedMessage, RunFailure
 from shared.messages import ListUsers, LoadTargets, ScanUserChats, StartRun, Step
 from shared.telemetry import log_run
+from shared.tracking import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,11 @@ class StepRunner:
             return StepOutput()
         raise MalformedMessage(f"unexpected step {step.kind}")
 
-    def _target(self, step: Step, chat_ids: list[str]) -> None:
+    def _target(self, step: Step, chat_ids: list[str], *, seed_app: str | None = None) -> None:
         """Records chats found by a step and queues the new ones at once, so upgrades start early."""
         self._s.dispatcher.send_chats(step.run_id, self._s.runs.add_targets(step.run_id, chat_ids, source=step.step_id))
+        if seed_app and chat_ids:
+            self._s.registry.add(seed_app, chat_ids, source="scan")
 
     def _finish(self, step: Step, message_id: str, output: StepOutput) -> None:
         runs = self._s.runs
@@ -88,7 +91,10 @@ class StepRunner:
                 run.run_id, ErrorInfo("catalogError", f"Reading the app catalog failed: {exc.status} {exc.code}: {exc.message}")
             )
             return StepOutput()
-        self._s.runs.set_target(run.run_id, target)
+        mode = self._discovery_mode(run, target.teams_app_id)
+        self._s.runs.set_target(run.run_id, target, mode)
+        if not run.explicit_chats and not run.dry_run:  # so that the catalog watcher does not start it again
+            self._s.tracking.advance(target.teams_app_id, target.version, run.run_id)
         log_run(
             logging.INFO,
             "Run %s targets %s version %s",
@@ -99,14 +105,39 @@ class StepRunner:
             appId=target.teams_app_id,
             targetVersion=target.version,
             dryRun=run.dry_run,
+            discoveryMode=mode,
         )
-        if run.explicit_chats:
-            children = [
-                LoadTargets(run_id=run.run_id, step_id=f"input-{i}", input_key=key) for i, key in enumerate(run.input_keys)
-            ]
-        else:
-            children = [ListUsers(run_id=run.run_id, step_id="users-0", page=0)]
+        if mode == "scan":
+            if self._s.settings.discovery_group_id is None:  # a full scan seeds the installation registry
+                self._s.tracking.begin_seed(target.teams_app_id, run.run_id)
+            return StepOutput(children=[(ListUsers(run_id=run.run_id, step_id="users-0", page=0), 0)])
+        keys = run.input_keys
+        if mode == "registry":
+            keys = self._s.runs.add_inputs(run.run_id, self._s.registry.chats(target.teams_app_id), prefix="r")
+        children = [LoadTargets(run_id=run.run_id, step_id=f"input-{i}", input_key=key) for i, key in enumerate(keys)]
         return StepOutput(children=[(c, 0) for c in children])
+
+    def _discovery_mode(self, run, app_id: str) -> str:
+        if run.explicit_chats:
+            return "chatIds"
+        mode = self._s.settings.discovery_mode
+        if mode == "auto":
+            mode = "registry" if self._registry_ready(app_id) else "scan"
+        return mode
+
+    def _registry_ready(self, app_id: str) -> bool:
+        """The registry is complete when a full scan seeded it after the subscription started, and
+        nothing since (an unreadable installation id, a lost subscription) put it in doubt."""
+        subscription = self._s.tracking.subscription(app_id)
+        state = self._s.tracking.registry(app_id)
+        if subscription is None or subscription.expires_at <= utcnow() or not state.seed_run_id or not state.seed_started_at:
+            return False
+        if state.seed_started_at < subscription.started_at:
+            return False
+        if state.invalidated_at and state.invalidated_at >= state.seed_started_at:
+            return False
+        seed = self._s.runs.status(state.seed_run_id)
+        return seed is not None and seed["state"] in ("upgrading", "completed") and seed["error"] is None
 
     def _fail(self, run_id: str, error: ErrorInfo) -> None:
         self._s.runs.fail_run(run_id, error)
@@ -130,7 +161,9 @@ class StepRunner:
         output = StepOutput(counts={"usersScanned": 0, "usersSkipped": 0, "usersFailed": 0})
         for index, user_id in enumerate(step.user_ids):
             try:
-                self._target(step, chats_with_app(self._s.graph, user_id, run.target.teams_app_id))
+                app_id = run.target.teams_app_id
+                seed = app_id if self._s.settings.discovery_group_id is None else None
+                self._target(step, chats_with_app(self._s.graph, user_id, app_id), seed_app=seed)
             except GraphRetryable as exc:
                 if step.step_id.count(".") + 1 >= self._s.settings.max_chat_attempts:
                     output.counts["usersFailed"] += len(step.user_ids) - index

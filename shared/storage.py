@@ -12,9 +12,12 @@ from shared.settings import StorageSettings
 
 CONTROL_QUEUE = "upgrader-control"
 CHATS_QUEUE = "upgrader-chats"
+NOTIFICATIONS_QUEUE = "upgrader-notifications"
 POISON_SUFFIX = "-poison"
 RUNS_TABLE = "upgraderruns"
 PACING_TABLE = "upgraderpacing"
+WATCH_TABLE = "upgraderwatch"
+REGISTRY_TABLE = "upgraderregistry"
 
 
 def storage_credential(settings: StorageSettings):

@@ -81,12 +81,15 @@ class BatchUpgrader:
         self._max_attempts = max_attempts
         self._requeue = requeue  # (UpgradeChats, delay_seconds) -> None
 
-    def process(self, run: RunRecord, message: UpgradeChats, message_id: str) -> list[Outcome]:
+    def process(self, run: RunRecord, message: UpgradeChats, message_id: str, dequeue_count: int = 1) -> list[Outcome]:
         target = run.target
         if target is None:
             raise RuntimeError(f"run {run.run_id} has chats queued but no target yet")
         chain = message.claim or message_id
-        rows = self._runs.get_chats(run.run_id, message.chat_ids)
+        if dequeue_count == 1 and len(message.etags) == len(message.chat_ids):  # as queued: no need to read them
+            rows = {c: ChatRow(c, "pending", e) for c, e in zip(message.chat_ids, message.etags, strict=True)}
+        else:
+            rows = self._runs.get_chats(run.run_id, message.chat_ids)
         work = [rows[c] for c in dict.fromkeys(message.chat_ids) if c in rows and self._ours(rows[c], chain)]
 
         outcomes: list[Outcome] = []

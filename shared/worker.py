@@ -8,7 +8,8 @@ import azure.functions as func
 
 from shared import services as services_module
 from shared.errors import ErrorInfo, MalformedMessage
-from shared.messages import LoadTargets, ScanUserChats, StartRun, Step, UpgradeChats, decode
+from shared.installations import process as process_notifications
+from shared.messages import LoadTargets, Notifications, ScanUserChats, StartRun, Step, UpgradeChats, decode
 from shared.runs import Outcome
 from shared.steps import StepRunner
 from shared.telemetry import log_chat, log_run
@@ -43,7 +44,7 @@ def handle_chats(msg: func.QueueMessage, services=None) -> None:
         max_attempts=services.settings.max_chat_attempts,
         requeue=services.dispatcher.requeue_chats,
     )
-    upgrader.process(run, batch, msg.id)
+    upgrader.process(run, batch, msg.id, msg.dequeue_count or 1)
 
 
 def _poisoned(msg: func.QueueMessage, expected: type, queue: str, services):
@@ -111,3 +112,40 @@ def _fail_chats(services, run_id: str, chat_ids: list[str], message: str) -> Non
     run = services.runs.get_run(run_id)
     for outcome in services.runs.record(run_id, rows, outcomes):
         log_chat(run, outcome)
+
+
+def handle_notifications(msg: func.QueueMessage, services=None) -> None:
+    services = services or services_module.get()
+    process_notifications(services, _decode(msg, Notifications))
+
+
+def handle_notifications_poison(msg: func.QueueMessage, services=None) -> None:
+    """Installation events that could not be processed: the registry may miss chats, so the next
+    automatic run scans instead of trusting it."""
+    services = services or services_module.get()
+    try:
+        batch = _decode(msg, Notifications)
+    except MalformedMessage as exc:
+        log.error("Dropped an undecodable message from notifications-poison (%s)", exc)
+        return
+    apps = {services.tracking.app_of_subscription(str(item.get("subscriptionId") or "")) for item in batch.items}
+    for app_id in apps - {None}:
+        services.tracking.invalidate_registry(app_id)
+        log.error(
+            "Installation events for app %s failed every attempt; the registry will be re-seeded", app_id, extra={"appId": app_id}
+        )
+
+
+def check_catalog(control: func.Out, services=None) -> None:
+    from shared.watcher import check_catalog as check
+
+    services = services or services_module.get()
+    messages = check(services)
+    if messages:
+        control.set(messages)
+
+
+def maintain_subscriptions(services=None) -> None:
+    from shared.subscriptions import SubscriptionManager
+
+    SubscriptionManager(services or services_module.get()).maintain()

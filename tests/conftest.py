@@ -21,7 +21,8 @@ from devtools.identity import IdentityEndpoint
 from devtools.tenant import Tenant
 from shared import services
 
-FAST_RPS = 300  # functional tests: pacing out of the way; the per-chat limit still applies
+FAST_RPS = 300
+NEVER = "0 0 0 1 1 *"  # NCRONTAB: once a year  # functional tests: pacing out of the way; the per-chat limit still applies
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +73,8 @@ def app_env(monkeypatch, azurite, identity, emulator):
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
     monkeypatch.setenv("GRAPH_BASE_URL", emulator.base_url)
     monkeypatch.setenv("GRAPH_MAX_RPS", str(FAST_RPS))
+    monkeypatch.setenv("CATALOG_WATCH_SCHEDULE", NEVER)  # tests fire the timers themselves
+    monkeypatch.setenv("SUBSCRIPTION_SCHEDULE", NEVER)
     clean_storage(azurite.connection_string)
     services.reset()
     yield monkeypatch

@@ -1,0 +1,115 @@
+"""Graph subscriptions to the chat installations of each watched app: created, renewed before they
+expire (Teams allows at most 4,320 minutes), reauthorized and recreated on lifecycle events."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from shared.errors import GraphError
+from shared.graph import segment
+from shared.telemetry import log_run
+from shared.tracking import Subscription, utcnow
+
+LIFETIME = timedelta(minutes=4200)  # under Graph's 4,320-minute maximum for teamsAppInstallation
+RENEW_WITHIN = timedelta(hours=24)
+BUCKET = "subscriptions"
+log = logging.getLogger(__name__)
+
+
+def installations_resource(app_id: str) -> str:
+    return f"/appCatalogs/teamsApps/{app_id}/installations?$filter=(scopeInfo/scope eq 'groupChat')"
+
+
+def _iso(moment) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+
+class SubscriptionManager:
+    def __init__(self, services) -> None:
+        self._s = services
+
+    def watched_app_ids(self) -> list[str]:
+        from shared.watcher import watched_apps
+
+        return [app["id"] for app in watched_apps(self._s)]
+
+    def maintain(self) -> None:
+        settings = self._s.settings
+        if not settings.notification_url:
+            log.info("NOTIFICATION_URL is not set: no installation subscriptions")
+            return
+        for app_id in self.watched_app_ids():
+            try:
+                self.ensure(app_id)
+            except GraphError as exc:
+                log.error(
+                    "Subscription for app %s: %s %s %s",
+                    app_id,
+                    exc.status,
+                    exc.code,
+                    exc.message,
+                    extra={"appId": app_id, "graphStatus": exc.status, "graphCode": exc.code},
+                )
+
+    def ensure(self, app_id: str) -> Subscription:
+        current = self._s.tracking.subscription(app_id)
+        if current and current.expires_at - utcnow() > RENEW_WITHIN:
+            return current
+        if current:
+            try:
+                return self.renew(app_id, current)
+            except GraphError as exc:
+                if exc.status != 404:
+                    raise
+        return self.create(app_id)
+
+    def create(self, app_id: str) -> Subscription:
+        settings = self._s.settings
+        started = utcnow()
+        body = {
+            "changeType": "created,deleted",
+            "notificationUrl": settings.notification_url,
+            "lifecycleNotificationUrl": settings.notification_url,
+            "resource": installations_resource(app_id),
+            "expirationDateTime": _iso(started + LIFETIME),
+            "clientState": settings.notification_client_state,
+        }
+        created = self._s.graph.post("/subscriptions", body, bucket=BUCKET).body or {}
+        subscription = Subscription(created["id"], started + LIFETIME, started)
+        self._s.tracking.set_subscription(app_id, subscription)
+        log_run(
+            logging.INFO,
+            "Subscribed to chat installations of app %s (subscription %s)",
+            app_id,
+            subscription.id,
+            appId=app_id,
+            subscriptionId=subscription.id,
+        )
+        return subscription
+
+    def renew(self, app_id: str, current: Subscription) -> Subscription:
+        expires = utcnow() + LIFETIME
+        self._s.graph.send(
+            "PATCH",
+            self._s.graph.url(f"/subscriptions/{segment(current.id)}"),
+            body={"expirationDateTime": _iso(expires)},
+            bucket=BUCKET,
+        )
+        renewed = Subscription(current.id, expires, current.started_at)
+        self._s.tracking.set_subscription(app_id, renewed)
+        return renewed
+
+    def reauthorize(self, app_id: str, subscription_id: str) -> None:
+        try:
+            self._s.graph.post(f"/subscriptions/{segment(subscription_id)}/reauthorize", {}, bucket=BUCKET)
+        except GraphError as exc:
+            if exc.status != 404:
+                raise
+            self.recreate(app_id)
+
+    def recreate(self, app_id: str) -> None:
+        """The subscription is gone: notifications were lost, so the registry needs a new seeding scan."""
+        self._s.tracking.drop_subscription(app_id)
+        self._s.tracking.invalidate_registry(app_id)
+        self.create(app_id)

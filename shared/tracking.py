@@ -1,0 +1,178 @@
+"""What the app remembers per watched app, in the `upgraderwatch` table:
+
+app/<appId>           newest published version seen, and the run started for it
+subscription/<appId>  the Graph subscription to the app's chat installations
+registry/<appId>      how far the installation registry can be trusted (seeding scan, invalidations)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.versions import version_key
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SeenVersion:
+    version: str
+    etag: str
+    run_id: str | None
+    seen_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    expires_at: datetime
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    seed_run_id: str | None
+    seed_started_at: datetime | None
+    invalidated_at: datetime | None
+    events: int
+    undecodable: int
+
+
+class Tracking:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def _get(self, kind: str, app_id: str) -> dict | None:
+        try:
+            return self._table.get_entity(kind, app_id)
+        except ResourceNotFoundError:
+            return None
+
+    # ---- versions ---------------------------------------------------------------------------------
+
+    def seen(self, app_id: str) -> SeenVersion | None:
+        row = self._get("app", app_id)
+        if row is None:
+            return None
+        return SeenVersion(row["version"], row.metadata["etag"], row.get("runId") or None, row.get("seenAt"))
+
+    def first_sight(self, app_id: str, version: str, name: str) -> bool:
+        """Records the version an app has when first seen; False if someone recorded one first."""
+        try:
+            self._table.create_entity(
+                {"PartitionKey": "app", "RowKey": app_id, "version": version, "displayName": name, "seenAt": utcnow()}
+            )
+        except ResourceExistsError:
+            return False
+        return True
+
+    def advance(self, app_id: str, version: str, run_id: str, *, etag: str | None = None) -> bool:
+        """Moves the seen version forward to `version` with the run started for it.
+
+        With `etag` the move happens only if nobody moved it meanwhile; without, only if `version`
+        is newer than what is recorded. Returns whether this call moved it.
+        """
+        while True:
+            if etag is None:
+                current = self.seen(app_id)
+                if current is not None and version_key(current.version) >= version_key(version):
+                    return False
+                entity = {"PartitionKey": "app", "RowKey": app_id, "version": version, "runId": run_id, "seenAt": utcnow()}
+                try:
+                    if current is None:
+                        self._table.create_entity(entity)
+                    else:
+                        self._table.update_entity(
+                            entity, mode=UpdateMode.MERGE, etag=current.etag, match_condition=MatchConditions.IfNotModified
+                        )
+                except (ResourceExistsError, ResourceModifiedError):
+                    continue
+                return True
+            try:
+                self._table.update_entity(
+                    {"PartitionKey": "app", "RowKey": app_id, "version": version, "runId": run_id, "seenAt": utcnow()},
+                    mode=UpdateMode.MERGE,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except (ResourceModifiedError, ResourceNotFoundError):
+                return False
+            return True
+
+    def apps(self) -> list[dict]:
+        return list(self._table.query_entities("PartitionKey eq 'app'"))
+
+    # ---- subscriptions ----------------------------------------------------------------------------
+
+    def subscription(self, app_id: str) -> Subscription | None:
+        row = self._get("subscription", app_id)
+        if row is None or not row.get("subscriptionId"):
+            return None
+        return Subscription(row["subscriptionId"], row["expiresAt"], row["startedAt"])
+
+    def set_subscription(self, app_id: str, subscription: Subscription) -> None:
+        self._table.upsert_entity(
+            {
+                "PartitionKey": "subscription",
+                "RowKey": app_id,
+                "subscriptionId": subscription.id,
+                "expiresAt": subscription.expires_at,
+                "startedAt": subscription.started_at,
+            },
+            mode=UpdateMode.REPLACE,
+        )
+
+    def app_of_subscription(self, subscription_id: str) -> str | None:
+        rows = self._table.query_entities(
+            "PartitionKey eq 'subscription' and subscriptionId eq @id", parameters={"id": subscription_id}, select=["RowKey"]
+        )
+        return next((row["RowKey"] for row in rows), None)
+
+    def drop_subscription(self, app_id: str) -> None:
+        try:
+            self._table.delete_entity("subscription", app_id)
+        except ResourceNotFoundError:
+            pass
+
+    # ---- registry trust ---------------------------------------------------------------------------
+
+    def registry(self, app_id: str) -> RegistryState:
+        row = self._get("registry", app_id) or {}
+        return RegistryState(
+            row.get("seedRunId") or None,
+            row.get("seedStartedAt"),
+            row.get("invalidatedAt"),
+            int(row.get("events", 0)),
+            int(row.get("undecodable", 0)),
+        )
+
+    def begin_seed(self, app_id: str, run_id: str) -> None:
+        self._table.upsert_entity(
+            {"PartitionKey": "registry", "RowKey": app_id, "seedRunId": run_id, "seedStartedAt": utcnow()}, mode=UpdateMode.MERGE
+        )
+
+    def invalidate_registry(self, app_id: str, *, undecodable: int = 0) -> None:
+        """The registry may have missed installations (an id we could not read, a lost subscription)."""
+        state = self.registry(app_id)
+        self._table.upsert_entity(
+            {
+                "PartitionKey": "registry",
+                "RowKey": app_id,
+                "invalidatedAt": utcnow(),
+                "undecodable": state.undecodable + undecodable,
+            },
+            mode=UpdateMode.MERGE,
+        )
+
+    def count_events(self, app_id: str, events: int) -> None:
+        state = self.registry(app_id)
+        self._table.upsert_entity(
+            {"PartitionKey": "registry", "RowKey": app_id, "events": state.events + events}, mode=UpdateMode.MERGE
+        )
