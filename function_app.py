@@ -72,3 +72,8 @@ def installation_events_poison(msg: func.QueueMessage) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%SUBSCRIPTION_SCHEDULE%")
 def subscription_manager(timer: func.TimerRequest) -> None:
     worker.maintain_subscriptions()
+
+
+@app.timer_trigger(arg_name="timer", schedule="%QUEUE_MONITOR_SCHEDULE%")
+def queue_monitor(timer: func.TimerRequest) -> None:
+    worker.report_queue_depth()

@@ -61,7 +61,7 @@ def peak_rss_mb(pid: int) -> float | None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Bench:
@@ -181,6 +181,9 @@ class Bench:
             },
             "minSecondsBetweenRequestsOnOneChat": round(emulator.min_chat_gap(), 3),
             "peakRssMbPerWorker": rss,
+            "upgradesPer10Seconds": [
+                sum(1 for t in upgrades if b <= t - started < b + 10) for b in range(0, int(last - started) + 10, 10)
+            ],
         }
         return result, [t - started for t in upgrades]
 

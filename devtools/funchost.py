@@ -419,8 +419,9 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 class TimerListener:
-    def __init__(self, spec: FunctionSpec) -> None:
+    def __init__(self, spec: FunctionSpec, outputs: OutputWriter) -> None:
         self.spec = spec
+        self.outputs = outputs
         self.schedule = Schedule(resolve(spec.trigger["schedule"]))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -440,7 +441,10 @@ class TimerListener:
             json.dumps({"Schedule": {"AdjustForDST": True}, "ScheduleStatus": status, "IsPastDue": past_due}), "json"
         )
         self.last = now
-        return invoke(self.spec, datum, None, "Timer fired at " + now.isoformat()).ok
+        result = invoke(self.spec, datum, None, "Timer fired at " + now.isoformat())
+        if result.ok:
+            self.outputs.write(self.spec, result.outputs)
+        return result.ok
 
     def _run(self) -> None:
         if self.spec.trigger.get("runOnStartup"):
@@ -492,6 +496,14 @@ class LocalHost:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http.port}" if self.http else ""
 
+    def fire(self, function_name: str) -> bool:
+        """Runs a timer-triggered function now, as the portal's "Test/Run" does; True if it succeeded."""
+        timer = next((t for t in self.timers if t.spec.name == function_name), None)
+        if timer is None:
+            spec = next(s for s in self.functions("timerTrigger") if s.name == function_name)
+            timer = TimerListener(spec, self.outputs)
+        return timer.fire()
+
     def functions(self, trigger_type: str) -> list[FunctionSpec]:
         return [s for s in self.specs if s.trigger["type"] == trigger_type]
 
@@ -500,7 +512,7 @@ class LocalHost:
             self.http = HttpFrontend(self.specs, self.config, self.outputs, function_key=self.function_key)
             self.http.start(self.http_port)
         if self.run_timers:
-            self.timers = [TimerListener(s) for s in self.functions("timerTrigger")]
+            self.timers = [TimerListener(s, self.outputs) for s in self.functions("timerTrigger")]
             for timer in self.timers:
                 timer.start()
         if self.queue_workers == 0:

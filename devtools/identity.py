@@ -47,7 +47,7 @@ class TokenAuthority:
         self.client_id = str(uuid.uuid4())
         self.principal_id = str(uuid.uuid4())
 
-    def issue(self, resource: str, client_id: str | None = None) -> tuple[str, int]:
+    def issue(self, resource: str, client_id: str | None = None, roles: list[str] | None = None) -> tuple[str, int]:
         now = int(time.time())
         claims = {
             "aud": resource,
@@ -58,7 +58,7 @@ class TokenAuthority:
             "tid": TENANT_ID,
             "oid": self.principal_id,
             "appid": client_id or self.client_id,
-            "roles": list(self.roles),
+            "roles": list(self.roles if roles is None else roles),
         }
         head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
         body = _b64(json.dumps(claims).encode())

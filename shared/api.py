@@ -19,10 +19,10 @@ from shared.errors import ErrorInfo, RequestError
 from shared.messages import RUN_ID, StartRun
 from shared.runs import RunSpec
 from shared.settings import ConfigError
-from shared.telemetry import log_run
+from shared.telemetry import event
 from shared.validation import MAX_BODY_BYTES, parse_publish
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"upgrader.{__name__}")
 
 
 def json_response(status: int, body: dict, headers: dict | None = None) -> func.HttpResponse:
@@ -75,8 +75,8 @@ def publish(req: func.HttpRequest, control: func.Out, services=None) -> func.Htt
         return error_response(503, ErrorInfo("storageUnavailable", "The run could not be recorded; try again."))
     control.set([StartRun(run_id=run_id).encode()])
     status_url = urljoin(req.url.split("?", 1)[0], f"runs/{run_id}")
-    log_run(
-        logging.INFO,
+    event(
+        "runQueued",
         "Run %s queued for app %s",
         run_id,
         request.teams_app_id or request.external_id,
@@ -85,6 +85,7 @@ def publish(req: func.HttpRequest, control: func.Out, services=None) -> func.Htt
         externalId=request.external_id,
         chats=len(request.chat_ids or ()),
         dryRun=request.dry_run,
+        trigger="api",
     )
     return json_response(202, {"runId": run_id, "statusUrl": status_url}, headers={"Location": status_url})
 
@@ -114,8 +115,10 @@ def apps_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
     except RequestError as exc:
         return error_response(exc.status, exc.info)
     apps = []
-    for row in services.tracking.apps():
-        app_id = row["RowKey"]
+    known = services.tracking.apps()
+    for app_id in services.settings.watched_app_ids:
+        known.setdefault(app_id, {})
+    for app_id, row in sorted(known.items()):
         subscription = services.tracking.subscription(app_id)
         registry = services.tracking.registry(app_id)
         apps.append(

@@ -1,7 +1,9 @@
 """Sending work to the queues. Chat batches are spread over time: each message becomes visible
-when the pacing schedule expects its chats' first request, so the queue delivers work at the rate
-Graph accepts instead of all at once (and the platform does not scale out to instances that would
-only wait for pacing slots)."""
+about when the pacing schedule expects its chats' first request, so the queue delivers work at the
+rate Graph accepts instead of all at once (and the platform does not scale out to instances that
+would only wait for pacing slots). Work is released a little faster than the pacing rate
+(RELEASE_SPEEDUP): the small visible backlog absorbs queue polling delays, which would otherwise
+cost throughput for good; the pacer, not the queue, is what holds the rate."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from shared.storage import CHATS_QUEUE, CONTROL_QUEUE, Storage
 from shared.upgrade import INSTALLED_APPS_GET
 
 MAX_VISIBILITY_DELAY = 7 * 24 * 3600 - 60
+RELEASE_SPEEDUP = 1.25
 
 
 class Dispatcher:
@@ -37,11 +40,11 @@ class Dispatcher:
         chat_ids = list(chats)
         etags = list(chats.values()) if isinstance(chats, Mapping) else []
         queue = self._storage.queue(CHATS_QUEUE)
-        start = self._pacer.plan(INSTALLED_APPS_GET, len(chat_ids))
+        start = self._pacer.plan(INSTALLED_APPS_GET, len(chat_ids), speedup=RELEASE_SPEEDUP)
         size = self._chats_per_message
         now = self._clock()
         for offset in range(0, len(chat_ids), size):
-            due = start + offset * self._pacer.interval
+            due = start + offset * self._pacer.interval / RELEASE_SPEEDUP
             message = UpgradeChats(
                 run_id=run_id, chat_ids=tuple(chat_ids[offset : offset + size]), etags=tuple(etags[offset : offset + size])
             )

@@ -20,10 +20,11 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 
 from shared.errors import GraphError, GraphThrottled, GraphUnavailable
+from shared.telemetry import event
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 RETRYABLE_STATUS = {500, 502, 503, 504}
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"upgrader.{__name__}")
 
 
 def segment(value: str) -> str:
@@ -196,6 +197,16 @@ class GraphClient:
                 raise error
             if isinstance(error, GraphThrottled):
                 self._count(f"{bucket}.throttled")
+                event(
+                    "throttled",
+                    "Graph throttled %s: Retry-After %.0f s",
+                    bucket,
+                    error.retry_after,
+                    level=logging.WARNING,
+                    bucket=bucket,
+                    graphStatus=429,
+                    retryAfter=error.retry_after,
+                )
                 if self._pacer is not None:
                     self._pacer.backoff(bucket, error.retry_after)
             else:

@@ -20,6 +20,7 @@ from shared.api import error_response
 from shared.errors import ErrorInfo
 from shared.messages import MAX_MESSAGE_BYTES, Notifications
 from shared.settings import ConfigError, Settings
+from shared.telemetry import event
 
 KEPT = (
     "subscriptionId",
@@ -30,7 +31,7 @@ KEPT = (
     "tenantId",
     "subscriptionExpirationDateTime",
 )
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"upgrader.{__name__}")
 
 
 def _bad(message: str) -> func.HttpResponse:
@@ -73,11 +74,13 @@ def receive(req: func.HttpRequest, out: func.Out) -> func.HttpResponse:
             continue
         accepted.append({k: item[k] for k in KEPT if k in item})
     if dropped:
-        log.warning(
+        event(
+            "notificationsDropped",
             "Dropped %d of %d notifications: clientState missing or not ours",
             dropped,
             len(body["value"]),
-            extra={"dropped": dropped},
+            dropped=dropped,
+            level=logging.WARNING,
         )
     if accepted:
         out.set(_batches(accepted))

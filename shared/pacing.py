@@ -16,7 +16,6 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,10 +23,12 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.telemetry import event
+
 HEADROOM = 0.95
 LATE_TOLERANCE = 0.02  # a slot this far in the past is still used; older ones are dropped
 RESERVE_SECONDS = 0.5  # at most this much schedule is reserved at once
-DEMAND_WINDOW = 0.5  # a block covers what this process asked for in the last half second
+REPORT_SECONDS = 30.0
 
 
 class TableSchedule:
@@ -81,7 +82,10 @@ class _Bucket:
     slots: list[float] = field(default_factory=list)
     waiting: int = 0
     reserving: bool = False
-    recent: deque = field(default_factory=deque)  # times of recent acquires: this process's demand
+    reserved: int = 0
+    used: int = 0
+    dropped: int = 0  # reserved slots that passed unused
+    reported: float = 0.0
 
 
 class Pacer:
@@ -125,22 +129,22 @@ class Pacer:
         return slot
 
     def _take(self, bucket: str, state: _Bucket, not_before: float) -> float:
-        state.recent.append(self._clock())
         while True:
             now = self._clock()
-            while state.recent and state.recent[0] < now - DEMAND_WINDOW:
-                state.recent.popleft()
             stale = bisect.bisect_left(state.slots, now - LATE_TOLERANCE)
             del state.slots[:stale]
+            state.dropped += stale
             usable = bisect.bisect_left(state.slots, not_before)
             if usable < len(state.slots):
+                state.used += 1
+                self._report(bucket, state, now)
                 return state.slots.pop(usable)
             if state.reserving:
                 state.cond.wait(timeout=1.0)
                 continue
-            # one table write per block: size it to this process's recent demand, so that a busy
-            # process writes a few times a second, not once per request
-            count = min(max(state.waiting, len(state.recent), 1), self._max_block)
+            # one table write per block, for the requests waiting now: a slot reserved for a request
+            # that is not there yet may pass unused, and that is throughput lost for good
+            count = min(max(state.waiting, 1), self._max_block)
             state.reserving = True
             state.cond.release()
             try:
@@ -150,6 +154,27 @@ class Pacer:
                 state.reserving = False
                 state.cond.notify_all()
             state.slots = sorted(state.slots + [start + i * self.interval for i in range(count)])
+            state.reserved += count
+
+    @staticmethod
+    def _report(bucket: str, state: _Bucket, now: float) -> None:
+        """Every half minute: how this process used the slots it reserved (dropped ones are lost throughput)."""
+        if now - state.reported < REPORT_SECONDS:
+            return
+        if state.reported:
+            event(
+                "pacing",
+                "Pacing %s: %d slots reserved, %d used, %d dropped",
+                bucket,
+                state.reserved,
+                state.used,
+                state.dropped,
+                bucket=bucket,
+                reserved=state.reserved,
+                used=state.used,
+                dropped=state.dropped,
+            )
+        state.reported, state.reserved, state.used, state.dropped = now, 0, 0, 0
 
     def backoff(self, bucket: str, seconds: float) -> None:
         """Graph said Retry-After: nobody sends to this bucket for `seconds`."""
@@ -159,9 +184,9 @@ class Pacer:
         with state.cond:
             del state.slots[: bisect.bisect_left(state.slots, until)]
 
-    def plan(self, bucket: str, count: int) -> float:
-        """Reserves arrival times for `count` future requests (queue fan-out); returns the first.
+    def plan(self, bucket: str, count: int, *, speedup: float = 1.0) -> float:
+        """Reserves release times for `count` future requests (queue fan-out); returns the first.
 
-        Request i of the block is due at start + i * interval.
+        Request i of the block is released at start + i * interval / speedup.
         """
-        return self._schedule.reserve(f"plan:{bucket}", count, self.interval, self._clock())
+        return self._schedule.reserve(f"plan:{bucket}", count, self.interval / speedup, self._clock())

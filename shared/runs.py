@@ -18,7 +18,7 @@ import threading
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from azure.core import MatchConditions
@@ -34,6 +34,7 @@ OUTCOMES = ("upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "faile
 COUNTS = (*OUTCOMES, "pending")
 DISCOVERY_COUNTS = ("usersScanned", "usersSkipped", "usersFailed")
 MAX_FAILURES_LISTED = 1000
+STALE_CLAIM = timedelta(minutes=15)  # longer than any invocation: the claimer is gone
 INPUT_CHUNK_BYTES = 60_000  # raw; stays under the 64 KiB binary property limit once compressed
 
 
@@ -105,8 +106,24 @@ class ChatRow:
     chat_id: str
     state: str
     etag: str
-    claim: str | None = None
+    claim: str | None = None  # "<chain>:<attempt>": chain is the id of the batch's first message
     claimed_at: datetime | None = None
+
+    @property
+    def stale_claim(self) -> bool:
+        return self.claimed_at is None or datetime.now(UTC) - self.claimed_at > STALE_CLAIM
+
+    def open_to(self, chain: str | None) -> bool:
+        """Whether a batch of this chain may decide the chat: it is pending, or claimed by an earlier
+        attempt of the same batch, or by an attempt that died long ago. `None` (the poison-queue
+        handler, the last resort) may decide any chat without an outcome."""
+        if self.state == "pending":
+            return True
+        if self.state != "claimed":
+            return False
+        if chain is None or (self.claim and self.claim.split(":")[0] == chain):
+            return True
+        return self.stale_claim
 
 
 @dataclass(frozen=True)
@@ -387,8 +404,9 @@ class RunStore:
                 if exc.index is None:
                     raise
                 fresh = self._refresh(run_id, rows[exc.index])
-                if fresh is None or fresh.state not in ("pending", "claimed") or (fresh.claim and fresh.claim != claim):
-                    del rows[exc.index]
+                taken = fresh is not None and fresh.state == "claimed" and fresh.claim != claim and not fresh.stale_claim
+                if fresh is None or fresh.state not in ("pending", "claimed") or taken:
+                    del rows[exc.index]  # decided, or being upgraded right now by someone else
                 else:
                     rows[exc.index] = fresh
                 continue
@@ -397,8 +415,11 @@ class RunStore:
             return rows
         return []
 
-    def record(self, run_id: str, rows: dict[str, ChatRow], outcomes: list[Outcome]) -> list[Outcome]:
-        """Records final outcomes; returns those recorded here (a chat already final is left alone)."""
+    def record(self, run_id: str, rows: dict[str, ChatRow], outcomes: list[Outcome], chain: str | None) -> list[Outcome]:
+        """Records final outcomes; returns those recorded here.
+
+        A chat whose row changed since it was read is re-read: it is left alone when it has its
+        outcome already, or when another batch holds it (see ChatRow.open_to)."""
         pending = [o for o in outcomes if o.chat_id in rows]
         recorded: list[Outcome] = []
         while pending:
@@ -429,7 +450,7 @@ class RunStore:
                     raise
                 o = batch[owner[exc.index]]
                 fresh = self._refresh(run_id, rows[o.chat_id])
-                if fresh is None or fresh.state not in ("pending", "claimed"):
+                if fresh is None or not fresh.open_to(chain):
                     pending.remove(o)
                 else:
                     rows[o.chat_id] = fresh

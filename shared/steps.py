@@ -15,10 +15,10 @@ from shared.catalog import resolve_target
 from shared.discovery import chats_with_app, list_users_page
 from shared.errors import ErrorInfo, GraphError, GraphRetryable, MalformedMessage, RunFailure
 from shared.messages import ListUsers, LoadTargets, ScanUserChats, StartRun, Step
-from shared.telemetry import log_run
+from shared.telemetry import event
 from shared.tracking import utcnow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"upgrader.{__name__}")
 
 
 @dataclass
@@ -95,8 +95,8 @@ class StepRunner:
         self._s.runs.set_target(run.run_id, target, mode)
         if not run.explicit_chats and not run.dry_run:  # so that the catalog watcher does not start it again
             self._s.tracking.advance(target.teams_app_id, target.version, run.run_id)
-        log_run(
-            logging.INFO,
+        event(
+            "runStarted",
             "Run %s targets %s version %s",
             run.run_id,
             target.display_name,
@@ -141,7 +141,16 @@ class StepRunner:
 
     def _fail(self, run_id: str, error: ErrorInfo) -> None:
         self._s.runs.fail_run(run_id, error)
-        log_run(logging.ERROR, "Run %s failed: %s %s", run_id, error.code, error.message, runId=run_id, errorCode=error.code)
+        event(
+            "runFailed",
+            "Run %s failed: %s %s",
+            run_id,
+            error.code,
+            error.message,
+            runId=run_id,
+            errorCode=error.code,
+            level=logging.ERROR,
+        )
 
     def _list_users(self, step: ListUsers) -> StepOutput:
         settings = self._s.settings
@@ -167,14 +176,15 @@ class StepRunner:
             except GraphRetryable as exc:
                 if step.step_id.count(".") + 1 >= self._s.settings.max_chat_attempts:
                     output.counts["usersFailed"] += len(step.user_ids) - index
-                    log_run(
-                        logging.WARNING,
+                    event(
+                        "userSkipped",
                         "Gave up listing chats of %d users: %s",
                         len(step.user_ids) - index,
                         exc,
                         runId=step.run_id,
                         graphStatus=exc.status,
                         graphCode=exc.code,
+                        level=logging.WARNING,
                     )
                     break
                 rest = ScanUserChats(run_id=step.run_id, step_id=f"{step.step_id}.{index}", user_ids=step.user_ids[index:])
@@ -185,8 +195,8 @@ class StepRunner:
                     output.counts["usersSkipped"] += 1
                 else:
                     output.counts["usersFailed"] += 1
-                    log_run(
-                        logging.WARNING,
+                    event(
+                        "userSkipped",
                         "Listing chats of user %s failed: %s %s",
                         user_id,
                         exc.status,
@@ -195,6 +205,7 @@ class StepRunner:
                         userId=user_id,
                         graphStatus=exc.status,
                         graphCode=exc.code,
+                        level=logging.WARNING,
                     )
                 continue
             output.counts["usersScanned"] += 1

@@ -8,13 +8,13 @@ from datetime import timedelta
 
 from shared.errors import GraphError
 from shared.graph import segment
-from shared.telemetry import log_run
+from shared.telemetry import event
 from shared.tracking import Subscription, utcnow
 
 LIFETIME = timedelta(minutes=4200)  # under Graph's 4,320-minute maximum for teamsAppInstallation
 RENEW_WITHIN = timedelta(hours=24)
 BUCKET = "subscriptions"
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"upgrader.{__name__}")
 
 
 def installations_resource(app_id: str) -> str:
@@ -43,13 +43,17 @@ class SubscriptionManager:
             try:
                 self.ensure(app_id)
             except GraphError as exc:
-                log.error(
+                event(
+                    "subscription",
                     "Subscription for app %s: %s %s %s",
                     app_id,
                     exc.status,
                     exc.code,
                     exc.message,
-                    extra={"appId": app_id, "graphStatus": exc.status, "graphCode": exc.code},
+                    appId=app_id,
+                    graphStatus=exc.status,
+                    graphCode=exc.code,
+                    level=logging.ERROR,
                 )
 
     def ensure(self, app_id: str) -> Subscription:
@@ -78,8 +82,8 @@ class SubscriptionManager:
         created = self._s.graph.post("/subscriptions", body, bucket=BUCKET).body or {}
         subscription = Subscription(created["id"], started + LIFETIME, started)
         self._s.tracking.set_subscription(app_id, subscription)
-        log_run(
-            logging.INFO,
+        event(
+            "subscription",
             "Subscribed to chat installations of app %s (subscription %s)",
             app_id,
             subscription.id,

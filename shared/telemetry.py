@@ -1,31 +1,59 @@
-"""Structured log records. Properties go in `extra`, so that they reach Application Insights as
-customDimensions; nothing here ever logs a token, a key or a connection string."""
+"""Structured log records with a fixed vocabulary of properties.
+
+Each record carries `event` plus properties in `extra`. The Python worker does not forward `extra`
+to the Functions host, so the deployed app exports its logs with the Azure Monitor OpenTelemetry
+distro (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true, logger `upgrader`): there, each property
+becomes a column of AppTraces.Properties (customDimensions). Nothing here ever logs a token, a key
+or a connection string.
+
+Events and their properties:
+  runQueued       runId appId externalId chats dryRun trigger
+  runStarted      runId appId targetVersion dryRun discoveryMode
+  runFailed       runId errorCode
+  chatOutcome     runId appId chatId outcome targetVersion installedVersion graphStatus graphCode
+  throttled       bucket graphStatus retryAfter
+  pacing          bucket reserved used dropped (per process, every 30 s)
+  rescheduled     runId chats retryAfter
+  userSkipped     runId userId graphStatus graphCode
+  poisoned        queue runId step appId
+  queueDepth      queue depth
+  watcher         appId version runId trigger
+  registry        appId chatId change
+  subscription    appId subscriptionId lifecycleEvent graphStatus graphCode
+"""
 
 from __future__ import annotations
 
 import logging
 
-chat_log = logging.getLogger("upgrader.chats")
-run_log = logging.getLogger("upgrader.runs")
+LOGGER = "upgrader"
+events = logging.getLogger(f"{LOGGER}.events")
+
+
+def event(name: str, message: str, *args, level: int = logging.INFO, **props) -> None:
+    """Logs `message` with `event=name` and the non-empty properties."""
+    extra = {"event": name, **{k: v for k, v in props.items() if v is not None}}
+    events.log(level, message, *args, extra=extra)
 
 
 def log_chat(run, outcome) -> None:
     """One line per chat outcome: the record an operator searches for."""
     failure = outcome.failure or {}
-    props = {
-        "runId": run.run_id,
-        "appId": run.target.teams_app_id if run.target else run.teams_app_id,
-        "chatId": outcome.chat_id,
-        "outcome": outcome.outcome,
-        "targetVersion": run.target.version if run.target else None,
-        "installedVersion": outcome.version,
-        "graphStatus": failure.get("status"),
-        "graphCode": failure.get("code"),
-    }
-    level = logging.WARNING if outcome.outcome == "failed" else logging.INFO
     detail = f": {failure.get('status')} {failure.get('code')} {failure.get('message')}" if failure else ""
-    chat_log.log(level, "Chat %s %s (run %s)%s", outcome.chat_id, outcome.outcome, run.run_id, detail, extra=props)
-
-
-def log_run(level: int, message: str, *args, **props) -> None:
-    run_log.log(level, message, *args, extra=props)
+    event(
+        "chatOutcome",
+        "Chat %s %s (run %s)%s",
+        outcome.chat_id,
+        outcome.outcome,
+        run.run_id,
+        detail,
+        level=logging.WARNING if outcome.outcome == "failed" else logging.INFO,
+        runId=run.run_id,
+        appId=run.target.teams_app_id if run.target else run.teams_app_id,
+        chatId=outcome.chat_id,
+        outcome=outcome.outcome,
+        targetVersion=run.target.version if run.target else None,
+        installedVersion=outcome.version,
+        graphStatus=failure.get("status"),
+        graphCode=failure.get("code"),
+    )

@@ -106,8 +106,16 @@ class Tracking:
                 return False
             return True
 
-    def apps(self) -> list[dict]:
-        return list(self._table.query_entities("PartitionKey eq 'app'"))
+    def apps(self) -> dict[str, dict]:
+        """Every app something is known about (a seen version, a subscription, a registry), by id."""
+        apps: dict[str, dict] = {}
+        for row in self._table.query_entities(
+            "PartitionKey eq 'app' or PartitionKey eq 'subscription' or PartitionKey eq 'registry'"
+        ):
+            entry = apps.setdefault(row["RowKey"], {})
+            if row["PartitionKey"] == "app":
+                entry.update(row)
+        return apps
 
     # ---- subscriptions ----------------------------------------------------------------------------
 
@@ -160,19 +168,24 @@ class Tracking:
 
     def invalidate_registry(self, app_id: str, *, undecodable: int = 0) -> None:
         """The registry may have missed installations (an id we could not read, a lost subscription)."""
-        state = self.registry(app_id)
-        self._table.upsert_entity(
-            {
-                "PartitionKey": "registry",
-                "RowKey": app_id,
-                "invalidatedAt": utcnow(),
-                "undecodable": state.undecodable + undecodable,
-            },
-            mode=UpdateMode.MERGE,
-        )
+        self._add_to_registry_row(app_id, "undecodable", undecodable, invalidatedAt=utcnow())
 
     def count_events(self, app_id: str, events: int) -> None:
-        state = self.registry(app_id)
-        self._table.upsert_entity(
-            {"PartitionKey": "registry", "RowKey": app_id, "events": state.events + events}, mode=UpdateMode.MERGE
-        )
+        self._add_to_registry_row(app_id, "events", events)
+
+    def _add_to_registry_row(self, app_id: str, counter: str, delta: int, **fields) -> None:
+        """Adds to a counter of the registry row, exactly, whatever else updates it meanwhile."""
+        while True:
+            row = self._get("registry", app_id)
+            value = int((row or {}).get(counter, 0)) + delta
+            entity = {"PartitionKey": "registry", "RowKey": app_id, counter: value, **fields}
+            try:
+                if row is None:
+                    self._table.create_entity(entity)
+                else:
+                    self._table.update_entity(
+                        entity, mode=UpdateMode.MERGE, etag=row.metadata["etag"], match_condition=MatchConditions.IfNotModified
+                    )
+            except (ResourceExistsError, ResourceModifiedError):
+                continue
+            return

@@ -1,8 +1,8 @@
 """Per chat: look up the installation, decide, upgrade once. A batch of chats per queue message.
 
-A batch runs in two phases so that the one-request-per-second-per-chat limit costs no throughput:
-first the GETs of all its chats, then the POSTs of the outdated ones, each at least CHAT_SPACING
-after the response to its own GET (other chats' requests fill the gap).
+A batch interleaves its requests so that the one-request-per-second-per-chat limit costs no
+throughput: after each GET it POSTs the outdated chats whose GET is at least CHAT_SPACING old
+(other chats' requests fill the gap), and the rest at the end.
 
 Never twice: a chat is claimed (ETag-checked) before its POST, and a chat found claimed by a
 crashed attempt is re-checked with a GET; if it is already at the target version, that attempt's
@@ -13,23 +13,23 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from shared.catalog import TargetApp, odata_string
 from shared.errors import GraphError, GraphRetryable
 from shared.graph import GraphClient, segment
 from shared.messages import UpgradeChats
 from shared.runs import ChatRow, Outcome, RunRecord, RunStore
-from shared.telemetry import log_chat
+from shared.telemetry import event, log_chat
 from shared.versions import is_at_least
 
 INSTALLED_APPS_GET = "installedApps.get"
 INSTALLED_APPS_POST = "installedApps.post"
 CHAT_SPACING = 1.02  # seconds; Graph allows one request per second on any one chat
-STALE_CLAIM = timedelta(minutes=15)  # longer than any invocation: its owner is gone
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"upgrader.{__name__}")
 
 
 @dataclass(frozen=True)
@@ -90,51 +90,61 @@ class BatchUpgrader:
             rows = {c: ChatRow(c, "pending", e) for c, e in zip(message.chat_ids, message.etags, strict=True)}
         else:
             rows = self._runs.get_chats(run.run_id, message.chat_ids)
-        work = [rows[c] for c in dict.fromkeys(message.chat_ids) if c in rows and self._ours(rows[c], chain)]
+        work = [rows[c] for c in dict.fromkeys(message.chat_ids) if c in rows and rows[c].open_to(chain)]
 
         outcomes: list[Outcome] = []
         retry: dict[str, GraphRetryable] = {}
-        outdated: list[tuple[ChatRow, Installation, float]] = []
+        due: deque[tuple[ChatRow, Installation, float]] = deque()  # outdated chats, in the order of their GETs
+        claim = f"{chain}:{uuid.uuid4().hex[:8]}"
         for row in work:
             found = self._call(
                 row.chat_id, lambda c=row.chat_id: get_installation(self._graph, c, target.teams_app_id), retry, outcomes
             )
-            if found is None:
-                continue
-            installation, received_at = found
-            if installation is None:
-                outcomes.append(Outcome(row.chat_id, "notInstalled"))
-            elif installation.version and is_at_least(installation.version, target.version):
-                # a claimed chat now current was upgraded by an attempt that died before recording it
-                outcome = "upgraded" if row.state == "claimed" else "alreadyCurrent"
-                outcomes.append(Outcome(row.chat_id, outcome, version=installation.version))
-            elif run.dry_run:
-                outcomes.append(Outcome(row.chat_id, "wouldUpgrade", version=installation.version))
-            else:
-                outdated.append((row, installation, received_at))
-        recorded = self._runs.record(run.run_id, rows, outcomes)
-
-        claim = f"{chain}:{uuid.uuid4().hex[:8]}"
-        claimed = {r.chat_id for r in self._runs.claim(run.run_id, [r for r, _, _ in outdated], claim)}
-        upgraded: list[Outcome] = []
-        for row, installation, received_at in outdated:
-            if row.chat_id not in claimed:
-                continue
-            posted = self._call(
-                row.chat_id,
-                lambda r=row, i=installation, t=received_at: post_upgrade(self._graph, r.chat_id, i.id, target, t + CHAT_SPACING),
-                retry,
-                upgraded,
-            )
-            if posted is not None:
-                upgraded.append(Outcome(row.chat_id, "upgraded", version=target.version))
-        recorded += self._runs.record(run.run_id, rows, upgraded)
+            if found is not None:
+                installation, received_at = found
+                if installation is None:
+                    outcomes.append(Outcome(row.chat_id, "notInstalled"))
+                elif installation.version and is_at_least(installation.version, target.version):
+                    # a claimed chat now current was upgraded by an attempt that died before recording it
+                    outcome = "upgraded" if row.state == "claimed" else "alreadyCurrent"
+                    outcomes.append(Outcome(row.chat_id, outcome, version=installation.version))
+                elif run.dry_run:
+                    outcomes.append(Outcome(row.chat_id, "wouldUpgrade", version=installation.version))
+                else:
+                    due.append((row, installation, received_at + CHAT_SPACING))
+            self._upgrade(run.run_id, target, due, claim, retry, outcomes, until=time.time())
+        self._upgrade(run.run_id, target, due, claim, retry, outcomes, until=None)
+        recorded = self._runs.record(run.run_id, rows, outcomes, chain)
 
         if retry:
             recorded += self._reschedule(run, message, chain, rows, retry)
         for outcome in recorded:
             log_chat(run, outcome)
         return recorded
+
+    def _upgrade(self, run_id: str, target: TargetApp, due: deque, claim: str, retry: dict, outcomes: list[Outcome], *, until):
+        """POSTs the outdated chats whose spacing after their own GET has passed (all, when until is None).
+
+        Called after every GET, so that a batch's POSTs go out between its GETs: the POST bucket
+        then sees steady demand instead of a burst at the end of each batch.
+        """
+        ready = []
+        while due and (until is None or due[0][2] <= until):
+            ready.append(due.popleft())
+        if not ready:
+            return
+        claimed = {r.chat_id for r in self._runs.claim(run_id, [r for r, _, _ in ready], claim)}
+        for row, installation, not_before in ready:
+            if row.chat_id not in claimed:
+                continue
+            posted = self._call(
+                row.chat_id,
+                lambda r=row, i=installation, t=not_before: post_upgrade(self._graph, r.chat_id, i.id, target, t),
+                retry,
+                outcomes,
+            )
+            if posted is not None:
+                outcomes.append(Outcome(row.chat_id, "upgraded", version=target.version))
 
     def _call(self, chat_id: str, call, retry: dict[str, GraphRetryable], outcomes: list[Outcome]):
         """Runs one Graph call for a chat; a retryable error goes to `retry`, a final one to `outcomes`.
@@ -150,16 +160,6 @@ class BatchUpgrader:
         return None
 
     @staticmethod
-    def _ours(row: ChatRow, chain: str) -> bool:
-        if row.state == "pending":
-            return True
-        if row.state != "claimed":
-            return False  # already has its outcome (a duplicate message)
-        if row.claim and row.claim.split(":")[0] == chain:
-            return True  # claimed by an earlier attempt of this very batch
-        return row.claimed_at is None or datetime.now(UTC) - row.claimed_at > STALE_CLAIM
-
-    @staticmethod
     def _graph_failure(chat_id: str, error: GraphError) -> Outcome:
         if error.status == 404:
             return Outcome(chat_id, "notInstalled")  # chat gone or app removed meanwhile
@@ -170,15 +170,18 @@ class BatchUpgrader:
     ) -> list[Outcome]:
         if message.attempt + 1 >= self._max_attempts:
             gave_up = [Outcome(c, "failed", failure=_failure(e)) for c, e in retry.items()]
-            return self._runs.record(run.run_id, rows, gave_up)
+            return self._runs.record(run.run_id, rows, gave_up, chain)
         delay = math.ceil(max(e.retry_after for e in retry.values()))
         self._requeue(UpgradeChats(run_id=run.run_id, chat_ids=tuple(retry), attempt=message.attempt + 1, claim=chain), delay)
-        log.info(
+        event(
+            "rescheduled",
             "Rescheduled %d chats of run %s in %d s (attempt %d)",
             len(retry),
             run.run_id,
             delay,
             message.attempt + 2,
-            extra={"runId": run.run_id, "retryAfter": delay, "chats": len(retry)},
+            runId=run.run_id,
+            retryAfter=delay,
+            chats=len(retry),
         )
         return []

@@ -18,13 +18,13 @@ from shared.catalog import APP_CATALOG_BUCKET, choose_target, find_app
 from shared.errors import RunFailure
 from shared.messages import StartRun
 from shared.runs import RunSpec
-from shared.telemetry import log_run
+from shared.telemetry import event
 from shared.tracking import utcnow
 from shared.versions import version_key
 
 RUN_NAMESPACE = uuid.UUID("8a3c1f52-6a4e-4d5b-9a0c-2f7b6e1d9c44")
 STALE_QUEUED_RUN = timedelta(minutes=1)  # a run created but not started by then lost its start message
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"upgrader.{__name__}")
 
 
 def run_id_for(app_id: str, version: str) -> str:
@@ -48,7 +48,7 @@ def watched_apps(services) -> list[dict]:
         try:
             apps[app_id] = find_app(graph, teams_app_id=app_id)
         except RunFailure as failure:
-            log.warning("Watched app %s: %s", app_id, failure.info.message, extra={"appId": app_id})
+            event("watcher", "Watched app %s: %s", app_id, failure.info.message, appId=app_id, level=logging.WARNING)
     return list(apps.values())
 
 
@@ -75,8 +75,8 @@ def _check_app(services, target) -> str | None:
     seen = tracking.seen(app_id)
     if seen is None:
         if tracking.first_sight(app_id, target.version, target.display_name):
-            log_run(
-                logging.INFO,
+            event(
+                "watcher",
                 "Watching %s: first seen at version %s",
                 target.display_name,
                 target.version,
@@ -97,8 +97,8 @@ def _check_app(services, target) -> str | None:
     tracking.advance(app_id, target.version, run_id, etag=seen.etag)
     if not send:
         return None
-    log_run(
-        logging.INFO,
+    event(
+        "runQueued",
         "%s %s was published (last seen %s): run %s",
         target.display_name,
         target.version,

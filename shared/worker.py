@@ -12,10 +12,11 @@ from shared.installations import process as process_notifications
 from shared.messages import LoadTargets, Notifications, ScanUserChats, StartRun, Step, UpgradeChats, decode
 from shared.runs import Outcome
 from shared.steps import StepRunner
-from shared.telemetry import log_chat, log_run
+from shared.storage import CHATS_QUEUE, CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
+from shared.telemetry import event, log_chat
 from shared.upgrade import BatchUpgrader
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"upgrader.{__name__}")
 RETRIES_EXHAUSTED = "retriesExhausted"
 
 
@@ -55,7 +56,15 @@ def _poisoned(msg: func.QueueMessage, expected: type, queue: str, services):
             raise MalformedMessage(f"unknown run {message.run_id}")
     except MalformedMessage as exc:
         body = msg.get_body()[:200].decode("utf-8", "replace")
-        log.error("Dropped an undecodable message from %s-poison (%s): %r", queue, exc, body, extra={"queue": queue})
+        event(
+            "poisoned",
+            "Dropped an undecodable message from %s-poison (%s): %r",
+            queue,
+            exc,
+            body,
+            queue=queue,
+            level=logging.ERROR,
+        )
         return None
     return message
 
@@ -90,7 +99,16 @@ def handle_control_poison(msg: func.QueueMessage, services=None) -> None:
             ),
         )
     runs.complete_step(step.run_id, step.step_id, msg.id, [], **counts)
-    log_run(logging.ERROR, "Step %s of run %s was poisoned", step.step_id, step.run_id, runId=step.run_id, step=step.step_id)
+    event(
+        "poisoned",
+        "Step %s of run %s was poisoned",
+        step.step_id,
+        step.run_id,
+        runId=step.run_id,
+        step=step.step_id,
+        level=logging.ERROR,
+        queue=CONTROL_QUEUE,
+    )
 
 
 def handle_chats_poison(msg: func.QueueMessage, services=None) -> None:
@@ -98,6 +116,15 @@ def handle_chats_poison(msg: func.QueueMessage, services=None) -> None:
     services = services or services_module.get()
     batch = _poisoned(msg, UpgradeChats, "chats", services)
     if batch is not None:
+        event(
+            "poisoned",
+            "A batch of %d chats of run %s was poisoned",
+            len(batch.chat_ids),
+            batch.run_id,
+            level=logging.ERROR,
+            queue=CHATS_QUEUE,
+            runId=batch.run_id,
+        )
         _fail_chats(services, batch.run_id, list(batch.chat_ids), "Processing failed on every attempt; the message was poisoned.")
 
 
@@ -110,7 +137,7 @@ def _fail_chats(services, run_id: str, chat_ids: list[str], message: str) -> Non
         text = message + (" An upgrade request may have been sent; check the chat." if row.state == "claimed" else "")
         outcomes.append(Outcome(chat_id, "failed", failure={"status": None, "code": RETRIES_EXHAUSTED, "message": text}))
     run = services.runs.get_run(run_id)
-    for outcome in services.runs.record(run_id, rows, outcomes):
+    for outcome in services.runs.record(run_id, rows, outcomes, chain=None):
         log_chat(run, outcome)
 
 
@@ -131,8 +158,13 @@ def handle_notifications_poison(msg: func.QueueMessage, services=None) -> None:
     apps = {services.tracking.app_of_subscription(str(item.get("subscriptionId") or "")) for item in batch.items}
     for app_id in apps - {None}:
         services.tracking.invalidate_registry(app_id)
-        log.error(
-            "Installation events for app %s failed every attempt; the registry will be re-seeded", app_id, extra={"appId": app_id}
+        event(
+            "poisoned",
+            "Installation events for app %s failed every attempt; the registry will be re-seeded",
+            app_id,
+            appId=app_id,
+            level=logging.ERROR,
+            queue=NOTIFICATIONS_QUEUE,
         )
 
 
@@ -149,3 +181,12 @@ def maintain_subscriptions(services=None) -> None:
     from shared.subscriptions import SubscriptionManager
 
     SubscriptionManager(services or services_module.get()).maintain()
+
+
+def report_queue_depth(services=None) -> None:
+    """One queueDepth record per queue, for the workbook and the poison alert."""
+    services = services or services_module.get()
+    for name in (CONTROL_QUEUE, CHATS_QUEUE, NOTIFICATIONS_QUEUE):
+        for queue in (name, name + POISON_SUFFIX):
+            depth = services.storage.queue(queue).get_queue_properties().approximate_message_count or 0
+            event("queueDepth", "Queue %s holds %d messages", queue, depth, queue=queue, depth=depth)

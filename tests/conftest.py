@@ -75,6 +75,7 @@ def app_env(monkeypatch, azurite, identity, emulator):
     monkeypatch.setenv("GRAPH_MAX_RPS", str(FAST_RPS))
     monkeypatch.setenv("CATALOG_WATCH_SCHEDULE", NEVER)  # tests fire the timers themselves
     monkeypatch.setenv("SUBSCRIPTION_SCHEDULE", NEVER)
+    monkeypatch.setenv("QUEUE_MONITOR_SCHEDULE", NEVER)
     clean_storage(azurite.connection_string)
     services.reset()
     yield monkeypatch

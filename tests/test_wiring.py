@@ -53,6 +53,8 @@ def test_queue_triggers_and_their_poison_queues(bindings):
         "upgrade_chats": "upgrader-chats",
         "control_poison": "upgrader-control-poison",
         "upgrade_poison": "upgrader-chats-poison",
+        "installation_events": "upgrader-notifications",
+        "installation_events_poison": "upgrader-notifications-poison",
     }
     for trigger in triggers.values():
         assert trigger["connection"] == "AzureWebJobsStorage"

@@ -1,0 +1,304 @@
+// Resource-group scope: everything the app needs. No connection strings, keys or shared-key access:
+// the function app reaches storage, Key Vault and Application Insights with its user-assigned identity.
+
+param location string
+param tags object
+param token string
+param principalId string
+param graphMaxRps string
+param discoveryGroupId string
+param discoveryMode string
+param watchedAppIds string
+param watchOrgApps string
+@secure()
+param notificationClientState string
+@secure()
+param notificationFunctionKey string
+param alertEmail string
+param maximumInstanceCount int
+
+var appName = 'func-upgrader-${token}'
+var notificationsEnabled = !empty(notificationClientState) && !empty(notificationFunctionKey)
+var deploymentContainer = 'app-package-${take(token, 7)}'
+
+// Role definition ids (built-in roles)
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-upgrader-${token}'
+  location: location
+  tags: tags
+}
+
+// ---- storage: deployment package (blob), queues and tables; shared keys off -----------------------
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: 'stupgrader${take(token, 13)}'
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: { name: 'Standard_LRS' }
+  properties: {
+    allowSharedKeyAccess: false
+    allowBlobPublicAccess: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    dnsEndpointType: 'Standard'
+    publicNetworkAccess: 'Enabled'
+    networkAcls: { bypass: 'AzureServices', defaultAction: 'Allow' }
+  }
+
+  resource blobServices 'blobServices' = {
+    name: 'default'
+    resource packages 'containers' = {
+      name: deploymentContainer
+      properties: { publicAccess: 'None' }
+    }
+  }
+
+  resource queueServices 'queueServices' = {
+    name: 'default'
+  }
+
+  resource tableServices 'tableServices' = {
+    name: 'default'
+  }
+}
+
+resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, roles.storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, roles.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, roles.storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The developer running azd may read run state and queues (e.g. with Storage Explorer)
+resource developerQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(storage.id, principalId, roles.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: principalId
+    principalType: 'User'
+  }
+}
+
+resource developerTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(storage.id, principalId, roles.storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: principalId
+    principalType: 'User'
+  }
+}
+
+// ---- monitoring: Log Analytics + Application Insights with local (key) auth disabled ---------------
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: 'log-upgrader-${token}'
+  location: location
+  tags: tags
+  properties: any({
+    retentionInDays: 30
+    features: { searchVersion: 1 }
+    sku: { name: 'PerGB2018' }
+  })
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: 'appi-upgrader-${token}'
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: workspace.id
+    DisableLocalAuth: true
+  }
+}
+
+resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, identity.id, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+module monitoring 'monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    location: location
+    tags: tags
+    token: token
+    workspaceName: workspace.name
+    appInsightsId: appInsights.id
+    alertEmail: alertEmail
+  }
+}
+
+// ---- Key Vault: the notification secrets, read by the app through Key Vault references -------------
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = if (notificationsEnabled) {
+  name: 'kv-upg-${take(token, 15)}'
+  location: location
+  tags: tags
+  properties: {
+    tenantId: subscription().tenantId
+    sku: { family: 'A', name: 'standard' }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 7
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource clientStateSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (notificationsEnabled) {
+  parent: vault
+  name: 'notification-client-state'
+  properties: { value: notificationClientState }
+}
+
+resource functionKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (notificationsEnabled) {
+  parent: vault
+  name: 'notification-function-key'
+  properties: { value: notificationFunctionKey }
+}
+
+resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (notificationsEnabled) {
+  name: guid(resourceGroup().id, 'kv-upg', identity.id, roles.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ---- the function app on Flex Consumption --------------------------------------------------------------
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: 'plan-upgrader-${token}'
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: { tier: 'FlexConsumption', name: 'FC1' }
+  properties: { reserved: true }
+}
+
+var notificationSettings = notificationsEnabled ? {
+  NOTIFICATION_CLIENT_STATE: '@Microsoft.KeyVault(SecretUri=${clientStateSecret!.properties.secretUri})'
+  NOTIFICATION_FUNCTION_KEY: '@Microsoft.KeyVault(SecretUri=${functionKeySecret!.properties.secretUri})'
+} : {}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: appName
+  location: location
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: { '${identity.id}': {} }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    keyVaultReferenceIdentity: identity.id
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainer}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identity.id
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: 2048
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+
+  resource appSettings 'config' = {
+    name: 'appsettings'
+    properties: union({
+      // storage, identity-based only
+      AzureWebJobsStorage__credential: 'managedidentity'
+      AzureWebJobsStorage__clientId: identity.properties.clientId
+      AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+      AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+      AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
+      // monitoring: OpenTelemetry from the Python worker, Entra-authenticated ingestion
+      APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+      APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+      PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
+      PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME: 'upgrader'
+      // the app
+      AZURE_CLIENT_ID: identity.properties.clientId
+      GRAPH_BASE_URL: 'https://graph.microsoft.com/v1.0'
+      GRAPH_MAX_RPS: graphMaxRps
+      DISCOVERY_GROUP_ID: discoveryGroupId
+      DISCOVERY_MODE: discoveryMode
+      DISCOVERY_USERS_PER_STEP: '10'
+      UPGRADE_CHATS_PER_MESSAGE: '10'
+      UPGRADE_MAX_ATTEMPTS: '8'
+      GRAPH_INLINE_RETRY_SECONDS: '5'
+      WATCHED_APP_IDS: watchedAppIds
+      WATCH_ORG_APPS: watchOrgApps
+      CATALOG_WATCH_SCHEDULE: '0 */5 * * * *'
+      SUBSCRIPTION_SCHEDULE: '0 7 * * * *'
+      QUEUE_MONITOR_SCHEDULE: '0 * * * * *'
+    }, notificationSettings)
+  }
+
+  dependsOn: [blobOwner, queueContributor, tableContributor, metricsPublisher]
+}
+
+output functionAppName string = functionApp.name
+output functionAppUrl string = 'https://${functionApp.properties.defaultHostName}'
+output identityPrincipalId string = identity.properties.principalId
+output identityClientId string = identity.properties.clientId
+output applicationInsightsName string = appInsights.name

@@ -1,0 +1,83 @@
+// Teams App Upgrader: a secretless Flex Consumption function app, its storage, identity,
+// monitoring (Application Insights with Entra auth, workbook, saved queries, alerts) and,
+// when notifications are enabled, a Key Vault for their secrets.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; names and tags derive from it')
+param environmentName string
+
+@minLength(1)
+@description('Azure region for every resource')
+param location string
+
+@description('Object id of the user running azd: gets data access to the storage account, for local runs against it')
+param principalId string = ''
+
+@description('GRAPH_MAX_RPS: requests per second the whole app sends to one Graph throttling bucket (Graph allows about 30)')
+param graphMaxRps string = '25'
+
+@description('DISCOVERY_GROUP_ID: discover only among this group\'s transitive members (empty: all users)')
+param discoveryGroupId string = ''
+
+@allowed(['auto', 'scan', 'registry'])
+param discoveryMode string = 'auto'
+
+@description('WATCHED_APP_IDS: catalog ids of the apps the catalog watcher follows, comma-separated')
+param watchedAppIds string = ''
+
+@allowed(['true', 'false'])
+param watchOrgApps string = 'false'
+
+@secure()
+@description('clientState of Graph subscriptions (16-255 characters); empty: no installation notifications')
+param notificationClientState string = ''
+
+@secure()
+@description('Function key the Graph notification URL carries; registered on the function by scripts/postdeploy.sh')
+param notificationFunctionKey string = ''
+
+@description('Email address for the alerts (empty: alerts without an action group)')
+param alertEmail string = ''
+
+@minValue(1)
+@maxValue(1000)
+@description('Most instances Flex Consumption may scale to; pacing keeps Graph traffic flat whatever this is')
+param maximumInstanceCount int = 10
+
+var tags = { 'azd-env-name': environmentName }
+var token = toLower(uniqueString(subscription().id, environmentName, location))
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module app 'app.bicep' = {
+  name: 'app'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    token: token
+    principalId: principalId
+    graphMaxRps: graphMaxRps
+    discoveryGroupId: discoveryGroupId
+    discoveryMode: discoveryMode
+    watchedAppIds: watchedAppIds
+    watchOrgApps: watchOrgApps
+    notificationClientState: notificationClientState
+    notificationFunctionKey: notificationFunctionKey
+    alertEmail: alertEmail
+    maximumInstanceCount: maximumInstanceCount
+  }
+}
+
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = app.outputs.functionAppName
+output AZURE_FUNCTION_APP_URL string = app.outputs.functionAppUrl
+output MANAGED_IDENTITY_PRINCIPAL_ID string = app.outputs.identityPrincipalId
+output MANAGED_IDENTITY_CLIENT_ID string = app.outputs.identityClientId
+output APPLICATIONINSIGHTS_NAME string = app.outputs.applicationInsightsName

@@ -1,0 +1,122 @@
+// Saved queries, a workbook and alerts over the app's structured logs (AppTraces.Properties).
+
+param location string
+param tags object
+param token string
+param workspaceName string
+param appInsightsId string
+param alertEmail string
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
+  name: workspaceName
+}
+
+var queries = [
+  { name: 'upgrader-runs', displayName: 'Upgrader: runs', query: loadTextContent('monitoring/queries/runs.kql') }
+  { name: 'upgrader-chat-outcomes', displayName: 'Upgrader: chat outcomes over time', query: loadTextContent('monitoring/queries/chat-outcomes.kql') }
+  { name: 'upgrader-failures', displayName: 'Upgrader: failures by Graph code', query: loadTextContent('monitoring/queries/failures-by-graph-code.kql') }
+  { name: 'upgrader-throttling', displayName: 'Upgrader: throttling', query: loadTextContent('monitoring/queries/throttling.kql') }
+  { name: 'upgrader-queue-depth', displayName: 'Upgrader: queue depth', query: loadTextContent('monitoring/queries/queue-depth.kql') }
+  { name: 'upgrader-chats-of-run', displayName: 'Upgrader: chats of one run', query: loadTextContent('monitoring/queries/chats-of-run.kql') }
+  { name: 'upgrader-poisoned', displayName: 'Upgrader: poisoned messages', query: loadTextContent('monitoring/queries/poisoned.kql') }
+]
+
+resource savedSearches 'Microsoft.OperationalInsights/workspaces/savedSearches@2020-08-01' = [for q in queries: {
+  parent: workspace
+  name: q.name
+  properties: {
+    category: 'Teams App Upgrader'
+    displayName: q.displayName
+    query: q.query
+    version: 2
+  }
+}]
+
+resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
+  name: guid(resourceGroup().id, 'teams-app-upgrader-workbook')
+  location: location
+  tags: tags
+  kind: 'shared'
+  properties: {
+    displayName: 'Teams App Upgrader'
+    category: 'workbook'
+    sourceId: workspace.id
+    serializedData: replace(loadTextContent('monitoring/workbook.json'), '__WORKSPACE_ID__', workspace.id)
+  }
+}
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: 'ag-upgrader-${token}'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'upgrader'
+    enabled: true
+    emailReceivers: [
+      { name: 'operator', emailAddress: alertEmail, useCommonAlertSchema: true }
+    ]
+  }
+}
+
+var actions = empty(alertEmail) ? {} : { actionGroups: [actionGroup.id] }
+
+resource failedChatsAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+  name: 'alert-upgrader-failed-chats-${token}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Teams App Upgrader: chats failed to upgrade'
+    description: 'Chats ended in outcome "failed" (Graph refused the upgrade, or retries were exhausted). See the workbook.'
+    severity: 2
+    enabled: true
+    scopes: [workspace.id]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: 'AppTraces | where tostring(Properties.event) == "chatOutcome" and tostring(Properties.outcome) == "failed"'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: { numberOfEvaluationPeriods: 1, minFailingPeriodsToAlert: 1 }
+        }
+      ]
+    }
+    actions: actions
+  }
+}
+
+resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+  name: 'alert-upgrader-poison-${token}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Teams App Upgrader: messages reached a poison queue'
+    description: 'A queue message failed every attempt. Its chats were recorded as failed (retriesExhausted); check the logs.'
+    severity: 1
+    enabled: true
+    scopes: [workspace.id]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: 'AppTraces | where tostring(Properties.event) == "poisoned" or (tostring(Properties.event) == "queueDepth" and tostring(Properties.queue) endswith "-poison" and toint(Properties.depth) > 0)'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: { numberOfEvaluationPeriods: 1, minFailingPeriodsToAlert: 1 }
+        }
+      ]
+    }
+    actions: actions
+  }
+}
+
+output workbookId string = workbook.id
+output appInsightsId string = appInsightsId
