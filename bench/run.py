@@ -23,6 +23,7 @@ from pathlib import Path
 import requests
 
 from bench.peers import PeerResult, requests_loop, sdk_loop
+from bench.report import render
 from devtools.azurite import Azurite
 from devtools.funchost import LocalHost
 from devtools.graph_emulator import GraphEmulator, Limits
@@ -57,6 +58,16 @@ def peak_rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def bucket_rates(log) -> dict[str, float]:
+    """Accepted requests per second of each busy bucket, from its first to its last request."""
+    rates = {}
+    for bucket in ("installedApps.get", "installedApps.post", "teams.get"):
+        times = sorted(r.t for r in log if r.bucket == bucket and r.status < 400)
+        if len(times) > 1:
+            rates[bucket] = round((len(times) - 1) / (times[-1] - times[0]), 2)
+    return rates
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -179,6 +190,7 @@ class Bench:
             "maxRequestsInAnyOneSecond": {
                 b: emulator.max_per_window(b) for b in ("installedApps.get", "installedApps.post", "teams.get")
             },
+            "acceptedRequestsPerSecondByBucket": bucket_rates(log),
             "minSecondsBetweenRequestsOnOneChat": round(emulator.min_chat_gap(), 3),
             "peakRssMbPerWorker": rss,
             "upgradesPer10Seconds": [
@@ -317,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     timelines = {s["name"]: s.pop("timelines") for s in results["scenarios"]}
     out.write_text(json.dumps(results, indent=2))
+    out.with_suffix(".md").write_text(render(results) + "\n")
     for s in results["scenarios"]:
         s["timelines"] = timelines[s["name"]]
     if args.plot:
@@ -324,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             plot(results, Path(args.plot))
         except ImportError:
             print("matplotlib is not installed: no plot (pip install -r bench/requirements.txt)")
-    print(f"\nWrote {out}" + (f" and {args.plot}" if args.plot else ""))
+    print(f"\nWrote {out}, {out.with_suffix('.md')}" + (f" and {args.plot}" if args.plot else ""))
     return 0
 
 

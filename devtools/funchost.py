@@ -29,7 +29,8 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -260,6 +261,13 @@ class HttpFrontend:
 # ---- queues --------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Held:
+    message: object
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: bool = False
+
+
 class QueueListener:
     """Polls one queue for one queue-triggered function, with the host's rules."""
 
@@ -329,19 +337,26 @@ class QueueListener:
             delay = self.poll_floor
             for message in messages:
                 with self._lock:
-                    self._in_flight[message.id] = message
+                    self._in_flight[message.id] = _Held(message)
                 self._pool.submit(self._process, message)
 
     def _renew(self) -> None:
+        """Keeps held messages invisible while their invocation runs; never while one is completing
+        (a renewal changes the pop receipt that the completion needs)."""
         while not self._stop.wait(max(self.lease / 3, 0.2)):
             with self._lock:
                 held = list(self._in_flight.values())
-            for message in held:
-                try:
-                    updated = self.queue.update_message(message.id, message.pop_receipt, visibility_timeout=int(self.lease))
-                    message.pop_receipt = updated.pop_receipt
-                except Exception:
-                    pass  # finished meanwhile
+            for entry in held:
+                with entry.lock:
+                    if entry.done:
+                        continue
+                    try:
+                        updated = self.queue.update_message(
+                            entry.message.id, entry.message.pop_receipt, visibility_timeout=int(self.lease)
+                        )
+                        entry.message.pop_receipt = updated.pop_receipt
+                    except Exception as exc:  # the lease is lost: another worker may take the message
+                        log.warning("Renewing message %s on %s failed: %s", entry.message.id, self.queue_name, exc)
 
     def _decode(self, content: str) -> str:
         if self.options.encoding != "base64":
@@ -351,10 +366,19 @@ class QueueListener:
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise ValueError(f"Message is not valid base64: {exc}") from None
 
+    @contextmanager
+    def _held(self, message):
+        with self._lock:
+            entry = self._in_flight.get(message.id) or _Held(message)
+        with entry.lock:
+            yield entry
+
     def _process(self, message) -> None:
         try:
             if message.dequeue_count > self.options.max_dequeue_count:
-                return self._to_poison(message)
+                with self._held(message) as entry:
+                    entry.done = True
+                    return self._to_poison(message)
             try:
                 body = self._decode(message.content)
             except ValueError as exc:
@@ -373,15 +397,17 @@ class QueueListener:
                     self.spec, meta.Datum(body, "string"), metadata, f"New queue message detected on '{self.queue_name}'."
                 )
                 ok, outputs = result.ok, result.outputs
-            with self._lock:
-                receipt = message.pop_receipt
-            if ok:
-                self.outputs.write(self.spec, outputs)
-                self.queue.delete_message(message.id, receipt)
-            elif message.dequeue_count >= self.options.max_dequeue_count:
-                self._to_poison(message)
-            else:
-                self.queue.update_message(message.id, receipt, visibility_timeout=int(self.options.visibility_timeout))
+            with self._held(message) as entry:
+                entry.done = True
+                if ok:
+                    self.outputs.write(self.spec, outputs)
+                    self.queue.delete_message(message.id, message.pop_receipt)
+                elif message.dequeue_count >= self.options.max_dequeue_count:
+                    self._to_poison(message)
+                else:
+                    self.queue.update_message(
+                        message.id, message.pop_receipt, visibility_timeout=int(self.options.visibility_timeout)
+                    )
         except ResourceNotFoundError:
             log.warning("Message %s on %s was no longer held (lease lost)", message.id, self.queue_name)
         except Exception:
@@ -406,9 +432,7 @@ class QueueListener:
             self.queue_name,
         )
         self.poison.send_message(message.content)
-        with self._lock:
-            receipt = message.pop_receipt
-        self.queue.delete_message(message.id, receipt)
+        self.queue.delete_message(message.id, message.pop_receipt)
 
 
 def _iso(moment: datetime | None) -> str | None:

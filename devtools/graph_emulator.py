@@ -148,6 +148,7 @@ class GraphEmulator:
         self.faults: list[Fault] = []
         self.on_upgrade: Callable[[str], None] | None = None  # called after an upgrade is applied
         self.after: dict[str, Callable[[Request], None]] = {}  # kind -> called after a request succeeded
+        self.tokens_seen: set[str] = set()
         self.page_cap: int | None = None  # serve fewer items per page than asked (Graph may)
         self._lock = threading.Lock()
         self._server = None
@@ -289,6 +290,7 @@ class GraphEmulator:
         header = handler.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             raise GraphFault(401, "InvalidAuthenticationToken", "Access token is empty.")
+        self.tokens_seen.add(header[len("Bearer ") :])
         claims = self.authority.verify(header[len("Bearer ") :], GRAPH_AUDIENCE)
         if claims is None:
             raise GraphFault(

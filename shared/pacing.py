@@ -26,7 +26,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.telemetry import event
 
 HEADROOM = 0.95
-LATE_TOLERANCE = 0.02  # a slot this far in the past is still used; older ones are dropped
+LATE_TOLERANCE = 0.05  # a slot this far in the past is still used (within the headroom); older ones are dropped
 RESERVE_SECONDS = 0.5  # at most this much schedule is reserved at once
 REPORT_SECONDS = 30.0
 

@@ -145,6 +145,8 @@ class RunStore:
         self._table = table
         self._shards = shards
         self._shard_cache: dict[tuple[str, str], tuple[dict, str]] = {}
+        # each process writes one shard while nobody else does, so its cached ETag stays valid
+        self._home_shard = random.randrange(shards)
         self._known_targets: dict[str, set[str]] = {}  # per run: chats this process already saw as targets
         self._lock = threading.Lock()
 
@@ -239,7 +241,7 @@ class RunStore:
         if not deltas:
             return self._table.submit_transaction(ops) if ops else []
         while True:
-            shard = f"count-{random.randrange(self._shards):02d}"
+            shard = f"count-{self._home_shard:02d}"
             with self._lock:
                 cached = self._shard_cache.get((run_id, shard))
             values, etag = cached if cached else self._read_shard(run_id, shard)
@@ -256,6 +258,7 @@ class RunStore:
                 with self._lock:
                     self._shard_cache.pop((run_id, shard), None)
                 if exc.index == len(ops):
+                    self._home_shard = random.randrange(self._shards)  # someone else writes it: move
                     continue
                 raise
             with self._lock:

@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
@@ -86,19 +87,25 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return raw
 
 
-def _url(env: Mapping[str, str], name: str) -> str | None:
-    raw = env.get(name, "").strip()
-    if raw and not re.match(r"^https?://[^/\s]+/\S*$", raw):
-        raise ConfigError(f"{name} must be an absolute http(s) URL")  # never echo it: it holds a function key
-    return raw or None
+def _notification_url(env: Mapping[str, str]) -> str | None:
+    """NOTIFICATION_URL as given, or built from NOTIFICATION_FUNCTION_KEY on Azure (WEBSITE_HOSTNAME)."""
+    raw = env.get("NOTIFICATION_URL", "").strip()
+    if raw:
+        if not re.match(r"^https?://[^/\s]+/\S*$", raw):
+            raise ConfigError("NOTIFICATION_URL must be an absolute http(s) URL")  # never echo it: it holds a key
+        return raw
+    key, host = env.get("NOTIFICATION_FUNCTION_KEY", "").strip(), env.get("WEBSITE_HOSTNAME", "").strip()
+    if key and host:
+        return f"https://{host}/api/notifications?code={quote(key, safe='')}"
+    return None
 
 
-def _client_state(env: Mapping[str, str]) -> str | None:
+def _client_state(env: Mapping[str, str], notifications: bool) -> str | None:
     raw = env.get("NOTIFICATION_CLIENT_STATE", "").strip()
     if len(raw) > 255:
         raise ConfigError("NOTIFICATION_CLIENT_STATE must be at most 255 characters")
-    if env.get("NOTIFICATION_URL", "").strip() and len(raw) < 16:
-        raise ConfigError("NOTIFICATION_CLIENT_STATE must be a secret of at least 16 characters when NOTIFICATION_URL is set")
+    if notifications and len(raw) < 16:
+        raise ConfigError("NOTIFICATION_CLIENT_STATE must be a secret of at least 16 characters when notifications are on")
     return raw or None
 
 
@@ -147,8 +154,8 @@ class Settings:
             watched_app_ids=_guids(env, "WATCHED_APP_IDS"),
             watch_org_apps=_bool(env, "WATCH_ORG_APPS"),
             discovery_mode=_choice(env, "DISCOVERY_MODE", ("scan", "registry", "auto"), "auto"),
-            notification_url=_url(env, "NOTIFICATION_URL"),
-            notification_client_state=_client_state(env),
+            notification_url=_notification_url(env),
+            notification_client_state=_client_state(env, _notification_url(env) is not None),
         )
 
     @property

@@ -13,7 +13,7 @@ Events and their properties:
   chatOutcome     runId appId chatId outcome targetVersion installedVersion graphStatus graphCode
   throttled       bucket graphStatus retryAfter
   pacing          bucket reserved used dropped (per process, every 30 s)
-  rescheduled     runId chats retryAfter
+  rescheduled     runId appId chatId outcome graphStatus graphCode retryAfter
   userSkipped     runId userId graphStatus graphCode
   poisoned        queue runId step appId
   queueDepth      queue depth

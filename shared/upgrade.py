@@ -173,15 +173,22 @@ class BatchUpgrader:
             return self._runs.record(run.run_id, rows, gave_up, chain)
         delay = math.ceil(max(e.retry_after for e in retry.values()))
         self._requeue(UpgradeChats(run_id=run.run_id, chat_ids=tuple(retry), attempt=message.attempt + 1, claim=chain), delay)
-        event(
-            "rescheduled",
-            "Rescheduled %d chats of run %s in %d s (attempt %d)",
-            len(retry),
-            run.run_id,
-            delay,
-            message.attempt + 2,
-            runId=run.run_id,
-            retryAfter=delay,
-            chats=len(retry),
-        )
+        for chat_id, error in retry.items():
+            event(
+                "rescheduled",
+                "Chat %s of run %s waits %d s: %s %s (attempt %d)",
+                chat_id,
+                run.run_id,
+                delay,
+                error.status,
+                error.code,
+                message.attempt + 2,
+                runId=run.run_id,
+                appId=run.target.teams_app_id,
+                chatId=chat_id,
+                outcome="rescheduled",
+                graphStatus=error.status,
+                graphCode=error.code,
+                retryAfter=delay,
+            )
         return []

@@ -124,3 +124,20 @@ def test_rsc_upgrade_without_the_permission_set_is_a_400(graph, identity, tenant
         identity.authority.roles.remove("TeamsAppInstallation.ReadWriteAndConsentForChat.All")
     assert mismatch.value.status == 400
     assert "ResourceSpecificPermissionsMismatch" in mismatch.value.message
+
+
+def test_notification_url_is_built_from_the_function_key_on_azure():
+    env = {
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "WEBSITE_HOSTNAME": "func-upgrader.azurewebsites.net",
+        "NOTIFICATION_FUNCTION_KEY": "k3y/with+chars==",
+        "NOTIFICATION_CLIENT_STATE": "sixteen-chars-at-least",
+    }
+    settings = Settings.from_env(env)
+    assert settings.notification_url == "https://func-upgrader.azurewebsites.net/api/notifications?code=k3y%2Fwith%2Bchars%3D%3D"
+    with pytest.raises(ConfigError, match="NOTIFICATION_CLIENT_STATE") as short:
+        Settings.from_env({**env, "NOTIFICATION_CLIENT_STATE": "short"})
+    assert "k3y" not in str(short.value)
+    with pytest.raises(ConfigError, match="NOTIFICATION_URL") as bad:
+        Settings.from_env({**env, "NOTIFICATION_URL": "not-a-url?code=secret"})
+    assert "secret" not in str(bad.value)

@@ -1,0 +1,222 @@
+"""Offline checks of the infrastructure, since Bicep cannot be compiled here: every file parses
+(tree-sitter-bicep), and what breaks deployments is asserted on the syntax tree: queue and table
+endpoints, no keys or connection strings for storage, the role assignments, every app setting the
+code reads, monitoring that only references fields the code logs."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+import tree_sitter_bicep
+from tree_sitter import Language, Node, Parser
+
+ROOT = Path(__file__).resolve().parent.parent
+INFRA = ROOT / "infra"
+PARSER = Parser(Language(tree_sitter_bicep.language()))
+ROLES = {
+    "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
+}
+
+
+def parse(path: Path) -> Node:
+    return PARSER.parse(path.read_bytes()).root_node
+
+
+def text(node: Node) -> str:
+    return node.text.decode()
+
+
+def resources(node: Node) -> list[tuple[str, str, Node]]:
+    """(symbol, 'Type@api', body object) of every resource declaration, nested ones included."""
+    found = []
+    for child in node.children:
+        if child.type == "resource_declaration":
+            symbol = next(c for c in child.children if c.type == "identifier")
+            type_ = next(c for c in child.children if c.type == "string")
+            body = next((c for c in child.children if c.type in ("object", "for_statement", "if_statement")), None)
+            if body is not None and body.type != "object":
+                body = next((c for c in body.children if c.type == "object"), body)
+            found.append((text(symbol), text(type_).strip("'"), body))
+        found.extend(resources(child))
+    return found
+
+
+def properties(obj: Node) -> dict[str, Node]:
+    props = {}
+    for child in obj.children:
+        if child.type == "object_property":
+            key = child.children[0]
+            props[text(key).strip("'")] = child.children[-1]
+    return props
+
+
+def resource(tree: Node, type_prefix: str) -> list[tuple[str, Node]]:
+    return [(symbol, body) for symbol, type_, body in resources(tree) if type_.lower().startswith(type_prefix.lower())]
+
+
+@pytest.fixture(scope="module")
+def app() -> Node:
+    return parse(INFRA / "app.bicep")
+
+
+def test_every_bicep_file_parses_without_errors():
+    files = sorted(INFRA.rglob("*.bicep"))
+    assert {f.name for f in files} >= {"main.bicep", "app.bicep", "monitoring.bicep"}
+    for path in files:
+        root = parse(path)
+        assert not root.has_error, f"{path.name} has a syntax error"
+
+
+def test_storage_has_shared_keys_off_and_queue_and_table_services(app):
+    [(_, storage)] = resource(app, "Microsoft.Storage/storageAccounts@")
+    props = properties(properties(storage)["properties"])
+    assert text(props["allowSharedKeyAccess"]) == "false"
+    assert text(props["allowBlobPublicAccess"]) == "false"
+    nested = {type_ for _, type_, _ in resources(app)}
+    assert {"queueServices", "tableServices", "blobServices"} <= nested
+
+
+def test_no_keys_or_connection_strings_anywhere():
+    for path in INFRA.rglob("*.bicep"):
+        source = path.read_text()
+        for forbidden in (
+            "listKeys(",
+            "listkeys(",
+            "AccountKey=",
+            "DefaultEndpointsProtocol",
+            "SharedAccessSignature",
+            "primaryKey",
+        ):
+            assert forbidden not in source, f"{path.name} contains {forbidden}"
+    settings = app_settings()
+    assert "AzureWebJobsStorage" not in settings, "storage must use identity-based AzureWebJobsStorage__* settings"
+    assert text_of(settings["AzureWebJobsStorage__credential"]) == "'managedidentity'"
+
+
+def test_each_role_is_assigned(app):
+    roles_var = re.search(r"var roles = \{(.*?)\n\}", (INFRA / "app.bicep").read_text(), re.S).group(1)
+    for name, guid in ROLES.items():
+        assert f"{name}: '{guid}'" in roles_var, name
+    assigned = [text(body) for _, body in resource(app, "Microsoft.Authorization/roleAssignments@")]
+    for name in ROLES:
+        assert any(f"roles.{name})" in body and "identity.properties.principalId" in body for body in assigned), name
+
+
+def app_settings() -> dict[str, Node]:
+    tree = parse(INFRA / "app.bicep")
+    [body] = [b for s, t, b in resources(tree) if t == "config" and s == "appSettings"]
+    union = properties(body)["properties"]  # union({...}, notificationSettings)
+    first = next(n for n in union.children if n.type == "arguments")
+    settings = properties(next(n for n in first.children if n.type == "object"))
+    variable = re.search(r"var notificationSettings = (.*?)\} : \{\}", (INFRA / "app.bicep").read_text(), re.S).group(1)
+    for key in re.findall(r"^\s*(\w+):", variable, re.M):
+        settings[key] = None
+    return settings
+
+
+def text_of(node: Node | None) -> str:
+    return text(node) if node is not None else ""
+
+
+def settings_the_code_reads() -> set[str]:
+    names = set()
+    source = (ROOT / "shared" / "settings.py").read_text()
+    names |= set(re.findall(r'(?:_float|_guid|_guids|_bool|_choice)\(env, "([A-Z][A-Z0-9_]+)"', source))
+    names |= set(re.findall(r'env\.get\("([A-Z][A-Z0-9_]+)"', source))
+    names |= set(re.findall(r"%([A-Z][A-Z0-9_]+)%", (ROOT / "function_app.py").read_text()))
+    names -= {"WEBSITE_HOSTNAME", "NOTIFICATION_URL"}  # set by the platform / an alternative to the function key
+    names |= {
+        f"AzureWebJobsStorage__{k}" for k in ("credential", "clientId", "blobServiceUri", "queueServiceUri", "tableServiceUri")
+    }
+    names |= {
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+        "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
+        "PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME",
+    }
+    return names
+
+
+def test_every_setting_the_code_reads_is_set():
+    missing = settings_the_code_reads() - set(app_settings())
+    assert not missing, f"app settings missing from infra/app.bicep: {sorted(missing)}"
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    schedules = {n for n in settings_the_code_reads() if n.endswith("_SCHEDULE")}
+    assert schedules <= set(sample), "local.settings.sample.json lacks a timer schedule"
+
+
+def test_flex_consumption_python_with_the_identity(app):
+    [(_, plan)] = resource(app, "Microsoft.Web/serverfarms@")
+    assert "'FC1'" in text(properties(plan)["sku"]) and "'FlexConsumption'" in text(properties(plan)["sku"])
+    [(_, site)] = resource(app, "Microsoft.Web/sites@")
+    config = text(properties(properties(site)["properties"])["functionAppConfig"])
+    assert re.search(r"name: 'python'\s+version: '3\.11'", config), "runtime must match what CI tests (Python 3.11)"
+    assert "type: 'UserAssignedIdentity'" in config
+    assert text(properties(site)["kind"]) == "'functionapp,linux'"
+    settings = app_settings()
+    assert "Authorization=AAD" in text_of(settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"])
+
+
+def test_application_insights_takes_entra_tokens_only(app):
+    [(_, insights)] = resource(app, "Microsoft.Insights/components@")
+    assert text(properties(properties(insights)["properties"])["DisableLocalAuth"]) == "true"
+
+
+def test_parameters_file_matches_main():
+    main = (INFRA / "main.bicep").read_text()
+    declared = set(re.findall(r"^param (\w+)", main, re.M))
+    given = set(json.loads((INFRA / "main.parameters.json").read_text())["parameters"])
+    assert given <= declared
+    assert {"environmentName", "location"} <= given
+    assert "azd-service-name': 'api'" in (INFRA / "app.bicep").read_text()
+    assert re.search(r"^services:\n  api:\n", (ROOT / "azure.yaml").read_text(), re.M)
+
+
+def logged_events_and_properties() -> tuple[set[str], set[str]]:
+    events, props = set(), {"event"}
+    for path in (ROOT / "shared").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "event" and node.args:
+                if isinstance(node.args[0], ast.Constant):
+                    events.add(node.args[0].value)
+                props |= {k.arg for k in node.keywords if k.arg and k.arg != "level"}
+    return events, props
+
+
+def monitoring_queries() -> dict[str, str]:
+    queries = {p.name: p.read_text() for p in (INFRA / "monitoring" / "queries").glob("*.kql")}
+    workbook = json.loads((INFRA / "monitoring" / "workbook.json").read_text())
+    for item in workbook["items"]:
+        if item["type"] == 3:
+            queries[f"workbook:{item['name']}"] = item["content"]["query"]
+    for i, query in enumerate(re.findall(r"query: '(.*?)'\n", (INFRA / "monitoring.bicep").read_text())):
+        queries[f"alert:{i}"] = query
+    return queries
+
+
+def test_workbook_queries_and_alerts_reference_only_what_the_code_logs():
+    events, props = logged_events_and_properties()
+    assert {"chatOutcome", "runQueued", "throttled", "queueDepth", "poisoned"} <= events
+    queries = monitoring_queries()
+    assert len([q for q in queries if q.startswith("alert:")]) == 2
+    for name, query in queries.items():
+        used = set(re.findall(r"Properties\.(\w+)", query))
+        assert used, name
+        assert used <= props, f"{name} uses {sorted(used - props)}, which the code never logs"
+        for clause in re.findall(r"Properties\.event\)\s*(?:==|in)\s*\(?([^)\n]*)", query):
+            named = set(re.findall(r'"(\w+)"', clause))
+            assert named <= events, f"{name} filters on events the code never logs: {sorted(named - events)}"
+
+
+def test_alerts_cover_failed_chats_and_poison_queues():
+    queries = [q for n, q in monitoring_queries().items() if n.startswith("alert:")]
+    assert any('"chatOutcome"' in q and '"failed"' in q for q in queries)
+    assert any('"poisoned"' in q and "-poison" in q for q in queries)

@@ -1,0 +1,128 @@
+"""scripts/grant-graph-permissions.sh against a stand-in for the Azure CLI (no tenant here): it looks
+roles up by value, skips what is granted, grants the rest, and changes nothing in --dry-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "grant-graph-permissions.sh"
+GRAPH_SP = "9a1b2c3d-0000-4000-8000-00000000beef"
+PRINCIPAL = "5e6f7a8b-0000-4000-8000-00000000cafe"
+ROLES = {
+    "TeamsAppInstallation.ReadWriteForChat.All": "9e19bae1-2623-4c4f-ab6e-2664615ff9a0",
+    "TeamsAppInstallation.ReadWriteAndConsentForChat.All": "6e74eff9-4a21-45d6-bc03-3a20f61f8281",
+    "Chat.ReadBasic.All": "b2e060da-3baf-4687-9611-f4ebc0f0cbde",
+    "User.Read.All": "df021288-bdef-4463-88db-98f22de89214",
+    "GroupMember.Read.All": "98830695-27a2-44f7-8c18-0c3ebc9698f6",
+    "AppCatalog.Read.All": "e12dae10-5a57-4817-b79d-dfbec5348930",
+}
+
+# Answers exactly the calls the script makes, from a JSON state file.
+FAKE_AZ = textwrap.dedent(f"""\
+    #!{sys.executable}
+    import json, re, sys
+    state_path = {{state!r}}
+    state = json.load(open(state_path))
+    args = sys.argv[1:]
+    state["calls"].append(args)
+    def arg(name):
+        return args[args.index(name) + 1] if name in args else None
+    out = ""
+    if args[:3] == ["ad", "sp", "show"]:
+        query = arg("--query")
+        if query == "id":
+            out = state["graphSp"]
+        else:
+            value = re.search(r"value=='([^']+)'", query).group(1)
+            out = state["roles"].get(value, "")
+    elif args[:1] == ["rest"] and arg("--method") == "GET":
+        principal = re.search(r"servicePrincipals/([^/]+)/appRoleAssignments", arg("--url")).group(1)
+        out = "\\n".join(a["appRoleId"] for a in state["assignments"] if a["principalId"] == principal)
+    elif args[:1] == ["rest"] and arg("--method") == "POST":
+        state["assignments"].append(json.loads(arg("--body")))
+    else:
+        sys.exit("unexpected az call: " + " ".join(args))
+    json.dump(state, open(state_path, "w"))
+    if out:
+        print(out)
+""")
+
+
+@pytest.fixture
+def az(tmp_path):
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"graphSp": GRAPH_SP, "roles": ROLES, "assignments": [], "calls": []}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "az").write_text(FAKE_AZ.replace("{state!r}", repr(str(state))))
+    (bin_dir / "az").chmod(0o755)
+
+    def run(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+        environment = {k: v for k, v in os.environ.items() if k != "MANAGED_IDENTITY_PRINCIPAL_ID"}
+        environment.update(PATH=f"{bin_dir}:{os.environ['PATH']}", **(env or {}))
+        result = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=environment, timeout=60)
+        return result, json.loads(state.read_text())
+
+    return run
+
+
+def granted(state: dict) -> set[str]:
+    names = {v: k for k, v in ROLES.items()}
+    return {names[a["appRoleId"]] for a in state["assignments"] if a["principalId"] == PRINCIPAL and a["resourceId"] == GRAPH_SP}
+
+
+def test_dry_run_prints_what_it_would_grant_and_changes_nothing(az):
+    result, state = az("--principal-id", PRINCIPAL, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    would = set(re.findall(r"would grant: (\S+)", result.stdout))
+    assert would == {"Chat.ReadBasic.All", "User.Read.All", "AppCatalog.Read.All", "TeamsAppInstallation.ReadWriteForChat.All"}
+    assert state["assignments"] == []
+
+
+def test_grants_once_then_skips_what_is_granted(az):
+    first, state = az("--principal-id", PRINCIPAL)
+    assert first.returncode == 0, first.stderr
+    assert granted(state) == {
+        "Chat.ReadBasic.All",
+        "User.Read.All",
+        "AppCatalog.Read.All",
+        "TeamsAppInstallation.ReadWriteForChat.All",
+    }
+    assert "24 hours" in first.stdout
+    second, state = az("--principal-id", PRINCIPAL, "--group-discovery")
+    assert second.stdout.count("already granted:") == 4
+    assert "granted: GroupMember.Read.All" in second.stdout
+    assert len(state["assignments"]) == 5
+
+
+def test_rsc_apps_get_the_consent_permission_instead(az):
+    result, state = az("--principal-id", PRINCIPAL, "--rsc")
+    assert result.returncode == 0
+    assert "TeamsAppInstallation.ReadWriteAndConsentForChat.All" in granted(state)
+    assert "TeamsAppInstallation.ReadWriteForChat.All" not in granted(state)
+
+
+def test_the_principal_comes_from_azd_or_is_required(az):
+    result, _ = az(env={"MANAGED_IDENTITY_PRINCIPAL_ID": ""})
+    assert result.returncode == 2 and "--principal-id" in result.stderr
+    result, _state = az("--dry-run", env={"MANAGED_IDENTITY_PRINCIPAL_ID": PRINCIPAL})
+    assert result.returncode == 0 and "would grant" in result.stdout
+
+
+def test_both_scripts_and_the_readme_name_the_same_permissions():
+    readme = (ROOT / "README.md").read_text()
+    for script in ("grant-graph-permissions.sh", "grant-graph-permissions.ps1"):
+        source = (ROOT / "scripts" / script).read_text()
+        named = set(re.findall(r"\b(?:TeamsAppInstallation|Chat|User|GroupMember|AppCatalog)\.[A-Za-z.]+\.All\b", source))
+        assert named == set(ROLES), script
+    for permission in ROLES:
+        assert f"`{permission}`" in readme

@@ -1,0 +1,120 @@
+"""What reaches Application Insights: the app's log records go through the same OpenTelemetry
+pipeline the Python worker sets up (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY), with the real
+Azure Monitor exporter, to a loopback ingestion endpoint; each chat line carries its properties as
+customDimensions, and no record holds a token or a key."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+from azure.monitor.opentelemetry.exporter import AzureMonitorLogExporter
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+
+from devtools.loopback import serve, shutdown
+from shared.telemetry import LOGGER
+from tests.builders import group_chats, org_app, people
+
+
+class Ingestion:
+    """A loopback Application Insights ingestion endpoint that keeps every envelope."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[dict] = []
+        self.raw: list[str] = []
+        self._lock = threading.Lock()
+        ingestion = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                text = body.decode()
+                items = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
+                with ingestion._lock:
+                    ingestion.raw.append(text)
+                    ingestion.envelopes.extend(items)
+                reply = json.dumps({"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+        self.server = serve(Handler)
+
+    @property
+    def connection_string(self) -> str:
+        port = self.server.server_address[1]
+        return f"InstrumentationKey=00000000-0000-4000-8000-000000000000;IngestionEndpoint=http://127.0.0.1:{port}/"
+
+    def properties(self) -> list[dict]:
+        return [e["data"]["baseData"].get("properties", {}) for e in self.envelopes if e["data"]["baseType"] == "MessageData"]
+
+
+@pytest.fixture
+def ingestion(monkeypatch):
+    monkeypatch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
+    logging.getLogger("azure.monitor").setLevel(logging.ERROR)
+    endpoint = Ingestion()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(
+        SimpleLogRecordProcessor(
+            AzureMonitorLogExporter(connection_string=endpoint.connection_string, disable_offline_storage=True)
+        )
+    )
+    handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
+    logger = logging.getLogger(LOGGER)  # PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield endpoint
+    logger.removeHandler(handler)
+    provider.shutdown()
+    shutdown(endpoint.server)
+
+
+def test_chat_lines_reach_application_insights_with_their_properties(
+    ingestion, app_env, api, tenant, emulator, identity, azurite
+):
+    app_env.setenv("GRAPH_INLINE_RETRY_SECONDS", "0")
+    app = org_app(tenant)
+    blocked, throttled, fine = group_chats(tenant, people(tenant, 3), 3, {app.id: "1.0.0"})
+    blocked.blocked.add(app.id)
+    emulator.inject(429, 1, kind="getInstalledApps", retry_after=1)
+
+    run_id = api.start(teamsAppId=app.id, chatIds=[blocked.id, throttled.id, fine.id])
+    api.wait(run_id)
+
+    records = ingestion.properties()
+    outcomes = {p["chatId"]: p for p in records if p.get("event") == "chatOutcome"}
+    assert set(outcomes) == {blocked.id, throttled.id, fine.id}
+    for props in outcomes.values():
+        assert props["runId"] == run_id and props["appId"] == app.id and props["targetVersion"] == "1.1.0"
+    assert outcomes[blocked.id]["outcome"] == "failed"
+    assert (outcomes[blocked.id]["graphStatus"], outcomes[blocked.id]["graphCode"]) == ("403", "Forbidden")
+    assert outcomes[fine.id]["outcome"] == "upgraded" and outcomes[fine.id]["installedVersion"] == "1.1.0"
+    [rescheduled] = [p for p in records if p.get("event") == "rescheduled"]
+    assert rescheduled["runId"] == run_id and rescheduled["graphStatus"] == "429" and float(rescheduled["retryAfter"]) >= 1
+    assert any(p.get("event") == "throttled" and p["bucket"] == "installedApps.get" for p in records)
+    assert any(p.get("event") == "runQueued" and p["trigger"] == "api" for p in records)
+
+    everything = "\n".join(ingestion.raw)
+    assert emulator.tokens_seen
+    for secret in [
+        *emulator.tokens_seen,
+        identity.header_secret,
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq",
+    ]:
+        assert secret not in everything
