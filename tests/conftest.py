@@ -117,6 +117,16 @@ class Api:
             time.sleep(0.1)
 
 
+def wait_for(condition: Callable[[], object], timeout: float = 30.0):
+    """Polls `condition` until it returns something truthy, and returns that."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+    return result
+
+
 def start_host(**options) -> LocalHost:
     options.setdefault("http_port", 0)
     options.setdefault("queue_overrides", {"max_polling_interval": 0.2})

@@ -13,7 +13,7 @@ import requests
 from azure.storage.queue import QueueServiceClient
 
 from devtools.funchost import LocalHost
-from tests.conftest import clean_storage
+from tests.conftest import clean_storage, wait_for
 
 SAMPLE = Path(__file__).parent / "hostapp" / "sample_app.py"
 HOST_JSON = {
@@ -29,15 +29,6 @@ HOST_JSON = {
         },
     },
 }
-
-
-def wait_for(condition, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-    return result
 
 
 @pytest.fixture

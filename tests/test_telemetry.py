@@ -20,6 +20,7 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from devtools.loopback import serve, shutdown
 from shared.telemetry import LOGGER
 from tests.builders import group_chats, org_app, people
+from tests.conftest import wait_for
 
 
 class Ingestion:
@@ -97,8 +98,13 @@ def test_chat_lines_reach_application_insights_with_their_properties(
     run_id = api.start(teamsAppId=app.id, chatIds=[blocked.id, throttled.id, fine.id])
     api.wait(run_id)
 
+    # a chat's line is written just after its outcome is recorded, so it may trail the status
+    def chat_lines():
+        lines = {p["chatId"]: p for p in ingestion.properties() if p.get("event") == "chatOutcome"}
+        return lines if len(lines) >= 3 else None
+
+    outcomes = wait_for(chat_lines, timeout=10)
     records = ingestion.properties()
-    outcomes = {p["chatId"]: p for p in records if p.get("event") == "chatOutcome"}
     assert set(outcomes) == {blocked.id, throttled.id, fine.id}
     for props in outcomes.values():
         assert props["runId"] == run_id and props["appId"] == app.id and props["targetVersion"] == "1.1.0"
