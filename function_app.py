@@ -48,9 +48,8 @@ def upgrade_poison(msg: func.QueueMessage) -> None:
 
 
 @app.timer_trigger(arg_name="timer", schedule="%CATALOG_WATCH_SCHEDULE%")
-@app.queue_output(arg_name="control", queue_name=CONTROL_QUEUE, connection=STORAGE)
-def catalog_watcher(timer: func.TimerRequest, control: func.Out[typing.List[str]]) -> None:
-    worker.check_catalog(control)
+def catalog_watcher(timer: func.TimerRequest) -> None:
+    worker.check_catalog()
 
 
 @app.route(route="notifications", methods=["POST"])

@@ -92,14 +92,19 @@ def resolve(value: str) -> str:
     return re.sub(r"%([^%]+)%", lambda m: os.environ.get(m.group(1), ""), value)
 
 
-def queue_service(connection: str) -> QueueServiceClient:
+# Output bindings give up within seconds (the SDK's default backoff would take a minute): an HTTP
+# caller such as Graph gets its 5xx while it still waits, and retries.
+OUTPUT_RETRIES = {"retry_total": 2, "initial_backoff": 0.5, "increment_base": 2}
+
+
+def queue_service(connection: str, **options) -> QueueServiceClient:
     from shared.settings import StorageSettings
     from shared.storage import storage_credential
 
     settings = StorageSettings.from_env(os.environ, connection)
     if settings.connection_string:
-        return QueueServiceClient.from_connection_string(settings.connection_string)
-    return QueueServiceClient(settings.queue_service_uri, credential=storage_credential(settings))
+        return QueueServiceClient.from_connection_string(settings.connection_string, **options)
+    return QueueServiceClient(settings.queue_service_uri, credential=storage_credential(settings), **options)
 
 
 class OutputWriter:
@@ -112,7 +117,7 @@ class OutputWriter:
         with self._lock:
             client = self._clients.get((connection, name))
             if client is None:
-                client = queue_service(connection).get_queue_client(name)
+                client = queue_service(connection, **OUTPUT_RETRIES).get_queue_client(name)
                 try:
                     client.create_queue()
                 except ResourceExistsError:
@@ -236,7 +241,11 @@ class HttpFrontend:
         result = invoke(route.spec, datum, None, "This function was programmatically called via the host APIs.")
         if not result.ok:
             return self._reply(handler, 500, {}, b"")
-        self.outputs.write(route.spec, result.outputs)
+        try:
+            self.outputs.write(route.spec, result.outputs)
+        except Exception:  # as on Azure: outputs that cannot be written fail the invocation
+            log.exception("Executed 'Functions.%s' (Failed): its output bindings could not be written", route.spec.name)
+            return self._reply(handler, 500, {}, b"")
         response = result.result
         if response is None:
             return self._reply(handler, 204, {}, b"")

@@ -49,6 +49,9 @@ def _services(services):
     except ConfigError as exc:
         log.error("Configuration error: %s", exc)
         raise RequestError("configurationError", str(exc), status=500) from None
+    except AzureError as exc:  # building the services creates the tables
+        log.error("Storage unavailable: %s", type(exc).__name__)
+        raise RequestError("storageUnavailable", "Storage is unavailable; try again.", status=503) from None
 
 
 def publish(req: func.HttpRequest, control: func.Out, services=None) -> func.HttpResponse:
@@ -112,8 +115,15 @@ def apps_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
     """GET /api/apps: what the automatic triggers know per app (versions, subscription, registry)."""
     try:
         services = _services(services)
+        return json_response(200, {"apps": _apps(services)})
     except RequestError as exc:
         return error_response(exc.status, exc.info)
+    except AzureError as exc:
+        log.error("Could not read the apps: %s", type(exc).__name__)
+        return error_response(503, ErrorInfo("storageUnavailable", "The app state could not be read; try again."))
+
+
+def _apps(services) -> list[dict]:
     apps = []
     known = services.tracking.apps()
     for app_id in services.settings.watched_app_ids:
@@ -145,7 +155,7 @@ def apps_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
                 },
             }
         )
-    return json_response(200, {"apps": apps})
+    return apps
 
 
 def _iso(moment) -> str | None:

@@ -1,6 +1,7 @@
 """The catalog watcher: Graph sends no notification when an app version is published (or approved
 after review), so a timer reads the catalog and starts a run when a watched app has a newer
-published version than the one last seen.
+published version than the one last seen, the same way POST /api/publish does (a run record and a
+start message).
 
 Never two runs for one app and version: the run id is derived from (app, version), so concurrent
 or repeated checks create the same run once. First sight of an app only records its version.
@@ -12,7 +13,7 @@ import logging
 import uuid
 from datetime import timedelta
 
-from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableTransactionError
 
 from shared.catalog import APP_CATALOG_BUCKET, choose_target, find_app
 from shared.errors import RunFailure
@@ -31,45 +32,59 @@ def run_id_for(app_id: str, version: str) -> str:
     return uuid.uuid5(RUN_NAMESPACE, f"{app_id.lower()}@{version}").hex
 
 
+def org_app_ids(services) -> list[str]:
+    return [app["id"] for app in _org_apps(services, expand=False)]
+
+
+def _org_apps(services, *, expand: bool) -> list[dict]:
+    params = {"$filter": "distributionMethod eq 'organization'"}
+    if expand:
+        params["$expand"] = "appDefinitions"
+    apps: list[dict] = []
+    for page in services.graph.pages("/appCatalogs/teamsApps", params=params, bucket=APP_CATALOG_BUCKET):
+        apps.extend(a for a in page if a.get("id"))
+    return apps
+
+
 def watched_apps(services) -> list[dict]:
     """The catalog entries (with definitions) of the watched apps."""
-    settings, graph = services.settings, services.graph
+    settings = services.settings
     apps: dict[str, dict] = {}
     if settings.watch_org_apps:
-        for page in graph.pages(
-            "/appCatalogs/teamsApps",
-            params={"$filter": "distributionMethod eq 'organization'", "$expand": "appDefinitions"},
-            bucket=APP_CATALOG_BUCKET,
-        ):
-            apps.update({a["id"]: a for a in page if a.get("id")})
+        apps.update((a["id"], a) for a in _org_apps(services, expand=True))
     for app_id in settings.watched_app_ids:
         if app_id in apps:
             continue
         try:
-            apps[app_id] = find_app(graph, teams_app_id=app_id)
+            apps[app_id] = find_app(services.graph, teams_app_id=app_id)
         except RunFailure as failure:
             event("watcher", "Watched app %s: %s", app_id, failure.info.message, appId=app_id, level=logging.WARNING)
     return list(apps.values())
 
 
-def check_catalog(services) -> list[str]:
-    """One look at the catalog; returns the start messages of the runs to begin."""
+def check_catalog(services) -> int:
+    """One look at the catalog: starts a run for each watched app with a newer published version.
+
+    Returns how many runs it started. One app's trouble is logged and does not keep the others
+    from being checked.
+    """
     if not services.settings.watching:
         log.info("No app is watched (set WATCHED_APP_IDS or WATCH_ORG_APPS=true)")
-        return []
-    messages: list[str] = []
+        return 0
+    started = 0
     for app in watched_apps(services):
         try:
             target = choose_target(app, None)
         except RunFailure:
             continue  # nothing published yet
-        message = _check_app(services, target)
-        if message:
-            messages.append(message)
-    return messages
+        try:
+            started += _check_app(services, target)
+        except Exception as exc:
+            event("watcher", "Checking app %s failed: %s", app.get("id"), exc, level=logging.ERROR, appId=app.get("id"))
+    return started
 
 
-def _check_app(services, target) -> str | None:
+def _check_app(services, target) -> bool:
     tracking, runs = services.tracking, services.runs
     app_id = target.teams_app_id
     seen = tracking.seen(app_id)
@@ -83,33 +98,37 @@ def _check_app(services, target) -> str | None:
                 appId=app_id,
                 version=target.version,
             )
-        return None
+        return False
     if version_key(target.version) <= version_key(seen.version):
-        return None
+        return False
     run_id = run_id_for(app_id, target.version)
     spec = RunSpec(run_id=run_id, teams_app_id=app_id, external_id=None, version=target.version, dry_run=False)
     try:
         runs.create_run(spec)
         send = True
-    except ResourceExistsError:  # created by an earlier or concurrent check
+    except TableTransactionError as exc:
+        if exc.error_code != "EntityAlreadyExists":
+            raise
+        # created by an earlier or concurrent check: send its start again only if it was lost
         status = runs.status(run_id)
         send = status is not None and status["state"] == "queued" and _older_than(status["createdAt"], STALE_QUEUED_RUN)
+    if send:
+        services.dispatcher.send_steps([(StartRun(run_id=run_id).encode(), 0)])
+        event(
+            "runQueued",
+            "%s %s was published (last seen %s): run %s",
+            target.display_name,
+            target.version,
+            seen.version,
+            run_id,
+            runId=run_id,
+            appId=app_id,
+            version=target.version,
+            trigger="catalogWatcher",
+        )
+    # only now: had the start message been lost, the next check would find the version unseen and send it
     tracking.advance(app_id, target.version, run_id, etag=seen.etag)
-    if not send:
-        return None
-    event(
-        "runQueued",
-        "%s %s was published (last seen %s): run %s",
-        target.display_name,
-        target.version,
-        seen.version,
-        run_id,
-        runId=run_id,
-        appId=app_id,
-        version=target.version,
-        trigger="catalogWatcher",
-    )
-    return StartRun(run_id=run_id).encode()
+    return send
 
 
 def _older_than(iso: str, age: timedelta) -> bool:

@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import threading
-import time
 import zipfile
 
 import pytest
 import requests
 from azure.data.tables import TableServiceClient
 
+from devtools.azurite import ACCOUNT_KEY
 from devtools.graph_subscriptions import INSTALLERS, PUBLISHERS, Subscriptions
 from shared import services
 from shared.storage import RUNS_TABLE
 from tests.builders import group_chats, org_app, people
-from tests.conftest import Api, start_host
+from tests.conftest import Api, start_host, wait_for
 
 CLIENT_STATE = "a-long-client-state-secret-42"
 
@@ -107,14 +108,6 @@ def run_rows(azurite) -> list[dict]:
     return list(table.query_entities("RowKey eq 'run'"))
 
 
-def wait_for(condition, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-    return result
-
-
 # ---- catalog watcher -------------------------------------------------------------------------------
 
 
@@ -156,19 +149,22 @@ def test_a_version_approved_after_review_is_upgraded(auto, admin, tenant):
     assert status["counts"]["upgraded"] == 1 and chat.installed[app.id] == "1.1.0"
 
 
-def test_concurrent_watchers_start_one_run(auto, admin, tenant, azurite):
+def test_concurrent_watchers_start_one_run(auto, admin, tenant, azurite, caplog):
     app = org_app(tenant, versions=("1.0.0",))
     group_chats(tenant, people(tenant, 2), 2, {app.id: "1.0.0"})
     host, api = auto(app.id)
     host.fire("catalog_watcher")
     admin.publish(app.id, "2.0.0")
 
-    threads = [threading.Thread(target=host.fire, args=("catalog_watcher",)) for _ in range(4)]
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(host.fire("catalog_watcher"))) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
+    assert results == [True] * 4
+    assert "Checking app" not in caplog.text  # no check failed; only one created the run
     assert len(run_rows(azurite)) == 1
     assert api.wait(app_state(api, app.id)["lastRunId"])["counts"]["upgraded"] == 2
 
@@ -311,3 +307,22 @@ def test_subscriptions_are_renewed_before_they_expire(auto, subs, tenant, emulat
     assert len(emulator.requests(kind="renewSubscription", status=200)) == 1
     assert subscription.expires - utcnow() > timedelta(hours=60)
     assert len(subs.subscriptions) == 1
+
+
+def test_notifications_that_cannot_be_persisted_are_a_5xx_so_graph_retries(app_env, tenant):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # nothing listens here once closed
+    app_env.setenv(
+        "AzureWebJobsStorage",
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
+        f"QueueEndpoint=http://127.0.0.1:{dead}/devstoreaccount1;TableEndpoint=http://127.0.0.1:{dead}/devstoreaccount1;",
+    )
+    app_env.setenv("NOTIFICATION_CLIENT_STATE", CLIENT_STATE)
+    host = start_host(queue_workers=None)  # HTTP only: nothing else to reach the dead storage
+    try:
+        item = {"subscriptionId": "s", "changeType": "created", "clientState": CLIENT_STATE, "resource": "x"}
+        response = requests.post(f"{host.base_url}/api/notifications", json={"value": [item]}, timeout=60)
+    finally:
+        host.stop()
+    assert response.status_code == 500
