@@ -30,11 +30,14 @@ from shared.errors import ErrorInfo
 
 SHARDS = 16
 MAX_OPS = 100  # per table transaction
+CHANGED = "UpdateConditionNotSatisfied"  # an ETag-conditional write found the entity changed
 OUTCOMES = ("upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed")
 COUNTS = (*OUTCOMES, "pending")
 DISCOVERY_COUNTS = ("usersScanned", "usersSkipped", "usersFailed")
 MAX_FAILURES_LISTED = 1000
 STALE_CLAIM = timedelta(minutes=15)  # longer than any invocation: the claimer is gone
+# run errors that stop the run; after any other (discoveryIncomplete) the chats found are still processed
+FATAL_ERRORS = {"appNotFound", "appAmbiguous", "versionNotPublished", "catalogError", "startFailed", "runInProgress"}
 INPUT_CHUNK_BYTES = 60_000  # raw; stays under the 64 KiB binary property limit once compressed
 
 
@@ -50,13 +53,9 @@ def _unpack(blob: bytes | None) -> list[str]:
     return json.loads(zlib.decompress(blob)) if blob else []
 
 
-def chat_key(chat_id: str) -> str:
+def chat_key(chat_id: str, prefix: str = "chat-") -> str:
     """RowKeys may not hold / \\ # ? or control characters; percent-encode all but the usual."""
-    return "chat-" + quote(chat_id, safe=":@._-")
-
-
-def _fail_key(chat_id: str) -> str:
-    return "fail-" + quote(chat_id, safe=":@._-")
+    return prefix + quote(chat_id, safe=":@._-")
 
 
 def chunk_chat_ids(chat_ids: list[str]) -> list[list[str]]:
@@ -257,12 +256,14 @@ class RunStore:
             except TableTransactionError as exc:
                 with self._lock:
                     self._shard_cache.pop((run_id, shard), None)
-                if exc.index == len(ops):
+                if exc.error_code in (CHANGED, "EntityAlreadyExists") and exc.index == len(ops):
                     self._home_shard = random.randrange(self._shards)  # someone else writes it: move
                     continue
                 raise
             with self._lock:
                 self._shard_cache[(run_id, shard)] = ({**values, **merged}, results[-1]["etag"])
+                while len(self._shard_cache) > 64:  # a few runs' worth
+                    del self._shard_cache[next(iter(self._shard_cache))]
             return results[:-1]
 
     def _read_shard(self, run_id: str, shard: str) -> tuple[dict, str | None]:
@@ -271,9 +272,6 @@ class RunStore:
         except ResourceNotFoundError:
             return {}, None  # not used yet: the commit creates it
         return dict(row), row.metadata["etag"]
-
-    def add_counts(self, run_id: str, **deltas: int) -> None:
-        self._commit(run_id, [], deltas)
 
     # ---- chats ------------------------------------------------------------------------------------
 
@@ -319,13 +317,21 @@ class RunStore:
 
     def _add_one_by_one(self, run_id: str, chat_ids: list[str], source: str) -> dict[str, str]:
         created: list[tuple[str, str]] = []
+        ours: dict[str, str] = {}
         for chat_id in chat_ids:
             try:
                 result = self._table.create_entity(self._target_row(run_id, chat_id, source, counted=False))
             except ResourceExistsError:
+                row = self._table.get_entity(run_id, chat_key(chat_id))
+                if row.get("source") != source or row.get("state") != "pending":
+                    continue  # another step's target (a group chat seen through another member)
+                if row.get("counted") is False:
+                    created.append((chat_id, row.metadata["etag"]))
+                else:  # our own batch, committed by an attempt whose answer was lost
+                    ours[chat_id] = row.metadata["etag"]
                 continue
             created.append((chat_id, result["etag"]))
-        return self._count_targets(run_id, created)
+        return {**ours, **self._count_targets(run_id, created)}
 
     def _count_targets(self, run_id: str, rows: list[tuple[str, str]]) -> dict[str, str]:
         """Marks uncounted rows counted and adds them to `pending`; returns their new ETags."""
@@ -344,7 +350,7 @@ class RunStore:
                 try:
                     results = self._commit(run_id, ops, {"pending": len(batch)})
                 except TableTransactionError as exc:
-                    if exc.index is None or exc.index >= len(batch):
+                    if exc.error_code != CHANGED or exc.index >= len(batch):
                         raise
                     chat_id = batch[exc.index][0]  # counted meanwhile by a redelivered copy of the step
                     row = self._table.get_entity(run_id, chat_key(chat_id))
@@ -404,7 +410,7 @@ class RunStore:
             try:
                 results = self._table.submit_transaction(ops)
             except TableTransactionError as exc:
-                if exc.index is None:
+                if exc.error_code != CHANGED or exc.index >= len(ops):
                     raise
                 fresh = self._refresh(run_id, rows[exc.index])
                 taken = fresh is not None and fresh.state == "claimed" and fresh.claim != claim and not fresh.stale_claim
@@ -440,7 +446,10 @@ class RunStore:
                 owner.append(i)
                 if failure:
                     ops.append(
-                        ("upsert", {"PartitionKey": run_id, "RowKey": _fail_key(o.chat_id), "chatId": o.chat_id, **failure})
+                        (
+                            "upsert",
+                            {"PartitionKey": run_id, "RowKey": chat_key(o.chat_id, "fail-"), "chatId": o.chat_id, **failure},
+                        )
                     )
                     owner.append(i)
             deltas: dict[str, int] = {"pending": -len(batch)}
@@ -449,7 +458,7 @@ class RunStore:
             try:
                 self._commit(run_id, ops, deltas)
             except TableTransactionError as exc:
-                if exc.index is None:
+                if exc.error_code != CHANGED or exc.index >= len(ops):
                     raise
                 o = batch[owner[exc.index]]
                 fresh = self._refresh(run_id, rows[o.chat_id])
@@ -509,16 +518,16 @@ class RunStore:
                         totals[key] = totals.get(key, 0) + value
         counts = {k: totals.get(k, 0) for k in COUNTS}
         started = run.target is not None or run.error is not None
-        if run.error:
-            state = "failed"
-        elif not started:
+        if not started:
             state = "queued"
+        elif run.error and run.error.code in FATAL_ERRORS:
+            state = "failed"
         elif totals.get("stepsPending", 0) > 0:
             state = "discovering"
         elif counts["pending"] > 0:
             state = "upgrading"
         else:
-            state = "completed"
+            state = "failed" if run.error else "completed"  # a run that lost chats in discovery ends failed
         updated = max(r.metadata["timestamp"] for r in rows)
         return {
             "runId": run_id,

@@ -15,10 +15,17 @@ from shared.catalog import resolve_target
 from shared.discovery import chats_with_app, list_users_page
 from shared.errors import ErrorInfo, GraphError, GraphRetryable, MalformedMessage, RunFailure
 from shared.messages import ListUsers, LoadTargets, ScanUserChats, StartRun, Step
+from shared.runs import FATAL_ERRORS
 from shared.telemetry import event
 from shared.tracking import utcnow
 
 log = logging.getLogger(f"upgrader.{__name__}")
+
+
+def resend(services, step: Step, children: list) -> None:
+    """Queues again what a step recorded: its chats still pending, and the steps it emitted."""
+    services.dispatcher.send_chats(step.run_id, services.runs.pending_from(step.run_id, step.step_id))
+    services.dispatcher.send_steps((text, delay) for text, delay in children)
 
 
 @dataclass
@@ -38,16 +45,14 @@ class StepRunner:
             raise MalformedMessage(f"run {step.run_id} does not exist")
         done = runs.get_step(step.run_id, step.step_id)
         if done is not None:
-            if done.message_id == message_id:  # our own earlier attempt died after marking the step done
-                self._s.dispatcher.send_chats(step.run_id, runs.pending_from(step.run_id, step.step_id))
-                self._s.dispatcher.send_steps((text, delay) for text, delay in done.children)
-            else:
-                log.info("Step %s of run %s was done by another copy; nothing to do", step.step_id, step.run_id)
+            # our own earlier attempt died after marking the step done, or another copy did it: make
+            # sure what the step recorded went out (a copy that died may have recorded chats too)
+            resend(self._s, step, done.children if done.message_id == message_id else [])
             return
         if dequeue_count > 1:  # an earlier attempt may have recorded targets without queueing them
-            self._s.dispatcher.send_chats(step.run_id, runs.pending_from(step.run_id, step.step_id))
-        # a failed run winds down: its remaining steps complete without more work
-        output = StepOutput() if run.error is not None else self._work(run, step)
+            resend(self._s, step, [])
+        # a run that failed for good winds down: its remaining steps complete without more work
+        output = StepOutput() if run.error is not None and run.error.code in FATAL_ERRORS else self._work(run, step)
         self._finish(step, message_id, output)
 
     def _work(self, run, step: Step) -> StepOutput:
@@ -73,6 +78,7 @@ class StepRunner:
         children = [(child.encode(), delay) for child, delay in output.children]
         if runs.complete_step(step.run_id, step.step_id, message_id, children, **output.counts) is None:
             log.info("Step %s of run %s was completed by another copy", step.step_id, step.run_id)
+            resend(self._s, step, [])
             return
         self._s.dispatcher.send_steps(children)
 
@@ -91,6 +97,14 @@ class StepRunner:
                 run.run_id, ErrorInfo("catalogError", f"Reading the app catalog failed: {exc.status} {exc.code}: {exc.message}")
             )
             return StepOutput()
+        if not run.dry_run:
+            blocker = self._s.tracking.begin_run(target.teams_app_id, run.run_id, self._running)
+            if blocker:
+                self._fail(
+                    run.run_id,
+                    ErrorInfo("runInProgress", f"Run {blocker} is upgrading this app now; its status shows when it is done."),
+                )
+                return StepOutput()
         mode = self._discovery_mode(run, target.teams_app_id)
         self._s.runs.set_target(run.run_id, target, mode)
         if not run.explicit_chats and not run.dry_run:  # so that the catalog watcher does not start it again
@@ -116,6 +130,10 @@ class StepRunner:
             keys = self._s.runs.add_inputs(run.run_id, self._s.registry.chats(target.teams_app_id), prefix="r")
         children = [LoadTargets(run_id=run.run_id, step_id=f"input-{i}", input_key=key) for i, key in enumerate(keys)]
         return StepOutput(children=[(c, 0) for c in children])
+
+    def _running(self, run_id: str) -> bool:
+        status = self._s.runs.status(run_id)
+        return status is not None and status["state"] in ("queued", "discovering", "upgrading")
 
     def _discovery_mode(self, run, app_id: str) -> str:
         if run.explicit_chats:

@@ -55,6 +55,17 @@ class Tracking:
         except ResourceNotFoundError:
             return None
 
+    def _put(self, entity: dict, etag: str | None, mode: UpdateMode = UpdateMode.MERGE) -> bool:
+        """Creates the row (`etag` None) or updates it if unchanged since read; False if someone was first."""
+        try:
+            if etag is None:
+                self._table.create_entity(entity)
+            else:
+                self._table.update_entity(entity, mode=mode, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
     # ---- versions ---------------------------------------------------------------------------------
 
     def seen(self, app_id: str) -> SeenVersion | None:
@@ -74,37 +85,33 @@ class Tracking:
         return True
 
     def advance(self, app_id: str, version: str, run_id: str, *, etag: str | None = None) -> bool:
-        """Moves the seen version forward to `version` with the run started for it.
+        """Moves the seen version forward to `version`, with the run started for it.
 
-        With `etag` the move happens only if nobody moved it meanwhile; without, only if `version`
-        is newer than what is recorded. Returns whether this call moved it.
+        With `etag` only if nobody moved it since that read; without, only if `version` is newer
+        than what is recorded. Returns whether this call moved it.
         """
+        entity = {"PartitionKey": "app", "RowKey": app_id, "version": version, "runId": run_id, "seenAt": utcnow()}
+        if etag is not None:
+            return self._put(entity, etag)
         while True:
-            if etag is None:
-                current = self.seen(app_id)
-                if current is not None and version_key(current.version) >= version_key(version):
-                    return False
-                entity = {"PartitionKey": "app", "RowKey": app_id, "version": version, "runId": run_id, "seenAt": utcnow()}
-                try:
-                    if current is None:
-                        self._table.create_entity(entity)
-                    else:
-                        self._table.update_entity(
-                            entity, mode=UpdateMode.MERGE, etag=current.etag, match_condition=MatchConditions.IfNotModified
-                        )
-                except (ResourceExistsError, ResourceModifiedError):
-                    continue
-                return True
-            try:
-                self._table.update_entity(
-                    {"PartitionKey": "app", "RowKey": app_id, "version": version, "runId": run_id, "seenAt": utcnow()},
-                    mode=UpdateMode.MERGE,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except (ResourceModifiedError, ResourceNotFoundError):
+            current = self.seen(app_id)
+            if current is not None and version_key(current.version) >= version_key(version):
                 return False
-            return True
+            if self._put(entity, current.etag if current else None):
+                return True
+
+    def begin_run(self, app_id: str, run_id: str, is_running) -> str | None:
+        """Makes `run_id` the app's upgrading run, unless another is still running (`is_running(id)`);
+        returns that other run's id. Two runs upgrading the same chats at once could both find a
+        chat outdated and both POST."""
+        while True:
+            row = self._get("active", app_id)
+            holder = (row or {}).get("runId")
+            if holder and holder != run_id and is_running(holder):
+                return holder
+            entity = {"PartitionKey": "active", "RowKey": app_id, "runId": run_id, "since": utcnow()}
+            if self._put(entity, row.metadata["etag"] if row else None, UpdateMode.REPLACE):
+                return None
 
     def apps(self) -> dict[str, dict]:
         """Every app something is known about (a seen version, a subscription, a registry), by id."""
@@ -179,13 +186,5 @@ class Tracking:
             row = self._get("registry", app_id)
             value = int((row or {}).get(counter, 0)) + delta
             entity = {"PartitionKey": "registry", "RowKey": app_id, counter: value, **fields}
-            try:
-                if row is None:
-                    self._table.create_entity(entity)
-                else:
-                    self._table.update_entity(
-                        entity, mode=UpdateMode.MERGE, etag=row.metadata["etag"], match_condition=MatchConditions.IfNotModified
-                    )
-            except (ResourceExistsError, ResourceModifiedError):
-                continue
-            return
+            if self._put(entity, row.metadata["etag"] if row else None):
+                return

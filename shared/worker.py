@@ -11,7 +11,7 @@ from shared.errors import ErrorInfo, MalformedMessage
 from shared.installations import process as process_notifications
 from shared.messages import LoadTargets, Notifications, ScanUserChats, StartRun, Step, UpgradeChats, decode
 from shared.runs import Outcome
-from shared.steps import StepRunner
+from shared.steps import StepRunner, resend
 from shared.storage import CHATS_QUEUE, CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
 from shared.telemetry import event, log_chat
 from shared.upgrade import BatchUpgrader
@@ -58,7 +58,7 @@ def _poisoned(msg: func.QueueMessage, expected: type, queue: str, services):
         body = msg.get_body()[:200].decode("utf-8", "replace")
         event(
             "poisoned",
-            "Dropped an undecodable message from %s-poison (%s): %r",
+            "Dropped an undecodable message from %s (%s): %r",
             queue,
             exc,
             body,
@@ -72,31 +72,42 @@ def _poisoned(msg: func.QueueMessage, expected: type, queue: str, services):
 def handle_control_poison(msg: func.QueueMessage, services=None) -> None:
     """A step that failed every attempt: account for it so that the run still completes."""
     services = services or services_module.get()
-    step = _poisoned(msg, Step, "control", services)
+    step = _poisoned(msg, Step, CONTROL_QUEUE + POISON_SUFFIX, services)
     if step is None:
         return
     runs = services.runs
     done = runs.get_step(step.run_id, step.step_id)
     if done is not None:  # its work is recorded; only sending what it emitted failed
-        services.dispatcher.send_chats(step.run_id, runs.pending_from(step.run_id, step.step_id))
-        services.dispatcher.send_steps((text, delay) for text, delay in done.children)
+        resend(services, step, done.children)
         return
+    resend(services, step, [])  # chats it recorded before failing are targets all the same
     counts: dict[str, int] = {}
     if isinstance(step, StartRun):
-        runs.fail_run(step.run_id, ErrorInfo("startFailed", "The run could not be started: every attempt failed."))
+        error = ErrorInfo("startFailed", "The run could not be started: every attempt failed.")
     elif isinstance(step, LoadTargets):
         # the given chats are known: record each as failed rather than lose them
+        error = None
         chat_ids = runs.load_input(step.run_id, step.input_key)
         runs.add_targets(step.run_id, chat_ids, source=step.step_id)
+        runs.pending_from(step.run_id, step.step_id)  # counts rows a dying attempt left uncounted
         _fail_chats(services, step.run_id, chat_ids, "Loading these chats failed on every attempt.")
     else:
         if isinstance(step, ScanUserChats):
             counts["usersFailed"] = len(step.user_ids)
-        runs.fail_run(
+        error = ErrorInfo(
+            "discoveryIncomplete", f"Discovery step {step.step_id} failed on every attempt; some chats may be missing."
+        )
+    if error:
+        runs.fail_run(step.run_id, error)
+        event(
+            "runFailed",
+            "Run %s failed: %s %s",
             step.run_id,
-            ErrorInfo(
-                "discoveryIncomplete", f"Discovery step {step.step_id} failed on every attempt; some chats may be missing."
-            ),
+            error.code,
+            error.message,
+            level=logging.ERROR,
+            runId=step.run_id,
+            errorCode=error.code,
         )
     runs.complete_step(step.run_id, step.step_id, msg.id, [], **counts)
     event(
@@ -107,14 +118,14 @@ def handle_control_poison(msg: func.QueueMessage, services=None) -> None:
         runId=step.run_id,
         step=step.step_id,
         level=logging.ERROR,
-        queue=CONTROL_QUEUE,
+        queue=CONTROL_QUEUE + POISON_SUFFIX,
     )
 
 
 def handle_chats_poison(msg: func.QueueMessage, services=None) -> None:
     """A chat batch that failed every attempt: its chats without an outcome end as failed."""
     services = services or services_module.get()
-    batch = _poisoned(msg, UpgradeChats, "chats", services)
+    batch = _poisoned(msg, UpgradeChats, CHATS_QUEUE + POISON_SUFFIX, services)
     if batch is not None:
         event(
             "poisoned",
@@ -122,7 +133,7 @@ def handle_chats_poison(msg: func.QueueMessage, services=None) -> None:
             len(batch.chat_ids),
             batch.run_id,
             level=logging.ERROR,
-            queue=CHATS_QUEUE,
+            queue=CHATS_QUEUE + POISON_SUFFIX,
             runId=batch.run_id,
         )
         _fail_chats(services, batch.run_id, list(batch.chat_ids), "Processing failed on every attempt; the message was poisoned.")
@@ -153,7 +164,8 @@ def handle_notifications_poison(msg: func.QueueMessage, services=None) -> None:
     try:
         batch = _decode(msg, Notifications)
     except MalformedMessage as exc:
-        log.error("Dropped an undecodable message from notifications-poison (%s)", exc)
+        queue = NOTIFICATIONS_QUEUE + POISON_SUFFIX
+        event("poisoned", "Dropped an undecodable message from %s (%s)", queue, exc, level=logging.ERROR, queue=queue)
         return
     apps = {services.tracking.app_of_subscription(str(item.get("subscriptionId") or "")) for item in batch.items}
     for app_id in apps - {None}:
@@ -164,17 +176,14 @@ def handle_notifications_poison(msg: func.QueueMessage, services=None) -> None:
             app_id,
             appId=app_id,
             level=logging.ERROR,
-            queue=NOTIFICATIONS_QUEUE,
+            queue=NOTIFICATIONS_QUEUE + POISON_SUFFIX,
         )
 
 
-def check_catalog(control: func.Out, services=None) -> None:
+def check_catalog(services=None) -> None:
     from shared.watcher import check_catalog as check
 
-    services = services or services_module.get()
-    messages = check(services)
-    if messages:
-        control.set(messages)
+    check(services or services_module.get())
 
 
 def maintain_subscriptions(services=None) -> None:

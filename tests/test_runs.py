@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from tests.builders import group_chats, org_app, people
 
 
@@ -232,3 +234,27 @@ def test_blocked_app_is_reported_as_failed_and_not_retried(api, tenant, emulator
         }
     ]
     assert [r.chat for r in emulator.requests(kind="upgrade", status=403)] == [blocked.id]
+
+
+def test_a_second_run_of_the_same_app_waits_for_the_first(api, tenant, emulator):
+    app = org_app(tenant)
+    chats = group_chats(tenant, people(tenant, 2), 2, {app.id: "1.0.0"})
+    reached, release = threading.Event(), threading.Event()
+
+    def hold(chat_id: str) -> None:
+        reached.set()
+        release.wait(30)
+
+    emulator.on_upgrade = hold
+    first = api.start(teamsAppId=app.id, chatIds=[c.id for c in chats])
+    try:
+        assert reached.wait(30)
+        second = api.wait(api.start(teamsAppId=app.id, chatIds=[chats[0].id]))
+        dry = api.wait(api.start(teamsAppId=app.id, chatIds=[c.id for c in chats], dryRun=True))
+    finally:
+        release.set()
+    assert second["state"] == "failed" and second["error"]["code"] == "runInProgress"
+    assert first in second["error"]["message"]
+    assert dry["state"] == "completed"  # dry runs change nothing, so they may overlap
+    assert api.wait(first)["counts"]["upgraded"] == 2
+    assert emulator.upgrades == {c.id: 1 for c in chats}
