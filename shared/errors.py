@@ -45,10 +45,6 @@ class GraphError(Exception):
         self.message = message
         self.request_id = request_id
 
-    @property
-    def info(self) -> ErrorInfo:
-        return ErrorInfo(self.code, self.message)
-
 
 class GraphRetryable(GraphError):
     """A failure worth retrying later: `retry_after` seconds is the server's hint, or our backoff."""

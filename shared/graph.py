@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
@@ -82,18 +81,26 @@ def _retry_after(response: requests.Response) -> float | None:
     try:
         return max(0.0, float(raw))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(raw)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        pass
+    try:  # an HTTP date
+        return max(0.0, email.utils.parsedate_to_datetime(raw).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None  # unreadable: our own backoff applies
+
+
+def _json_object(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _error(response: requests.Response, attempt: int) -> GraphError:
+    """A typed error from any error response, whatever its body (Graph's JSON, HTML from a proxy...)."""
     try:
-        error = response.json().get("error") or {}
+        error = _json_object(_json_object(response.json()).get("error"))
     except ValueError:
         error = {}
     code = str(error.get("code") or response.reason or "unknown")
     message = str(error.get("message") or response.text[:200] or response.reason or "")[:500]
-    request_id = (error.get("innerError") or {}).get("request-id") or response.headers.get("request-id")
+    request_id = _json_object(error.get("innerError")).get("request-id") or response.headers.get("request-id")
     status = response.status_code
     backoff = min(2.0**attempt, 60.0)
     if status == 429:
@@ -125,12 +132,6 @@ class GraphClient:
         self._inline_retry_seconds = inline_retry_seconds
         self._max_attempts = max_attempts
         self._clock = clock
-        self._stats_lock = threading.Lock()
-        self.stats: Counter[str] = Counter()
-
-    def _count(self, key: str) -> None:
-        with self._stats_lock:
-            self.stats[key] += 1
 
     def url(self, path: str, params: dict | None = None) -> str:
         query = f"?{urlencode(params, quote_via=quote, safe=chr(36) + ',()=/:@')}" if params else ""
@@ -169,7 +170,6 @@ class GraphClient:
         for attempt in range(self._max_attempts):
             if self._pacer is not None:
                 self._pacer.acquire(bucket, not_before)
-            self._count(f"{bucket}.requests")
             headers = {
                 "Authorization": f"Bearer {self._tokens.token()}",
                 "Accept": "application/json",
@@ -196,7 +196,6 @@ class GraphClient:
             if not isinstance(error, (GraphThrottled, GraphUnavailable)):
                 raise error
             if isinstance(error, GraphThrottled):
-                self._count(f"{bucket}.throttled")
                 event(
                     "throttled",
                     "Graph throttled %s: Retry-After %.0f s",
@@ -210,7 +209,6 @@ class GraphClient:
                 if self._pacer is not None:
                     self._pacer.backoff(bucket, error.retry_after)
             else:
-                self._count(f"{bucket}.unavailable")
                 if not retry_unavailable:
                     raise error
             waited += error.retry_after

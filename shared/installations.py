@@ -97,6 +97,6 @@ def _lifecycle(services, app_id: str, subscription_id: str, lifecycle_event: str
     if lifecycle_event == "reauthorizationRequired":
         manager.reauthorize(app_id, subscription_id)
     elif lifecycle_event == "subscriptionRemoved":
-        manager.recreate(app_id)
+        manager.recreate(app_id, subscription_id)
     else:  # "missed": notifications were lost
         services.tracking.invalidate_registry(app_id)

@@ -109,6 +109,13 @@ def _client_state(env: Mapping[str, str], notifications: bool) -> str | None:
     return raw or None
 
 
+def _chats_per_message(env: Mapping[str, str]) -> int:
+    value = int(_float(env, "UPGRADE_CHATS_PER_MESSAGE", 10, minimum=1))
+    if value > 50:  # a batch is claimed in one table transaction (100 operations) and fits a queue message
+        raise ConfigError(f"UPGRADE_CHATS_PER_MESSAGE must be at most 50, got {value}")
+    return value
+
+
 def _guid(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name, "").strip()
     if raw and not GUID.match(raw):
@@ -132,8 +139,8 @@ class Settings:
     watched_app_ids: tuple[str, ...] = ()
     watch_org_apps: bool = False
     discovery_mode: str = "auto"  # scan | registry | auto
-    notification_url: str | None = None  # https://<app>/api/notifications?code=<function key>
-    notification_client_state: str | None = None
+    notification_url: str | None = field(default=None, repr=False)  # holds a function key
+    notification_client_state: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -141,21 +148,22 @@ class Settings:
         base_url = env.get("GRAPH_BASE_URL", "").strip() or DEFAULT_GRAPH_BASE_URL
         if not re.match(r"^https?://[^/\s]+", base_url):
             raise ConfigError(f"GRAPH_BASE_URL must be an http(s) URL, got {base_url!r}")
+        notification_url = _notification_url(env)
         return cls(
             storage=StorageSettings.from_env(env),
             graph_base_url=base_url.rstrip("/"),
             azure_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
             discovery_group_id=_guid(env, "DISCOVERY_GROUP_ID"),
             graph_max_rps=_float(env, "GRAPH_MAX_RPS", 25.0, minimum=0.1),
-            chats_per_message=int(_float(env, "UPGRADE_CHATS_PER_MESSAGE", 10, minimum=1)),
+            chats_per_message=_chats_per_message(env),
             users_per_step=int(_float(env, "DISCOVERY_USERS_PER_STEP", 10, minimum=1)),
             inline_retry_seconds=_float(env, "GRAPH_INLINE_RETRY_SECONDS", 5.0, minimum=0),
             max_chat_attempts=int(_float(env, "UPGRADE_MAX_ATTEMPTS", 8, minimum=1)),
             watched_app_ids=_guids(env, "WATCHED_APP_IDS"),
             watch_org_apps=_bool(env, "WATCH_ORG_APPS"),
             discovery_mode=_choice(env, "DISCOVERY_MODE", ("scan", "registry", "auto"), "auto"),
-            notification_url=_notification_url(env),
-            notification_client_state=_client_state(env, _notification_url(env) is not None),
+            notification_url=notification_url,
+            notification_client_state=_client_state(env, notification_url is not None),
         )
 
     @property

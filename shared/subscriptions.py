@@ -30,9 +30,13 @@ class SubscriptionManager:
         self._s = services
 
     def watched_app_ids(self) -> list[str]:
-        from shared.watcher import watched_apps
+        settings = self._s.settings
+        ids = list(settings.watched_app_ids)
+        if settings.watch_org_apps:  # one catalog read for the org apps
+            from shared.watcher import org_app_ids
 
-        return [app["id"] for app in watched_apps(self._s)]
+            ids += [i for i in org_app_ids(self._s) if i not in ids]
+        return ids
 
     def maintain(self) -> None:
         settings = self._s.settings
@@ -79,7 +83,8 @@ class SubscriptionManager:
             "expirationDateTime": _iso(started + LIFETIME),
             "clientState": settings.notification_client_state,
         }
-        created = self._s.graph.post("/subscriptions", body, bucket=BUCKET).body or {}
+        # a 5xx may have created it: no blind retry (a duplicate would notify twice for 70 hours)
+        created = self._s.graph.post("/subscriptions", body, bucket=BUCKET, retry_unavailable=False).body or {}
         subscription = Subscription(created["id"], started + LIFETIME, started)
         self._s.tracking.set_subscription(app_id, subscription)
         event(
@@ -110,10 +115,15 @@ class SubscriptionManager:
         except GraphError as exc:
             if exc.status != 404:
                 raise
-            self.recreate(app_id)
+            self.recreate(app_id, subscription_id)
 
-    def recreate(self, app_id: str) -> None:
-        """The subscription is gone: notifications were lost, so the registry needs a new seeding scan."""
+    def recreate(self, app_id: str, removed_id: str) -> None:
+        """The subscription is gone: notifications were lost, so the registry needs a new seeding scan.
+
+        Done once per removed subscription: a repeated lifecycle event finds a newer one in place."""
+        current = self._s.tracking.subscription(app_id)
+        if current is not None and current.id != removed_id:
+            return
         self._s.tracking.drop_subscription(app_id)
         self._s.tracking.invalidate_registry(app_id)
         self.create(app_id)

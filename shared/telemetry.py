@@ -7,7 +7,7 @@ becomes a column of AppTraces.Properties (customDimensions). Nothing here ever l
 or a connection string.
 
 Events and their properties:
-  runQueued       runId appId externalId chats dryRun trigger
+  runQueued       runId appId trigger (api: externalId chats dryRun; catalogWatcher: version)
   runStarted      runId appId targetVersion dryRun discoveryMode
   runFailed       runId errorCode
   chatOutcome     runId appId chatId outcome targetVersion installedVersion graphStatus graphCode
@@ -15,7 +15,7 @@ Events and their properties:
   pacing          bucket reserved used dropped (per process, every 30 s)
   rescheduled     runId appId chatId outcome graphStatus graphCode retryAfter
   userSkipped     runId userId graphStatus graphCode
-  poisoned        queue runId step appId
+  poisoned        queue runId step | appId
   queueDepth      queue depth
   watcher         appId version runId trigger
   registry        appId chatId change
