@@ -117,7 +117,7 @@ class Bench:
         try:
             for name, body, count in (
                 ("noChatIds", small, self.args.publish_samples),
-                ("10000ChatIds", big, self.args.publish_samples // 4),
+                ("10000ChatIds", big, max(1, self.args.publish_samples // 4)),
             ):
                 data = json.dumps(body).encode()
                 session.post(url, data=data)  # warm-up

@@ -309,8 +309,8 @@ class QueueListener:
             thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        with self._lock:
+        with self._lock:  # after this, no poller submits to the pool
+            self._stop.set()
             self._lock.notify_all()
         for thread in self._threads:
             thread.join(5)
@@ -346,8 +346,10 @@ class QueueListener:
             delay = self.poll_floor
             for message in messages:
                 with self._lock:
+                    if self._stop.is_set():  # shutting down: the message reappears when its lease ends
+                        return
                     self._in_flight[message.id] = _Held(message)
-                self._pool.submit(self._process, message)
+                    self._pool.submit(self._process, message)
 
     def _renew(self) -> None:
         """Keeps held messages invisible while their invocation runs; never while one is completing
