@@ -28,6 +28,20 @@ def resend(services, step: Step, children: list) -> None:
     services.dispatcher.send_steps((text, delay) for text, delay in children)
 
 
+def fail_run(services, run_id: str, error: ErrorInfo) -> None:
+    services.runs.fail_run(run_id, error)
+    event(
+        "runFailed",
+        "Run %s failed: %s %s",
+        run_id,
+        error.code,
+        error.message,
+        runId=run_id,
+        errorCode=error.code,
+        level=logging.ERROR,
+    )
+
+
 @dataclass
 class StepOutput:
     children: list[tuple[Step, int]] = field(default_factory=list)  # (message, delay in seconds)
@@ -158,17 +172,7 @@ class StepRunner:
         return seed is not None and seed["state"] in ("upgrading", "completed") and seed["error"] is None
 
     def _fail(self, run_id: str, error: ErrorInfo) -> None:
-        self._s.runs.fail_run(run_id, error)
-        event(
-            "runFailed",
-            "Run %s failed: %s %s",
-            run_id,
-            error.code,
-            error.message,
-            runId=run_id,
-            errorCode=error.code,
-            level=logging.ERROR,
-        )
+        fail_run(self._s, run_id, error)
 
     def _list_users(self, step: ListUsers) -> StepOutput:
         settings = self._s.settings

@@ -11,7 +11,7 @@ from shared.errors import ErrorInfo, MalformedMessage
 from shared.installations import process as process_notifications
 from shared.messages import LoadTargets, Notifications, ScanUserChats, StartRun, Step, UpgradeChats, decode
 from shared.runs import Outcome
-from shared.steps import StepRunner, resend
+from shared.steps import StepRunner, fail_run, resend
 from shared.storage import CHATS_QUEUE, CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
 from shared.telemetry import event, log_chat
 from shared.upgrade import BatchUpgrader
@@ -98,17 +98,7 @@ def handle_control_poison(msg: func.QueueMessage, services=None) -> None:
             "discoveryIncomplete", f"Discovery step {step.step_id} failed on every attempt; some chats may be missing."
         )
     if error:
-        runs.fail_run(step.run_id, error)
-        event(
-            "runFailed",
-            "Run %s failed: %s %s",
-            step.run_id,
-            error.code,
-            error.message,
-            level=logging.ERROR,
-            runId=step.run_id,
-            errorCode=error.code,
-        )
+        fail_run(services, step.run_id, error)
     runs.complete_step(step.run_id, step.step_id, msg.id, [], **counts)
     event(
         "poisoned",
