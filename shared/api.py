@@ -20,6 +20,7 @@ from shared.messages import RUN_ID, StartRun
 from shared.runs import RunSpec
 from shared.settings import ConfigError
 from shared.telemetry import event
+from shared.tracking import AppState
 from shared.validation import MAX_BODY_BYTES, parse_publish
 
 log = logging.getLogger(f"upgrader.{__name__}")
@@ -124,20 +125,19 @@ def apps_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
 
 
 def _apps(services) -> list[dict]:
-    apps = []
     known = services.tracking.apps()
     for app_id in services.settings.watched_app_ids:
-        known.setdefault(app_id, {})
-    for app_id, row in sorted(known.items()):
-        subscription = services.tracking.subscription(app_id)
-        registry = services.tracking.registry(app_id)
+        known.setdefault(app_id, AppState())
+    apps = []
+    for app_id, state in sorted(known.items()):
+        subscription, registry = state.subscription, state.registry
         apps.append(
             {
                 "teamsAppId": app_id,
-                "displayName": row.get("displayName"),
-                "seenVersion": row.get("version"),
-                "seenAt": _iso(row.get("seenAt")),
-                "lastRunId": row.get("runId"),
+                "displayName": state.seen.get("displayName"),
+                "seenVersion": state.seen.get("version"),
+                "seenAt": _iso(state.seen.get("seenAt")),
+                "lastRunId": state.seen.get("runId"),
                 "subscription": None
                 if subscription is None
                 else {
@@ -146,7 +146,7 @@ def _apps(services) -> list[dict]:
                     "startedAt": _iso(subscription.started_at),
                 },
                 "registry": {
-                    "chats": len(services.registry.chats(app_id)),
+                    "chats": services.registry.count(app_id),
                     "seedRunId": registry.seed_run_id,
                     "seedStartedAt": _iso(registry.seed_started_at),
                     "invalidatedAt": _iso(registry.invalidated_at),

@@ -16,7 +16,6 @@ from shared.telemetry import event
 from shared.upgrade import get_installation
 
 RESOURCE = re.compile(r"appCatalogs/teamsApps\('([^']+)'\)/installations\('([^']+)'\)", re.IGNORECASE)
-log = logging.getLogger(f"upgrader.{__name__}")
 
 
 def process(services, batch: Notifications) -> None:

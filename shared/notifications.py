@@ -31,7 +31,6 @@ KEPT = (
     "tenantId",
     "subscriptionExpirationDateTime",
 )
-log = logging.getLogger(f"upgrader.{__name__}")
 
 
 def _bad(message: str) -> func.HttpResponse:

@@ -50,3 +50,7 @@ class Registry:
     def chats(self, app_id: str) -> list[str]:
         rows = self._table.query_entities("PartitionKey eq @app", parameters={"app": app_id}, select=["chatId"])
         return [row["chatId"] for row in rows]
+
+    def count(self, app_id: str) -> int:
+        rows = self._table.query_entities("PartitionKey eq @app", parameters={"app": app_id}, select=["RowKey"])
+        return sum(1 for _ in rows)

@@ -190,10 +190,10 @@ class StepRunner:
 
     def _scan(self, run, step: ScanUserChats) -> StepOutput:
         output = StepOutput(counts={"usersScanned": 0, "usersSkipped": 0, "usersFailed": 0})
+        app_id = run.target.teams_app_id
+        seed = app_id if self._s.settings.discovery_group_id is None else None  # a full scan seeds the registry
         for index, user_id in enumerate(step.user_ids):
             try:
-                app_id = run.target.teams_app_id
-                seed = app_id if self._s.settings.discovery_group_id is None else None
                 self._target(step, chats_with_app(self._s.graph, user_id, app_id), seed_app=seed)
             except GraphRetryable as exc:
                 if step.step_id.count(".") + 1 >= self._s.settings.max_chat_attempts:

@@ -10,6 +10,7 @@ from shared.errors import GraphError
 from shared.graph import segment
 from shared.telemetry import event
 from shared.tracking import Subscription, utcnow
+from shared.watcher import org_app_ids
 
 LIFETIME = timedelta(minutes=4200)  # under Graph's 4,320-minute maximum for teamsAppInstallation
 RENEW_WITHIN = timedelta(hours=24)
@@ -33,8 +34,6 @@ class SubscriptionManager:
         settings = self._s.settings
         ids = list(settings.watched_app_ids)
         if settings.watch_org_apps:  # one catalog read for the org apps
-            from shared.watcher import org_app_ids
-
             ids += [i for i in org_app_ids(self._s) if i not in ids]
         return ids
 

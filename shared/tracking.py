@@ -7,7 +7,7 @@ registry/<appId>      how far the installation registry can be trusted (seeding 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from azure.core import MatchConditions
@@ -38,11 +38,35 @@ class Subscription:
 
 @dataclass(frozen=True)
 class RegistryState:
-    seed_run_id: str | None
-    seed_started_at: datetime | None
-    invalidated_at: datetime | None
-    events: int
-    undecodable: int
+    seed_run_id: str | None = None
+    seed_started_at: datetime | None = None
+    invalidated_at: datetime | None = None
+    events: int = 0
+    undecodable: int = 0
+
+
+@dataclass(frozen=True)
+class AppState:
+    seen: dict = field(default_factory=dict)  # the app row: version, displayName, seenAt, runId
+    subscription: Subscription | None = None
+    registry: RegistryState = field(default_factory=RegistryState)
+
+
+def _subscription(row: dict | None) -> Subscription | None:
+    if row is None or not row.get("subscriptionId"):
+        return None
+    return Subscription(row["subscriptionId"], row["expiresAt"], row["startedAt"])
+
+
+def _registry(row: dict | None) -> RegistryState:
+    row = row or {}
+    return RegistryState(
+        row.get("seedRunId") or None,
+        row.get("seedStartedAt"),
+        row.get("invalidatedAt"),
+        int(row.get("events", 0)),
+        int(row.get("undecodable", 0)),
+    )
 
 
 class Tracking:
@@ -113,24 +137,22 @@ class Tracking:
             if self._put(entity, row.metadata["etag"] if row else None, UpdateMode.REPLACE):
                 return None
 
-    def apps(self) -> dict[str, dict]:
-        """Every app something is known about (a seen version, a subscription, a registry), by id."""
-        apps: dict[str, dict] = {}
+    def apps(self) -> dict[str, AppState]:
+        """Every app something is known about (a seen version, a subscription, a registry), by id, in one query."""
+        rows: dict[str, dict[str, dict]] = {}  # app id -> kind -> row
         for row in self._table.query_entities(
             "PartitionKey eq 'app' or PartitionKey eq 'subscription' or PartitionKey eq 'registry'"
         ):
-            entry = apps.setdefault(row["RowKey"], {})
-            if row["PartitionKey"] == "app":
-                entry.update(row)
-        return apps
+            rows.setdefault(row["RowKey"], {})[row["PartitionKey"]] = row
+        return {
+            app_id: AppState(kinds.get("app", {}), _subscription(kinds.get("subscription")), _registry(kinds.get("registry")))
+            for app_id, kinds in rows.items()
+        }
 
     # ---- subscriptions ----------------------------------------------------------------------------
 
     def subscription(self, app_id: str) -> Subscription | None:
-        row = self._get("subscription", app_id)
-        if row is None or not row.get("subscriptionId"):
-            return None
-        return Subscription(row["subscriptionId"], row["expiresAt"], row["startedAt"])
+        return _subscription(self._get("subscription", app_id))
 
     def set_subscription(self, app_id: str, subscription: Subscription) -> None:
         self._table.upsert_entity(
@@ -159,14 +181,7 @@ class Tracking:
     # ---- registry trust ---------------------------------------------------------------------------
 
     def registry(self, app_id: str) -> RegistryState:
-        row = self._get("registry", app_id) or {}
-        return RegistryState(
-            row.get("seedRunId") or None,
-            row.get("seedStartedAt"),
-            row.get("invalidatedAt"),
-            int(row.get("events", 0)),
-            int(row.get("undecodable", 0)),
-        )
+        return _registry(self._get("registry", app_id))
 
     def begin_seed(self, app_id: str, run_id: str) -> None:
         self._table.upsert_entity(

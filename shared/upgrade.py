@@ -11,7 +11,6 @@ POST went through and the chat counts as upgraded.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 import uuid
@@ -29,7 +28,6 @@ from shared.versions import is_at_least
 INSTALLED_APPS_GET = "installedApps.get"
 INSTALLED_APPS_POST = "installedApps.post"
 CHAT_SPACING = 1.02  # seconds; Graph allows one request per second on any one chat
-log = logging.getLogger(f"upgrader.{__name__}")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from azure.data.tables import TableTransactionError
 
@@ -132,6 +132,4 @@ def _check_app(services, target) -> bool:
 
 
 def _older_than(iso: str, age: timedelta) -> bool:
-    from datetime import datetime
-
     return utcnow() - datetime.fromisoformat(iso.replace("Z", "+00:00")) > age

@@ -7,16 +7,17 @@ import logging
 import azure.functions as func
 
 from shared import services as services_module
+from shared import watcher
 from shared.errors import ErrorInfo, MalformedMessage
 from shared.installations import process as process_notifications
-from shared.messages import LoadTargets, Notifications, ScanUserChats, StartRun, Step, UpgradeChats, decode
+from shared.messages import LoadTargets, Notifications, RunMessage, ScanUserChats, StartRun, Step, UpgradeChats, decode
 from shared.runs import Outcome
 from shared.steps import StepRunner, fail_run, resend
 from shared.storage import CHATS_QUEUE, CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
+from shared.subscriptions import SubscriptionManager
 from shared.telemetry import event, log_chat
 from shared.upgrade import BatchUpgrader
 
-log = logging.getLogger(f"upgrader.{__name__}")
 RETRIES_EXHAUSTED = "retriesExhausted"
 
 
@@ -52,7 +53,7 @@ def _poisoned(msg: func.QueueMessage, expected: type, queue: str, services):
     """The message of a poison queue, or None (logged, dropped) when it is not one of ours."""
     try:
         message = _decode(msg, expected)
-        if services.runs.get_run(message.run_id) is None:
+        if isinstance(message, RunMessage) and services.runs.get_run(message.run_id) is None:
             raise MalformedMessage(f"unknown run {message.run_id}")
     except MalformedMessage as exc:
         body = msg.get_body()[:200].decode("utf-8", "replace")
@@ -151,11 +152,8 @@ def handle_notifications_poison(msg: func.QueueMessage, services=None) -> None:
     """Installation events that could not be processed: the registry may miss chats, so the next
     automatic run scans instead of trusting it."""
     services = services or services_module.get()
-    try:
-        batch = _decode(msg, Notifications)
-    except MalformedMessage as exc:
-        queue = NOTIFICATIONS_QUEUE + POISON_SUFFIX
-        event("poisoned", "Dropped an undecodable message from %s (%s)", queue, exc, level=logging.ERROR, queue=queue)
+    batch = _poisoned(msg, Notifications, NOTIFICATIONS_QUEUE + POISON_SUFFIX, services)
+    if batch is None:
         return
     apps = {services.tracking.app_of_subscription(str(item.get("subscriptionId") or "")) for item in batch.items}
     for app_id in apps - {None}:
@@ -171,14 +169,10 @@ def handle_notifications_poison(msg: func.QueueMessage, services=None) -> None:
 
 
 def check_catalog(services=None) -> None:
-    from shared.watcher import check_catalog as check
-
-    check(services or services_module.get())
+    watcher.check_catalog(services or services_module.get())
 
 
 def maintain_subscriptions(services=None) -> None:
-    from shared.subscriptions import SubscriptionManager
-
     SubscriptionManager(services or services_module.get()).maintain()
 
 

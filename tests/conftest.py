@@ -21,8 +21,8 @@ from devtools.identity import IdentityEndpoint
 from devtools.tenant import Tenant
 from shared import services
 
-FAST_RPS = 300
-NEVER = "0 0 0 1 1 *"  # NCRONTAB: once a year  # functional tests: pacing out of the way; the per-chat limit still applies
+FAST_RPS = 300  # functional tests: pacing out of the way; the per-chat limit still applies
+NEVER = "0 0 0 1 1 *"  # NCRONTAB: once a year
 
 
 @pytest.fixture(scope="session")

@@ -9,15 +9,19 @@ import json
 import socket
 import threading
 import zipfile
+from datetime import timedelta
 
 import pytest
 import requests
 from azure.data.tables import TableServiceClient
 
 from devtools.azurite import ACCOUNT_KEY
+from devtools.funchost import LocalHost
 from devtools.graph_subscriptions import INSTALLERS, PUBLISHERS, Subscriptions
 from shared import services
+from shared.graph import segment
 from shared.storage import RUNS_TABLE
+from shared.tracking import Subscription, utcnow
 from tests.builders import group_chats, org_app, people
 from tests.conftest import Api, start_host, wait_for
 
@@ -80,16 +84,14 @@ class Admin:
 
     def install(self, chat_id: str, app_id: str) -> str:
         response = self.session.post(
-            f"{self.base}/chats/{chat_id}/installedApps",
+            f"{self.base}/chats/{segment(chat_id)}/installedApps",
             json={"teamsApp@odata.bind": f"https://graph.microsoft.com/v1.0/appCatalogs/teamsApps/{app_id}"},
         )
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
     def uninstall(self, chat_id: str, installation_id: str) -> None:
-        from urllib.parse import quote
-
-        response = self.session.delete(f"{self.base}/chats/{chat_id}/installedApps/{quote(installation_id, safe='')}")
+        response = self.session.delete(f"{self.base}/chats/{segment(chat_id)}/installedApps/{segment(installation_id)}")
         assert response.status_code == 204, response.text
 
 
@@ -101,6 +103,12 @@ def admin(emulator, identity) -> Admin:
 def app_state(api: Api, app_id: str) -> dict:
     apps = api.session.get(f"{api.base_url}/api/apps").json()["apps"]
     return next((a for a in apps if a["teamsAppId"] == app_id), {})
+
+
+def watch(host: LocalHost, caplog) -> None:
+    """Fires the catalog watcher; it logs (rather than raises) a failed check, so look for that too."""
+    assert host.fire("catalog_watcher")
+    assert "Checking app" not in caplog.text
 
 
 def run_rows(azurite) -> list[dict]:
@@ -133,18 +141,19 @@ def test_watcher_records_first_sight_then_upgrades_a_new_version_once(auto, admi
     assert emulator.upgrades == {c.id: 1 for c in chats}
 
 
-def test_a_version_approved_after_review_is_upgraded(auto, admin, tenant):
+def test_a_version_approved_after_review_is_upgraded(auto, admin, tenant, caplog):
     app = org_app(tenant, versions=("1.0.0",))
     chat = group_chats(tenant, people(tenant, 2), 1, {app.id: "1.0.0"})[0]
     host, api = auto(app.id)
-    host.fire("catalog_watcher")
+    watch(host, caplog)
 
     submitted = admin.publish(app.id, "1.1.0", review=True).json()
-    host.fire("catalog_watcher")
-    assert app_state(api, app.id)["lastRunId"] is None  # awaiting review: not published yet
+    watch(host, caplog)
+    state = app_state(api, app.id)
+    assert (state["seenVersion"], state["lastRunId"]) == ("1.0.0", None)  # awaiting review: not published yet
 
     admin.approve(app.id, submitted["id"])
-    host.fire("catalog_watcher")
+    watch(host, caplog)
     status = api.wait(app_state(api, app.id)["lastRunId"])
     assert status["counts"]["upgraded"] == 1 and chat.installed[app.id] == "1.1.0"
 
@@ -169,17 +178,20 @@ def test_concurrent_watchers_start_one_run(auto, admin, tenant, azurite, caplog)
     assert api.wait(app_state(api, app.id)["lastRunId"])["counts"]["upgraded"] == 2
 
 
-def test_a_pipeline_run_keeps_the_watcher_from_starting_another(auto, admin, tenant, azurite):
+def test_a_pipeline_run_keeps_the_watcher_from_starting_another(auto, admin, tenant, azurite, caplog):
     app = org_app(tenant, versions=("1.0.0",))
     group_chats(tenant, people(tenant, 2), 2, {app.id: "1.0.0"})
     host, api = auto(app.id)
-    host.fire("catalog_watcher")
+    watch(host, caplog)
     admin.publish(app.id, "1.2.0")
 
-    api.wait(api.start(teamsAppId=app.id, version="1.2.0"))  # the pipeline's fast path
-    host.fire("catalog_watcher")
+    pipeline_run = api.start(teamsAppId=app.id, version="1.2.0")  # the pipeline's fast path
+    api.wait(pipeline_run)
+    watch(host, caplog)
 
     assert len(run_rows(azurite)) == 1
+    state = app_state(api, app.id)
+    assert (state["seenVersion"], state["lastRunId"]) == ("1.2.0", pipeline_run)
 
 
 # ---- notification endpoint --------------------------------------------------------------------------
@@ -242,10 +254,15 @@ def test_a_wrong_client_state_is_dropped(auto, subs, tenant, emulator, caplog):
     host.fire("subscription_manager")
     [subscription] = subs.subscriptions.values()
     subscription.client_state = "somebody-else"  # as a forged or foreign notification would carry
-    delivery = subs.notify(app.id, chat.installation_id(app.id), "created")[0]
-    assert delivery.done.wait(10) and delivery.status == 202
+    forged = subs.notify(app.id, chat.installation_id(app.id), "created")[0]
+    assert forged.done.wait(10) and forged.status == 202
     assert "clientState missing or not ours" in caplog.text
-    assert app_state(api, app.id)["registry"]["events"] == 0
+
+    subscription.client_state = CLIENT_STATE  # then a genuine one: only it reaches the registry
+    genuine = subs.notify(app.id, chat.installation_id(app.id), "created")[0]
+    assert genuine.done.wait(10) and genuine.status == 202
+    wait_for(lambda: app_state(api, app.id)["registry"]["events"] >= 1)
+    assert app_state(api, app.id)["registry"]["events"] == 1
 
 
 def test_an_unreadable_installation_id_makes_the_next_auto_run_scan(auto, subs, tenant, emulator):
@@ -291,25 +308,24 @@ def test_lifecycle_events_reauthorize_and_recreate(auto, subs, tenant, emulator)
 
 
 def test_subscriptions_are_renewed_before_they_expire(auto, subs, tenant, emulator):
-    from datetime import timedelta
-
-    from shared.tracking import Subscription, utcnow
-
     app = org_app(tenant)
     host, _api = auto(app.id)
     host.fire("subscription_manager")
     [subscription] = subs.subscriptions.values()
     tracking = services.get().tracking
-    tracking.set_subscription(app.id, Subscription(subscription.id, utcnow() + timedelta(hours=2), utcnow()))
+    soon = utcnow() + timedelta(hours=2)  # as if created 68 hours ago, on both sides
+    subscription.expires = soon
+    tracking.set_subscription(app.id, Subscription(subscription.id, soon, utcnow()))
 
     host.fire("subscription_manager")
 
     assert len(emulator.requests(kind="renewSubscription", status=200)) == 1
     assert subscription.expires - utcnow() > timedelta(hours=60)
+    assert tracking.subscription(app.id).expires_at - utcnow() > timedelta(hours=60)  # remembered, so not renewed again
     assert len(subs.subscriptions) == 1
 
 
-def test_notifications_that_cannot_be_persisted_are_a_5xx_so_graph_retries(app_env, tenant):
+def test_notifications_that_cannot_be_persisted_are_a_5xx_so_graph_retries(app_env):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]  # nothing listens here once closed
@@ -326,3 +342,4 @@ def test_notifications_that_cannot_be_persisted_are_a_5xx_so_graph_retries(app_e
     finally:
         host.stop()
     assert response.status_code == 500
+    assert "configurationError" not in response.text  # the storage write failed, not the settings

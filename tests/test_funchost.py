@@ -13,7 +13,7 @@ import requests
 from azure.storage.queue import QueueServiceClient
 
 from devtools.funchost import LocalHost
-from tests.conftest import clean_storage, wait_for
+from tests.conftest import NEVER, clean_storage, wait_for
 
 SAMPLE = Path(__file__).parent / "hostapp" / "sample_app.py"
 HOST_JSON = {
@@ -36,7 +36,7 @@ def sample(tmp_path, monkeypatch, azurite):
     """Starts the sample app under the local host with a given host.json; yields (host, module, queues)."""
     started: list[LocalHost] = []
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
-    monkeypatch.setenv("TICK_SCHEDULE", "0 0 0 1 1 *")  # effectively never, unless a test says otherwise
+    monkeypatch.setenv("TICK_SCHEDULE", NEVER)  # unless a test says otherwise
     clean_storage(azurite.connection_string)
 
     def start(encoding: str = "base64", function_key: str | None = None) -> tuple[LocalHost, object, QueueServiceClient]:

@@ -17,6 +17,7 @@ from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
+from devtools.azurite import ACCOUNT_KEY
 from devtools.loopback import serve, shutdown
 from shared.telemetry import LOGGER
 from tests.builders import group_chats, org_app, people
@@ -78,10 +79,12 @@ def ingestion(monkeypatch):
     )
     handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
     logger = logging.getLogger(LOGGER)  # PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME
+    level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     yield endpoint
     logger.removeHandler(handler)
+    logger.setLevel(level)
     provider.shutdown()
     shutdown(endpoint.server)
 
@@ -121,6 +124,6 @@ def test_chat_lines_reach_application_insights_with_their_properties(
     for secret in [
         *emulator.tokens_seen,
         identity.header_secret,
-        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq",
+        ACCOUNT_KEY,
     ]:
         assert secret not in everything
