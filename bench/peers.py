@@ -18,10 +18,8 @@ from shared.versions import is_at_least
 
 @dataclass
 class PeerResult:
-    name: str
     upgraded: int = 0
     checked: int = 0
-    throttled: int = 0
     errors: int = 0
     elapsed: float = 0.0
     finished: bool = False
@@ -32,7 +30,6 @@ class PeerResult:
         return {
             "upgraded": self.upgraded,
             "checked": self.checked,
-            "throttled429": self.throttled,
             "errors": self.errors,
             "elapsedSeconds": round(self.elapsed, 2),
             "finished": self.finished,
@@ -42,7 +39,7 @@ class PeerResult:
 
 def requests_loop(base_url: str, token: str, app_id: str, target: str, chats: list[str], budget: float) -> PeerResult:
     """The loop a script author writes with `requests`."""
-    result = PeerResult("requests")
+    result = PeerResult()
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {token}"
     started = time.monotonic()
@@ -52,7 +49,6 @@ def requests_loop(base_url: str, token: str, app_id: str, target: str, chats: li
             response = session.request(method, url, **kwargs)
             if response.status_code != 429:
                 return response
-            result.throttled += 1
             time.sleep(float(response.headers.get("Retry-After", "1")))
 
     for chat in chats:
@@ -88,7 +84,7 @@ def sdk_loop(base_url: str, token: str, app_id: str, target: str, chats: list[st
         def get_token(self, *scopes, **kwargs) -> AccessToken:
             return AccessToken(token, int(time.time()) + 3600)
 
-    result = PeerResult("msgraph-sdk")
+    result = PeerResult()
 
     async def main() -> None:
         auth = AzureIdentityAuthenticationProvider(

@@ -97,9 +97,7 @@ class Bench:
         return emulator
 
     def clean(self) -> None:
-        from tests.conftest import clean_storage
-
-        clean_storage(self.azurite.connection_string)
+        self.azurite.clear()
         services.reset()
 
     # ---- publish latency ---------------------------------------------------------------------------

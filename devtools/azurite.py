@@ -9,6 +9,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueServiceClient
+
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -28,9 +31,7 @@ class Azurite:
         location: str | None = None,
         oauth_cert: tuple[str, str] | None = None,
         startup_timeout: float = 30.0,
-        debug_log: str | None = None,
     ) -> None:
-        self._debug_log = debug_log  # Azurite's own request log
         self._location = location
         self._oauth_cert = oauth_cert  # (cert.pem, key.pem): HTTPS with bearer-token auth
         self._timeout = startup_timeout
@@ -72,8 +73,6 @@ class Azurite:
             "--skipApiVersionCheck",
             "--loose",
         ]
-        if self._debug_log:
-            args += ["--debug", self._debug_log]
         if self._oauth_cert:
             args += ["--oauth", "basic", "--cert", self._oauth_cert[0], "--key", self._oauth_cert[1]]
         self._process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -114,6 +113,15 @@ class Azurite:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def clear(self) -> None:
+        """Deletes every queue and table: a clean account for the next test or scenario."""
+        queues = QueueServiceClient.from_connection_string(self.connection_string)
+        for queue in queues.list_queues():
+            queues.delete_queue(queue.name)
+        tables = TableServiceClient.from_connection_string(self.connection_string)
+        for table in tables.list_tables():
+            tables.delete_table(table.name)
 
     def url(self, service: str) -> str:
         return f"{self.scheme}://127.0.0.1:{self.ports[service]}/{ACCOUNT}"

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -41,7 +40,7 @@ from azure.functions import meta
 from azure.storage.queue import QueueServiceClient
 
 from devtools.functions_index import FunctionSpec, invoke, load_app, queue_messages
-from devtools.loopback import serve, shutdown
+from devtools.loopback import reply, serve_calls, shutdown
 from devtools.ncrontab import Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +127,17 @@ class OutputWriter:
     def encode(self, text: str) -> str:
         return base64.b64encode(text.encode()).decode() if self._options.encoding == "base64" else text
 
-    def write(self, spec: FunctionSpec, outputs: dict[str, meta.Datum]) -> None:
+    def written(self, spec: FunctionSpec, outputs: dict[str, meta.Datum]) -> bool:
+        """Writes an invocation's queue outputs; False (logged) when they could not be written, which
+        fails the invocation, as on Azure."""
+        try:
+            self._write(spec, outputs)
+        except Exception:
+            log.exception("Executed 'Functions.%s' (Failed): its output bindings could not be written", spec.name)
+            return False
+        return True
+
+    def _write(self, spec: FunctionSpec, outputs: dict[str, meta.Datum]) -> None:
         for binding in spec.outputs:
             datum = outputs.get(binding["name"])
             if datum is None or binding["type"] != "queue":
@@ -181,20 +190,7 @@ class HttpFrontend:
         return self._server.server_address[1]
 
     def start(self, port: int) -> None:
-        frontend = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def _any(self) -> None:
-                frontend.handle(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _any
-
-        self._server = serve(Handler, port)
+        self._server = serve_calls(self.handle, port)
 
     def stop(self) -> None:
         shutdown(self._server)
@@ -223,9 +219,9 @@ class HttpFrontend:
         body = handler.rfile.read(length) if length else b""
         route, params = self._match(url.path)
         if route is None or handler.command not in route.methods:
-            return self._reply(handler, 404, {}, b"")
+            return reply(handler, 404)
         if not self._authorized(handler, route, query):
-            return self._reply(handler, 401, {}, b"")
+            return reply(handler, 401)
         host = handler.headers.get("Host") or f"127.0.0.1:{self.port}"
         datum = meta.Datum(
             type="http",
@@ -239,32 +235,16 @@ class HttpFrontend:
             },
         )
         result = invoke(route.spec, datum, None, "This function was programmatically called via the host APIs.")
-        if not result.ok:
-            return self._reply(handler, 500, {}, b"")
-        try:
-            self.outputs.write(route.spec, result.outputs)
-        except Exception:  # as on Azure: outputs that cannot be written fail the invocation
-            log.exception("Executed 'Functions.%s' (Failed): its output bindings could not be written", route.spec.name)
-            return self._reply(handler, 500, {}, b"")
+        if not result.ok or not self.outputs.written(route.spec, result.outputs):
+            return reply(handler, 500)
         response = result.result
         if response is None:
-            return self._reply(handler, 204, {}, b"")
+            return reply(handler, 204)
         if response.type == "string":
-            return self._reply(handler, 200, {"content-type": "text/plain; charset=utf-8"}, response.value.encode())
+            return reply(handler, 200, response.value.encode(), {"content-type": "text/plain; charset=utf-8"})
         value = response.value
         headers = {k: v.value for k, v in value["headers"].items()}
-        self._reply(handler, int(value["status_code"].value), headers, value["body"].value or b"")
-
-    @staticmethod
-    def _reply(handler, status: int, headers: dict, body: bytes) -> None:
-        handler.send_response(status)
-        for name, value in headers.items():
-            if name.lower() != "content-length":
-                handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(body)
+        reply(handler, int(value["status_code"].value), value["body"].value or b"", headers)
 
 
 # ---- queues --------------------------------------------------------------------------------------
@@ -293,7 +273,7 @@ class QueueListener:
         self.queue = service.get_queue_client(self.queue_name)
         self.poison = service.get_queue_client(self.queue_name + "-poison") if not self.queue_name.endswith("-poison") else None
         self._stop = threading.Event()
-        self._in_flight: dict[str, object] = {}
+        self._in_flight: dict[str, _Held] = {}
         self._lock = threading.Condition()
         self._pool = ThreadPoolExecutor(options.batch_size + options.new_batch_threshold, thread_name_prefix=spec.name)
         self._threads = [threading.Thread(target=self._poll, daemon=True), threading.Thread(target=self._renew, daemon=True)]
@@ -348,8 +328,8 @@ class QueueListener:
                 with self._lock:
                     if self._stop.is_set():  # shutting down: the message reappears when its lease ends
                         return
-                    self._in_flight[message.id] = _Held(message)
-                    self._pool.submit(self._process, message)
+                    entry = self._in_flight[message.id] = _Held(message)
+                    self._pool.submit(self._process, entry)
 
     def _renew(self) -> None:
         """Keeps held messages invisible while their invocation runs; never while one is completing
@@ -377,24 +357,18 @@ class QueueListener:
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise ValueError(f"Message is not valid base64: {exc}") from None
 
-    @contextmanager
-    def _held(self, message):
-        with self._lock:
-            entry = self._in_flight.get(message.id) or _Held(message)
-        with entry.lock:
-            yield entry
-
-    def _process(self, message) -> None:
+    def _process(self, entry: _Held) -> None:
+        message = entry.message
         try:
             if message.dequeue_count > self.options.max_dequeue_count:
-                with self._held(message) as entry:
+                with entry.lock:
                     entry.done = True
                     return self._to_poison(message)
             try:
                 body = self._decode(message.content)
             except ValueError as exc:
                 log.error("Executed 'Functions.%s' (Failed): %s", self.spec.name, exc)
-                ok, outputs = False, {}
+                ok = False
             else:
                 metadata = {
                     "Id": meta.Datum(message.id, "string"),
@@ -407,11 +381,10 @@ class QueueListener:
                 result = invoke(
                     self.spec, meta.Datum(body, "string"), metadata, f"New queue message detected on '{self.queue_name}'."
                 )
-                ok, outputs = result.ok, result.outputs
-            with self._held(message) as entry:
+                ok = result.ok and self.outputs.written(self.spec, result.outputs)
+            with entry.lock:  # the completion needs the latest pop receipt: no renewal meanwhile
                 entry.done = True
                 if ok:
-                    self.outputs.write(self.spec, outputs)
                     self.queue.delete_message(message.id, message.pop_receipt)
                 elif message.dequeue_count >= self.options.max_dequeue_count:
                     self._to_poison(message)
@@ -477,9 +450,7 @@ class TimerListener:
         )
         self.last = now
         result = invoke(self.spec, datum, None, "Timer fired at " + now.isoformat())
-        if result.ok:
-            self.outputs.write(self.spec, result.outputs)
-        return result.ok
+        return result.ok and self.outputs.written(self.spec, result.outputs)
 
     def _run(self) -> None:
         if self.spec.trigger.get("runOnStartup"):

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlencode
 
 from devtools.identity import TENANT_ID, TokenAuthority
-from devtools.loopback import max_in_window, serve, shutdown
+from devtools.loopback import max_in_window, reply, serve_calls, shutdown
 from devtools.tenant import Chat, Tenant
 
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
@@ -162,27 +162,7 @@ class GraphEmulator:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1.0"
 
     def start(self, port: int = 0) -> GraphEmulator:
-        emulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                emulator._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                emulator._handle(self, "POST")
-
-            def do_PATCH(self) -> None:
-                emulator._handle(self, "PATCH")
-
-            def do_DELETE(self) -> None:
-                emulator._handle(self, "DELETE")
-
-        self._server = serve(Handler, port)
+        self._server = serve_calls(self._handle, port)
         return self
 
     def stop(self) -> None:
@@ -231,8 +211,8 @@ class GraphEmulator:
 
     # ---- plumbing ---------------------------------------------------------------------------------
 
-    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        arrived = time.time()
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        arrived, method = time.time(), handler.command
         raw_path, _, raw_query = handler.path.partition("?")
         segments = [unquote(s) for s in raw_path.split("/")[1:]]
         query = {k: v[0] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
@@ -267,14 +247,9 @@ class GraphEmulator:
         if self.latency:
             time.sleep(self.latency)
         data = json.dumps(payload).encode() if payload is not None else b""
-        handler.send_response(status)
         if data:
-            handler.send_header("Content-Type", headers.pop("Content-Type", "application/json;odata.metadata=minimal"))
-        for name, value in headers.items():
-            handler.send_header(name, str(value))
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+            headers = {"Content-Type": "application/json;odata.metadata=minimal", **headers}
+        reply(handler, status, data, headers)
 
     def _admin(self, segments: list[str]) -> dict:
         if segments == ["stats"]:

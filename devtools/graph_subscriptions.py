@@ -82,7 +82,6 @@ class Subscriptions:
         self.handshakes: list[tuple[str, int, float]] = []  # (url, status, seconds)
         self.delivery_timeout = delivery_timeout
         self.retries = retries
-        self.deliver = True  # False: record notifications without sending them
         routes = [
             ("POST", r"appCatalogs/teamsApps/([^/]+)/appDefinitions", self._publish),
             ("PATCH", r"appCatalogs/teamsApps/([^/]+)/appDefinitions/([^/]+)", self._review),
@@ -326,8 +325,7 @@ class Subscriptions:
     def send(self, url: str, body: dict) -> Delivery:
         delivery = Delivery(url, body)
         self.deliveries.append(delivery)
-        if self.deliver:
-            threading.Thread(target=self._send, args=(delivery,), daemon=True).start()
+        threading.Thread(target=self._send, args=(delivery,), daemon=True).start()
         return delivery
 
     def _send(self, delivery: Delivery) -> None:

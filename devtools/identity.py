@@ -17,7 +17,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from devtools.loopback import serve, shutdown
+from devtools.loopback import reply, serve_calls, shutdown
 
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 DEFAULT_ROLES = (
@@ -97,50 +97,37 @@ class IdentityEndpoint:
         return {"IDENTITY_ENDPOINT": self.url, "IDENTITY_HEADER": self.header_secret}
 
     def start(self, port: int = 0) -> IdentityEndpoint:
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _send(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                endpoint.requests.append(query)
-                if url.path != "/msi/token":
-                    return self._send(404, {"statusCode": 404, "message": "Not found"})
-                if not hmac.compare_digest(self.headers.get("X-IDENTITY-HEADER", ""), endpoint.header_secret):
-                    return self._send(401, {"statusCode": 401, "message": "The X-IDENTITY-HEADER is missing or wrong."})
-                resource = query.get("resource")
-                if not resource or query.get("api-version") != "2019-08-01":
-                    return self._send(400, {"statusCode": 400, "message": "resource and api-version=2019-08-01 are required."})
-                client_id = query.get("client_id")
-                if client_id and client_id not in endpoint.user_assigned:
-                    return self._send(
-                        400, {"statusCode": 400, "message": f"No user-assigned identity with client id {client_id}."}
-                    )
-                token, expires = endpoint.authority.issue(resource, client_id)
-                self._send(
-                    200,
-                    {
-                        "access_token": token,
-                        "expires_on": str(expires),
-                        "resource": resource,
-                        "token_type": "Bearer",
-                        "client_id": client_id or endpoint.authority.client_id,
-                    },
-                )
-
-        self._server = serve(Handler, port)
+        self._server = serve_calls(self._handle, port)
         return self
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        def send(status: int, body: dict) -> None:
+            reply(handler, status, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+        url = urlsplit(handler.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        self.requests.append(query)
+        if handler.command != "GET" or url.path != "/msi/token":
+            return send(404, {"statusCode": 404, "message": "Not found"})
+        if not hmac.compare_digest(handler.headers.get("X-IDENTITY-HEADER", ""), self.header_secret):
+            return send(401, {"statusCode": 401, "message": "The X-IDENTITY-HEADER is missing or wrong."})
+        resource = query.get("resource")
+        if not resource or query.get("api-version") != "2019-08-01":
+            return send(400, {"statusCode": 400, "message": "resource and api-version=2019-08-01 are required."})
+        client_id = query.get("client_id")
+        if client_id and client_id not in self.user_assigned:
+            return send(400, {"statusCode": 400, "message": f"No user-assigned identity with client id {client_id}."})
+        token, expires = self.authority.issue(resource, client_id)
+        send(
+            200,
+            {
+                "access_token": token,
+                "expires_on": str(expires),
+                "resource": resource,
+                "token_type": "Bearer",
+                "client_id": client_id or self.authority.client_id,
+            },
+        )
 
     def stop(self) -> None:
         shutdown(self._server)

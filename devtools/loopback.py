@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -23,6 +24,35 @@ def serve(handler: type[BaseHTTPRequestHandler], port: int = 0) -> ThreadingHTTP
     server = _Server(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server
+
+
+def serve_calls(on_request: Callable[[BaseHTTPRequestHandler], None], port: int = 0) -> ThreadingHTTPServer:
+    """A quiet HTTP/1.1 server that hands every request, whatever its method, to `on_request`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def _any(self) -> None:
+            on_request(self)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _any
+
+    return serve(Handler, port)
+
+
+def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+    """Writes a whole response; Content-Length is always the body's."""
+    handler.send_response(status)
+    for name, value in (headers or {}).items():
+        if name.lower() != "content-length":
+            handler.send_header(name, str(value))
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
 
 
 def shutdown(server: ThreadingHTTPServer | None) -> None:

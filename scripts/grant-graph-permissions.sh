@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
     --rsc) rsc=true; shift ;;
     --group-discovery) group=true; shift ;;
     --dry-run) dry_run=true; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -46,14 +46,16 @@ if $group; then
 fi
 
 graph_sp=$(az ad sp show --id "$GRAPH_APP_ID" --query id -o tsv)
+# every application permission of Microsoft Graph, once: "<value><TAB><id>" per line
+roles=$(az ad sp show --id "$GRAPH_APP_ID" \
+  --query "appRoles[?contains(allowedMemberTypes, 'Application')].[value, id]" -o tsv)
 granted=$(az rest --method GET \
   --url "https://graph.microsoft.com/v1.0/servicePrincipals/$principal/appRoleAssignments" \
   --query "value[?resourceId=='$graph_sp'].appRoleId" -o tsv)
 
 changed=0
 for permission in "${permissions[@]}"; do
-  role=$(az ad sp show --id "$GRAPH_APP_ID" \
-    --query "appRoles[?value=='$permission' && contains(allowedMemberTypes, 'Application')].id | [0]" -o tsv)
+  role=$(printf '%s\n' "$roles" | awk -F '\t' -v p="$permission" '$1 == p { print $2; exit }')
   if [ -z "$role" ]; then
     echo "error: Microsoft Graph has no application permission named $permission" >&2
     exit 1

@@ -11,8 +11,6 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from azure.data.tables import TableServiceClient
-from azure.storage.queue import QueueServiceClient
 
 from devtools.azurite import Azurite
 from devtools.funchost import LocalHost
@@ -53,15 +51,6 @@ def emulator(tenant, identity):
     emu.stop()
 
 
-def clean_storage(connection_string: str) -> None:
-    queues = QueueServiceClient.from_connection_string(connection_string)
-    for queue in queues.list_queues():
-        queues.delete_queue(queue.name)
-    tables = TableServiceClient.from_connection_string(connection_string)
-    for table in tables.list_tables():
-        tables.delete_table(table.name)
-
-
 @pytest.fixture
 def app_env(monkeypatch, azurite, identity, emulator):
     """The Function App's settings, pointing at the local parts; storage starts empty."""
@@ -76,7 +65,7 @@ def app_env(monkeypatch, azurite, identity, emulator):
     monkeypatch.setenv("CATALOG_WATCH_SCHEDULE", NEVER)  # tests fire the timers themselves
     monkeypatch.setenv("SUBSCRIPTION_SCHEDULE", NEVER)
     monkeypatch.setenv("QUEUE_MONITOR_SCHEDULE", NEVER)
-    clean_storage(azurite.connection_string)
+    azurite.clear()
     services.reset()
     yield monkeypatch
     services.reset()

@@ -13,7 +13,7 @@ import requests
 from azure.storage.queue import QueueServiceClient
 
 from devtools.funchost import LocalHost
-from tests.conftest import NEVER, clean_storage, wait_for
+from tests.conftest import NEVER, wait_for
 
 SAMPLE = Path(__file__).parent / "hostapp" / "sample_app.py"
 HOST_JSON = {
@@ -37,7 +37,7 @@ def sample(tmp_path, monkeypatch, azurite):
     started: list[LocalHost] = []
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
     monkeypatch.setenv("TICK_SCHEDULE", NEVER)  # unless a test says otherwise
-    clean_storage(azurite.connection_string)
+    azurite.clear()
 
     def start(encoding: str = "base64", function_key: str | None = None) -> tuple[LocalHost, object, QueueServiceClient]:
         config = json.loads(json.dumps(HOST_JSON))

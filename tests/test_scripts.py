@@ -41,9 +41,8 @@ FAKE_AZ = textwrap.dedent(f"""\
         query = arg("--query")
         if query == "id":
             out = state["graphSp"]
-        else:
-            value = re.search(r"value=='([^']+)'", query).group(1)
-            out = state["roles"].get(value, "")
+        else:  # the application permissions, as "value<TAB>id" lines
+            out = "\\n".join(value + "\\t" + role for value, role in state["roles"].items())
     elif args[:1] == ["rest"] and arg("--method") == "GET":
         principal = re.search(r"servicePrincipals/([^/]+)/appRoleAssignments", arg("--url")).group(1)
         out = "\\n".join(a["appRoleId"] for a in state["assignments"] if a["principalId"] == principal)

@@ -18,7 +18,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
 from devtools.azurite import ACCOUNT_KEY
-from devtools.loopback import serve, shutdown
+from devtools.loopback import reply, serve_calls, shutdown
 from shared.telemetry import LOGGER
 from tests.builders import group_chats, org_app, people
 from tests.conftest import wait_for
@@ -31,31 +31,19 @@ class Ingestion:
         self.envelopes: list[dict] = []
         self.raw: list[str] = []
         self._lock = threading.Lock()
-        ingestion = self
+        self.server = serve_calls(self._receive)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                text = body.decode()
-                items = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
-                with ingestion._lock:
-                    ingestion.raw.append(text)
-                    ingestion.envelopes.extend(items)
-                reply = json.dumps({"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-        self.server = serve(Handler)
+    def _receive(self, handler: BaseHTTPRequestHandler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        if handler.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        text = body.decode()
+        items = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
+        with self._lock:
+            self.raw.append(text)
+            self.envelopes.extend(items)
+        answer = {"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []}
+        reply(handler, 200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
 
     @property
     def connection_string(self) -> str:
