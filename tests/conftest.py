@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 
 import pytest
 import requests
 
-from devtools.azurite import Azurite
+from devtools.azurite import ACCOUNT_KEY, Azurite
 from devtools.funchost import LocalHost
 from devtools.graph_emulator import GraphEmulator, Limits
 from devtools.identity import IdentityEndpoint
@@ -104,6 +105,18 @@ class Api:
             if time.monotonic() > deadline:
                 raise AssertionError(f"run {run_id} not done after {timeout} s: {status}")
             time.sleep(0.1)
+
+
+def unreachable_storage() -> str:
+    """A connection string whose endpoints refuse connections: storage that is down."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    endpoint = f"http://127.0.0.1:{port}/devstoreaccount1"
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
+        f"QueueEndpoint={endpoint};TableEndpoint={endpoint};"
+    )
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 30.0):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import threading
 import zipfile
 from datetime import timedelta
@@ -15,7 +14,6 @@ import pytest
 import requests
 from azure.data.tables import TableServiceClient
 
-from devtools.azurite import ACCOUNT_KEY
 from devtools.funchost import LocalHost
 from devtools.graph_subscriptions import INSTALLERS, PUBLISHERS, Subscriptions
 from shared import services
@@ -23,7 +21,7 @@ from shared.graph import segment
 from shared.storage import RUNS_TABLE
 from shared.tracking import Subscription, utcnow
 from tests.builders import group_chats, org_app, people
-from tests.conftest import Api, start_host, wait_for
+from tests.conftest import Api, start_host, unreachable_storage, wait_for
 
 CLIENT_STATE = "a-long-client-state-secret-42"
 
@@ -326,14 +324,7 @@ def test_subscriptions_are_renewed_before_they_expire(auto, subs, tenant, emulat
 
 
 def test_notifications_that_cannot_be_persisted_are_a_5xx_so_graph_retries(app_env):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]  # nothing listens here once closed
-    app_env.setenv(
-        "AzureWebJobsStorage",
-        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
-        f"QueueEndpoint=http://127.0.0.1:{dead}/devstoreaccount1;TableEndpoint=http://127.0.0.1:{dead}/devstoreaccount1;",
-    )
+    app_env.setenv("AzureWebJobsStorage", unreachable_storage())
     app_env.setenv("NOTIFICATION_CLIENT_STATE", CLIENT_STATE)
     host = start_host(queue_workers=None)  # HTTP only: nothing else to reach the dead storage
     try:

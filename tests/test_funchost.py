@@ -13,7 +13,7 @@ import requests
 from azure.storage.queue import QueueServiceClient
 
 from devtools.funchost import LocalHost
-from tests.conftest import NEVER, wait_for
+from tests.conftest import NEVER, unreachable_storage, wait_for
 
 SAMPLE = Path(__file__).parent / "hostapp" / "sample_app.py"
 HOST_JSON = {
@@ -36,6 +36,7 @@ def sample(tmp_path, monkeypatch, azurite):
     """Starts the sample app under the local host with a given host.json; yields (host, module, queues)."""
     started: list[LocalHost] = []
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    monkeypatch.setenv("OutputStorage", azurite.connection_string)
     monkeypatch.setenv("TICK_SCHEDULE", NEVER)  # unless a test says otherwise
     azurite.clear()
 
@@ -72,6 +73,18 @@ def test_failing_message_is_retried_after_the_visibility_timeout_then_poisoned(s
     assert len({a["id"] for a in attempts}) == 1
     assert poisoned[0]["body"] == "fail-once"
     assert not list(queues.get_queue_client("work").peek_messages())
+
+
+def test_a_queue_output_that_cannot_be_written_fails_the_invocation_so_the_message_is_retried(sample, monkeypatch):
+    monkeypatch.setenv("OutputStorage", unreachable_storage())
+    _host, module, queues = sample()
+    queues.get_queue_client("relay").send_message("cmVsYXk=")  # base64 of "relay"
+
+    wait_for(lambda: list(queues.get_queue_client("relay-poison").peek_messages()), timeout=30)
+    attempts = [c for c in module.CALLS if c["fn"] == "relay"]
+    assert [a["dequeue"] for a in attempts] == [1, 2, 3]  # each attempt ran, then failed on its output
+    assert len({a["id"] for a in attempts}) == 1
+    assert not list(queues.get_queue_client("relay").peek_messages())
 
 
 def test_a_message_that_is_not_base64_ends_in_the_poison_queue(sample):

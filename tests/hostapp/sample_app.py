@@ -49,6 +49,13 @@ def poisoned(msg: func.QueueMessage) -> None:
     CALLS.append({"fn": "poisoned", "body": msg.get_body().decode(), "dequeue": msg.dequeue_count})
 
 
+@app.queue_trigger(arg_name="msg", queue_name="relay", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="out", queue_name="relayed", connection="OutputStorage")
+def relay(msg: func.QueueMessage, out: func.Out[typing.List[str]]) -> None:  # noqa: UP006
+    CALLS.append({"fn": "relay", "id": msg.id, "dequeue": msg.dequeue_count})
+    out.set([msg.get_body().decode()])
+
+
 @app.timer_trigger(arg_name="timer", schedule="%TICK_SCHEDULE%")
 def tick(timer: func.TimerRequest) -> None:
     CALLS.append({"fn": "tick", "past_due": timer.past_due})
