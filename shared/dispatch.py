@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from shared.messages import UpgradeChats
+from shared.runs import by_partition
 from shared.storage import CHATS_QUEUE, CONTROL_QUEUE, Storage
 from shared.upgrade import INSTALLED_APPS_GET
 
@@ -34,23 +35,30 @@ class Dispatcher:
     def send_chats(self, run_id: str, chats: list[str] | Mapping[str, str]) -> int:
         """Queues chats in batches, scheduled at the pacing rate; returns the number of messages.
 
-        `chats` maps chat ids to the ETags of their rows when the caller knows them."""
+        `chats` maps chat ids to the ETags of their rows when the caller knows them. Chats are
+        ordered by chat partition, so that most batches are recorded in one table transaction, and
+        the batches are then taken one partition after another, so that batches processed at the
+        same time do not contend for the same counter rows."""
         if not chats:
             return 0
-        chat_ids = list(chats)
-        etags = list(chats.values()) if isinstance(chats, Mapping) else []
-        queue = self._storage.queue(CHATS_QUEUE)
-        start = self._pacer.plan(INSTALLED_APPS_GET, len(chat_ids), speedup=RELEASE_SPEEDUP)
+        etags = chats if isinstance(chats, Mapping) else {}
+        groups = by_partition(run_id, chats)
+        ordered = [chat_id for group in groups.values() for chat_id in group]
         size = self._chats_per_message
+        batches = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+        stride = -(-len(batches) // len(groups))  # batches per partition, about
+        batches = [batch for first in range(stride) for batch in batches[first::stride]]
+        queue = self._storage.queue(CHATS_QUEUE)
+        start = self._pacer.plan(INSTALLED_APPS_GET, len(chats), speedup=RELEASE_SPEEDUP)
         now = self._clock()
-        for offset in range(0, len(chat_ids), size):
-            due = start + offset * self._pacer.interval / RELEASE_SPEEDUP
-            message = UpgradeChats(
-                run_id=run_id, chat_ids=tuple(chat_ids[offset : offset + size]), etags=tuple(etags[offset : offset + size])
-            )
+        sent = 0
+        for batch in batches:
+            due = start + sent * self._pacer.interval / RELEASE_SPEEDUP
+            message = UpgradeChats(run_id=run_id, chat_ids=tuple(batch), etags=tuple(etags[c] for c in batch) if etags else ())
             delay = min(int(max(0.0, due - now)), MAX_VISIBILITY_DELAY)
             queue.send_message(message.encode(), visibility_timeout=delay or None)
-        return -(-len(chat_ids) // size)
+            sent += len(batch)
+        return len(batches)
 
     def requeue_chats(self, message: UpgradeChats, delay: int) -> None:
         self._storage.queue(CHATS_QUEUE).send_message(

@@ -1,13 +1,21 @@
-"""Run state in one storage table, one partition per run.
+"""Run state in one storage table: a run partition, and the run's chats spread over chat partitions.
 
-Rows of a run's partition:
+Rows of the run partition (PartitionKey = run id):
   run            what was asked and what the start step resolved (app, target version, RSC set, error)
-  count-00..15   counter shards; each change of a chat's outcome is one transaction that updates the
-                 chat row (ETag-checked) and one shard, so counts are exact under any concurrency
-  chat-<id>      one row per targeted chat: state pending -> claimed -> outcome
-  fail-<id>      failure details, written with the outcome
+  count-00..15   counter shards (steps and discovery counts)
   step-<id>      discovery steps done, with the messages they emitted
   input-NNNN     chat ids given to POST /api/publish, compressed
+
+Rows of a chat partition (PartitionKey = run id + "-NN", NN from a hash of the chat id):
+  chat-<id>      one row per targeted chat: state pending -> claimed -> outcome
+  fail-<id>      failure details, written with the outcome
+  count-00..15   counter shards of these chats; each change of a chat's outcome is one transaction
+                 that updates the chat row (ETag-checked) and one shard, so counts are exact under
+                 any concurrency
+
+Spreading the chats keeps every partition small: a point write costs the store a look-up within
+its partition, and one partition per run would make every claim and record slower as the run grows
+(and would concentrate a large run's writes on one partition server).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from shared.catalog import TargetApp
 from shared.errors import ErrorInfo
 
 SHARDS = 16
+CHAT_PARTITIONS = 32
 MAX_OPS = 100  # per table transaction
 CHANGED = "UpdateConditionNotSatisfied"  # an ETag-conditional write found the entity changed
 OUTCOMES = ("upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed")
@@ -51,6 +60,27 @@ def _pack(values: list[str]) -> bytes:
 
 def _unpack(blob: bytes | None) -> list[str]:
     return json.loads(zlib.decompress(blob)) if blob else []
+
+
+def chat_partition(run_id: str, chat_id: str) -> str:
+    return f"{run_id}-{zlib.crc32(chat_id.encode()) % CHAT_PARTITIONS:02d}"
+
+
+def by_partition(run_id: str, items: Iterable, chat_id=lambda item: item) -> dict[str, list]:
+    """Groups items by the chat partition of their chat, keeping their order within each group."""
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(chat_partition(run_id, chat_id(item)), []).append(item)
+    return groups
+
+
+RUN_PARTITIONS = "PartitionKey ge @run and PartitionKey lt @end"  # with _run_range(run_id)
+
+
+def _run_range(run_id: str) -> dict[str, str]:
+    """Parameters for RUN_PARTITIONS: the run partition and its chat partitions ("<run>-NN"); run ids
+    are 32 hex digits, so no other run's partition falls inside."""
+    return {"run": run_id, "end": run_id + "."}
 
 
 def chat_key(chat_id: str, prefix: str = "chat-") -> str:
@@ -230,8 +260,9 @@ class RunStore:
 
     # ---- counters ---------------------------------------------------------------------------------
 
-    def _commit(self, run_id: str, ops: list, deltas: dict[str, int]) -> list[dict]:
-        """Submits `ops` together with `deltas` added to one counter shard, atomically.
+    def _commit(self, partition: str, ops: list, deltas: dict[str, int]) -> list[dict]:
+        """Submits `ops` (rows of `partition`) together with `deltas` added to one of its counter
+        shards, atomically.
 
         A shard changed (412) or created (409) by someone else meanwhile is retried on another
         shard; an error on one of `ops` is raised to the caller with its index.
@@ -242,10 +273,10 @@ class RunStore:
         while True:
             shard = f"count-{self._home_shard:02d}"
             with self._lock:
-                cached = self._shard_cache.get((run_id, shard))
-            values, etag = cached if cached else self._read_shard(run_id, shard)
+                cached = self._shard_cache.get((partition, shard))
+            values, etag = cached if cached else self._read_shard(partition, shard)
             merged = {k: int(values.get(k, 0)) + v for k, v in deltas.items()}
-            update = {"PartitionKey": run_id, "RowKey": shard, **merged}
+            update = {"PartitionKey": partition, "RowKey": shard, **merged}
             if etag is None:
                 shard_op: tuple = ("create", update)
             else:
@@ -255,20 +286,20 @@ class RunStore:
                 results = self._table.submit_transaction([*ops, shard_op])
             except TableTransactionError as exc:
                 with self._lock:
-                    self._shard_cache.pop((run_id, shard), None)
+                    self._shard_cache.pop((partition, shard), None)
                 if exc.error_code in (CHANGED, "EntityAlreadyExists") and exc.index == len(ops):
                     self._home_shard = random.randrange(self._shards)  # someone else writes it: move
                     continue
                 raise
             with self._lock:
-                self._shard_cache[(run_id, shard)] = ({**values, **merged}, results[-1]["etag"])
-                while len(self._shard_cache) > 64:  # a few runs' worth
+                self._shard_cache[(partition, shard)] = ({**values, **merged}, results[-1]["etag"])
+                while len(self._shard_cache) > 4 * (CHAT_PARTITIONS + 1):  # a few runs' worth
                     del self._shard_cache[next(iter(self._shard_cache))]
             return results[:-1]
 
-    def _read_shard(self, run_id: str, shard: str) -> tuple[dict, str | None]:
+    def _read_shard(self, partition: str, shard: str) -> tuple[dict, str | None]:
         try:
-            row = self._table.get_entity(run_id, shard)
+            row = self._table.get_entity(partition, shard)
         except ResourceNotFoundError:
             return {}, None  # not used yet: the commit creates it
         return dict(row), row.metadata["etag"]
@@ -291,23 +322,24 @@ class RunStore:
                 del self._known_targets[next(iter(self._known_targets))]
         fresh = [c for c in dict.fromkeys(chat_ids) if c not in known]
         added: dict[str, str] = {}
-        for start in range(0, len(fresh), MAX_OPS - 1):
-            batch = fresh[start : start + MAX_OPS - 1]
-            rows = [self._target_row(run_id, c, source, counted=True) for c in batch]
-            try:
-                results = self._commit(run_id, [("create", row) for row in rows], {"pending": len(batch)})
-                added.update((c, r["etag"]) for c, r in zip(batch, results, strict=True))
-            except TableTransactionError as exc:
-                if exc.error_code != "EntityAlreadyExists":
-                    raise
-                added.update(self._add_one_by_one(run_id, batch, source))
-            known.update(batch)
+        for partition, group in by_partition(run_id, fresh).items():
+            for start in range(0, len(group), MAX_OPS - 1):
+                batch = group[start : start + MAX_OPS - 1]
+                rows = [self._target_row(run_id, c, source, counted=True) for c in batch]
+                try:
+                    results = self._commit(partition, [("create", row) for row in rows], {"pending": len(batch)})
+                    added.update((c, r["etag"]) for c, r in zip(batch, results, strict=True))
+                except TableTransactionError as exc:
+                    if exc.error_code != "EntityAlreadyExists":
+                        raise
+                    added.update(self._add_one_by_one(run_id, batch, source))
+                known.update(batch)
         return added
 
     @staticmethod
     def _target_row(run_id: str, chat_id: str, source: str, *, counted: bool) -> dict:
         return {
-            "PartitionKey": run_id,
+            "PartitionKey": chat_partition(run_id, chat_id),
             "RowKey": chat_key(chat_id),
             "chatId": chat_id,
             "state": "pending",
@@ -322,7 +354,7 @@ class RunStore:
             try:
                 result = self._table.create_entity(self._target_row(run_id, chat_id, source, counted=False))
             except ResourceExistsError:
-                row = self._table.get_entity(run_id, chat_key(chat_id))
+                row = self._table.get_entity(chat_partition(run_id, chat_id), chat_key(chat_id))
                 if row.get("source") != source or row.get("state") != "pending":
                     continue  # another step's target (a group chat seen through another member)
                 if row.get("counted") is False:
@@ -336,40 +368,41 @@ class RunStore:
     def _count_targets(self, run_id: str, rows: list[tuple[str, str]]) -> dict[str, str]:
         """Marks uncounted rows counted and adds them to `pending`; returns their new ETags."""
         counted: dict[str, str] = {}
-        for start in range(0, len(rows), MAX_OPS - 1):
-            batch = list(rows[start : start + MAX_OPS - 1])
-            while batch:
-                ops = [
-                    (
-                        "update",
-                        {"PartitionKey": run_id, "RowKey": chat_key(chat_id), "counted": True},
-                        {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
-                    )
-                    for chat_id, etag in batch
-                ]
-                try:
-                    results = self._commit(run_id, ops, {"pending": len(batch)})
-                except TableTransactionError as exc:
-                    if exc.error_code != CHANGED or exc.index >= len(batch):
-                        raise
-                    chat_id = batch[exc.index][0]  # counted meanwhile by a redelivered copy of the step
-                    row = self._table.get_entity(run_id, chat_key(chat_id))
-                    if row.get("counted", True):
-                        del batch[exc.index]
-                    else:
-                        batch[exc.index] = (chat_id, row.metadata["etag"])
-                    continue
-                counted.update((c, r["etag"]) for (c, _), r in zip(batch, results, strict=True))
-                break
+        for partition, group in by_partition(run_id, rows, lambda row: row[0]).items():
+            for start in range(0, len(group), MAX_OPS - 1):
+                batch = list(group[start : start + MAX_OPS - 1])
+                while batch:
+                    ops = [
+                        (
+                            "update",
+                            {"PartitionKey": partition, "RowKey": chat_key(chat_id), "counted": True},
+                            {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+                        )
+                        for chat_id, etag in batch
+                    ]
+                    try:
+                        results = self._commit(partition, ops, {"pending": len(batch)})
+                    except TableTransactionError as exc:
+                        if exc.error_code != CHANGED or exc.index >= len(batch):
+                            raise
+                        chat_id = batch[exc.index][0]  # counted meanwhile by a redelivered copy of the step
+                        row = self._table.get_entity(partition, chat_key(chat_id))
+                        if row.get("counted", True):
+                            del batch[exc.index]
+                        else:
+                            batch[exc.index] = (chat_id, row.metadata["etag"])
+                        continue
+                    counted.update((c, r["etag"]) for (c, _), r in zip(batch, results, strict=True))
+                    break
         return counted
 
     def pending_from(self, run_id: str, source: str) -> list[str]:
         """Chats a step added that have no outcome yet, counted (for a step that is redelivered)."""
         rows = list(
             self._table.query_entities(
-                "PartitionKey eq @run and RowKey ge 'chat-' and RowKey lt 'chat.' and source eq @source "
+                f"{RUN_PARTITIONS} and RowKey ge 'chat-' and RowKey lt 'chat.' and source eq @source "
                 "and (state eq 'pending' or state eq 'claimed')",
-                parameters={"run": run_id, "source": source},
+                parameters={**_run_range(run_id), "source": source},
                 select=["chatId", "counted"],
             )
         )
@@ -380,7 +413,7 @@ class RunStore:
         rows: dict[str, ChatRow] = {}
         for chat_id in chat_ids:
             try:
-                row = self._table.get_entity(run_id, chat_key(chat_id))
+                row = self._table.get_entity(chat_partition(run_id, chat_id), chat_key(chat_id))
             except ResourceNotFoundError:
                 continue
             rows[chat_id] = ChatRow(chat_id, row["state"], row.metadata["etag"], row.get("claim"), row.get("claimedAt"))
@@ -391,13 +424,18 @@ class RunStore:
 
     def claim(self, run_id: str, rows: list[ChatRow], claim: str) -> list[ChatRow]:
         """Marks chats as being upgraded by `claim`; returns the rows it got (others moved on meanwhile)."""
-        rows = list(rows)
+        got: list[ChatRow] = []
+        for partition, group in by_partition(run_id, rows, lambda row: row.chat_id).items():
+            got += self._claim_in(partition, run_id, group, claim)
+        return got
+
+    def _claim_in(self, partition: str, run_id: str, rows: list[ChatRow], claim: str) -> list[ChatRow]:
         while rows:
             ops = [
                 (
                     "update",
                     {
-                        "PartitionKey": run_id,
+                        "PartitionKey": partition,
                         "RowKey": chat_key(r.chat_id),
                         "state": "claimed",
                         "claim": claim,
@@ -429,14 +467,20 @@ class RunStore:
 
         A chat whose row changed since it was read is re-read: it is left alone when it has its
         outcome already, or when another batch holds it (see ChatRow.open_to)."""
-        pending = [o for o in outcomes if o.chat_id in rows]
+        recorded: list[Outcome] = []
+        known = [o for o in outcomes if o.chat_id in rows]
+        for partition, pending in by_partition(run_id, known, lambda o: o.chat_id).items():
+            recorded += self._record_in(partition, run_id, rows, pending, chain)
+        return recorded
+
+    def _record_in(self, partition: str, run_id: str, rows: dict[str, ChatRow], pending: list[Outcome], chain) -> list[Outcome]:
         recorded: list[Outcome] = []
         while pending:
             batch = pending[: (MAX_OPS - 1) // 2]
             ops: list = []
             owner: list[int] = []
             for i, o in enumerate(batch):
-                entity = {"PartitionKey": run_id, "RowKey": chat_key(o.chat_id), "state": o.outcome}
+                entity = {"PartitionKey": partition, "RowKey": chat_key(o.chat_id), "state": o.outcome}
                 if o.version:
                     entity["installedVersion"] = o.version
                 failure = {k: v for k, v in (o.failure or {}).items() if v is not None}
@@ -448,7 +492,7 @@ class RunStore:
                     ops.append(
                         (
                             "upsert",
-                            {"PartitionKey": run_id, "RowKey": chat_key(o.chat_id, "fail-"), "chatId": o.chat_id, **failure},
+                            {"PartitionKey": partition, "RowKey": chat_key(o.chat_id, "fail-"), "chatId": o.chat_id, **failure},
                         )
                     )
                     owner.append(i)
@@ -456,7 +500,7 @@ class RunStore:
             for o in batch:
                 deltas[o.outcome] = deltas.get(o.outcome, 0) + 1
             try:
-                self._commit(run_id, ops, deltas)
+                self._commit(partition, ops, deltas)
             except TableTransactionError as exc:
                 if exc.error_code != CHANGED or exc.index >= len(ops):
                     raise
@@ -502,8 +546,8 @@ class RunStore:
     def status(self, run_id: str) -> dict | None:
         rows = list(
             self._table.query_entities(
-                "PartitionKey eq @run and (RowKey eq 'run' or (RowKey ge 'count-' and RowKey lt 'count.'))",
-                parameters={"run": run_id},
+                f"{RUN_PARTITIONS} and (RowKey eq 'run' or (RowKey ge 'count-' and RowKey lt 'count.'))",
+                parameters=_run_range(run_id),
             )
         )
         run_row = next((r for r in rows if r["RowKey"] == "run"), None)
@@ -545,8 +589,8 @@ class RunStore:
 
     def _failures(self, run_id: str) -> list[dict]:
         rows = self._table.query_entities(
-            "PartitionKey eq @run and RowKey ge 'fail-' and RowKey lt 'fail.'",
-            parameters={"run": run_id},
+            f"{RUN_PARTITIONS} and RowKey ge 'fail-' and RowKey lt 'fail.'",
+            parameters=_run_range(run_id),
             results_per_page=MAX_FAILURES_LISTED,
         )
         failures = []
