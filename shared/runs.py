@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import uuid
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,6 +48,10 @@ MAX_FAILURES_LISTED = 1000
 STALE_CLAIM = timedelta(minutes=15)  # longer than any invocation: the claimer is gone
 # run errors that stop the run; after any other (discoveryIncomplete) the chats found are still processed
 FATAL_ERRORS = {"appNotFound", "appAmbiguous", "versionNotPublished", "catalogError", "startFailed", "runInProgress"}
+# The SDK does not resend a POST whose answer was lost (the connection died under it). Our
+# transactions may be resent: each holds an ETag-conditional or create operation, so a resent
+# transaction that had gone through fails on it, and the callers re-read what they find changed.
+REPLAYABLE_METHODS = frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST"})
 INPUT_CHUNK_BYTES = 60_000  # raw; stays under the 64 KiB binary property limit once compressed
 
 
@@ -137,6 +142,7 @@ class ChatRow:
     etag: str
     claim: str | None = None  # "<chain>:<attempt>": chain is the id of the batch's first message
     claimed_at: datetime | None = None
+    recorded_by: str | None = None  # the transaction that wrote the outcome
 
     @property
     def stale_claim(self) -> bool:
@@ -269,7 +275,7 @@ class RunStore:
         """
         deltas = {k: v for k, v in deltas.items() if v}
         if not deltas:
-            return self._table.submit_transaction(ops) if ops else []
+            return self._submit(ops) if ops else []
         while True:
             shard = f"count-{self._home_shard:02d}"
             with self._lock:
@@ -283,7 +289,7 @@ class RunStore:
                 options = {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
                 shard_op = ("update", update, options)
             try:
-                results = self._table.submit_transaction([*ops, shard_op])
+                results = self._submit([*ops, shard_op])
             except TableTransactionError as exc:
                 with self._lock:
                     self._shard_cache.pop((partition, shard), None)
@@ -296,6 +302,10 @@ class RunStore:
                 while len(self._shard_cache) > 4 * (CHAT_PARTITIONS + 1):  # a few runs' worth
                     del self._shard_cache[next(iter(self._shard_cache))]
             return results[:-1]
+
+    def _submit(self, ops: list) -> list[dict]:
+        """A transaction that callers handle as replayable (see REPLAYABLE_METHODS)."""
+        return self._table.submit_transaction(ops, retry_on_methods=REPLAYABLE_METHODS)
 
     def _read_shard(self, partition: str, shard: str) -> tuple[dict, str | None]:
         try:
@@ -416,7 +426,9 @@ class RunStore:
                 row = self._table.get_entity(chat_partition(run_id, chat_id), chat_key(chat_id))
             except ResourceNotFoundError:
                 continue
-            rows[chat_id] = ChatRow(chat_id, row["state"], row.metadata["etag"], row.get("claim"), row.get("claimedAt"))
+            rows[chat_id] = ChatRow(
+                chat_id, row["state"], row.metadata["etag"], row.get("claim"), row.get("claimedAt"), row.get("recordedBy")
+            )
         return rows
 
     def _refresh(self, run_id: str, row: ChatRow) -> ChatRow | None:
@@ -446,7 +458,7 @@ class RunStore:
                 for r in rows[:MAX_OPS]
             ]
             try:
-                results = self._table.submit_transaction(ops)
+                results = self._submit(ops)
             except TableTransactionError as exc:
                 if exc.error_code != CHANGED or exc.index >= len(ops):
                     raise
@@ -477,10 +489,11 @@ class RunStore:
         recorded: list[Outcome] = []
         while pending:
             batch = pending[: (MAX_OPS - 1) // 2]
+            token = uuid.uuid4().hex
             ops: list = []
             owner: list[int] = []
             for i, o in enumerate(batch):
-                entity = {"PartitionKey": partition, "RowKey": chat_key(o.chat_id), "state": o.outcome}
+                entity = {"PartitionKey": partition, "RowKey": chat_key(o.chat_id), "state": o.outcome, "recordedBy": token}
                 if o.version:
                     entity["installedVersion"] = o.version
                 failure = {k: v for k, v in (o.failure or {}).items() if v is not None}
@@ -506,7 +519,10 @@ class RunStore:
                     raise
                 o = batch[owner[exc.index]]
                 fresh = self._refresh(run_id, rows[o.chat_id])
-                if fresh is None or not fresh.open_to(chain):
+                if fresh is not None and fresh.recorded_by == token:
+                    recorded.extend(batch)  # this very transaction, resent after its answer was lost
+                    del pending[: len(batch)]
+                elif fresh is None or not fresh.open_to(chain):
                     pending.remove(o)
                 else:
                     rows[o.chat_id] = fresh
@@ -525,7 +541,7 @@ class RunStore:
         return StepRecord(row.get("messageId", ""), _unpack(row.get("children")))
 
     def complete_step(self, run_id: str, step_id: str, message_id: str, children: list[str], **deltas: int) -> StepRecord | None:
-        """Marks a step done and counts its children as pending steps; None if it was done already."""
+        """Marks a step done and counts its children as pending steps; None if another message did it."""
         row = {
             "PartitionKey": run_id,
             "RowKey": f"step-{step_id}",
@@ -536,9 +552,11 @@ class RunStore:
         try:
             self._commit(run_id, [("create", row)], {"stepsPending": len(children) - 1, **deltas})
         except TableTransactionError as exc:
-            if exc.error_code == "EntityAlreadyExists":
-                return None
-            raise
+            if exc.error_code != "EntityAlreadyExists":
+                raise
+            done = self.get_step(run_id, step_id)
+            # ours when this very message wrote it: a resent transaction whose first answer was lost
+            return done if done is not None and done.message_id == message_id else None
         return StepRecord(message_id, children)
 
     # ---- status -----------------------------------------------------------------------------------

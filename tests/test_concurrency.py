@@ -1,13 +1,20 @@
-"""Counts stay exact, and no chat is upgraded twice, when duplicate messages race on two processes."""
+"""Counts stay exact, and no chat is upgraded twice, when duplicate messages race on two processes
+or the answer to a table transaction is lost."""
 
 from __future__ import annotations
 
 import base64
 
+import requests
 from azure.storage.queue import QueueServiceClient
 
+from devtools.azurite import ACCOUNT, ACCOUNT_KEY
+from devtools.loopback import reply, serve_calls, shutdown
+from shared.catalog import TargetApp
 from shared.messages import StartRun, UpgradeChats
-from shared.storage import CHATS_QUEUE, CONTROL_QUEUE
+from shared.runs import ChatRow, Outcome, RunSpec, RunStore
+from shared.settings import StorageSettings
+from shared.storage import CHATS_QUEUE, CONTROL_QUEUE, RUNS_TABLE, Storage
 from tests.builders import group_chats, org_app, people
 from tests.conftest import Api, start_host
 
@@ -49,3 +56,73 @@ def test_duplicate_steps_and_batches_on_two_workers_keep_counts_exact(app_env, a
     }
     assert emulator.upgrades == {c.id: 1 for c in outdated}
     assert len(emulator.requests(kind="listCatalog")) == 2  # both copies of the start step ran
+
+
+class LossyTableProxy:
+    """Forwards table requests to Azurite; when `drop` is set, the next transaction is committed by
+    Azurite but its answer never reaches the client (the connection closes), as when a pooled
+    connection dies under a request."""
+
+    def __init__(self, table_url: str) -> None:
+        self.drop = False
+        self.dropped = 0
+        self._target = table_url.rstrip("/").rsplit("/", 1)[0]  # scheme://host:port
+        self._server = serve_calls(self._forward)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/{ACCOUNT}"
+
+    def _forward(self, handler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
+        answer = requests.request(handler.command, self._target + handler.path, headers=headers, data=body, timeout=30)
+        if self.drop and handler.path.endswith("/$batch"):
+            self.drop = False
+            self.dropped += 1
+            handler.close_connection = True  # no answer: the client sees the connection end
+            return
+        skip = {"content-length", "transfer-encoding", "connection", "content-encoding"}
+        reply(handler, answer.status_code, answer.content, {k: v for k, v in answer.headers.items() if k.lower() not in skip})
+
+    def close(self) -> None:
+        shutdown(self._server)
+
+
+def test_transactions_whose_answer_is_lost_are_replayed_without_losing_or_double_counting(azurite):
+    proxy = LossyTableProxy(azurite.table_url)
+    connection = (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"QueueEndpoint={azurite.queue_url};TableEndpoint={proxy.url};"
+    )
+    try:
+        runs = RunStore(Storage(StorageSettings(connection_string=connection)).table(RUNS_TABLE))
+        run_id = "cd" * 16
+        runs.create_run(RunSpec(run_id=run_id, teams_app_id="app", external_id=None, version=None, dry_run=False))
+        chat_ids = [f"19:{i:032x}@thread.v2" for i in range(120)]
+
+        proxy.drop = True
+        added = runs.add_targets(run_id, chat_ids, source="start")
+        assert proxy.dropped == 1 and set(added) == set(chat_ids)
+
+        proxy.drop = True
+        rows = runs.claim(run_id, [ChatRow(c, "pending", e) for c, e in added.items()], "chain:1")
+        assert proxy.dropped == 2 and {r.chat_id for r in rows} == set(chat_ids)
+
+        proxy.drop = True
+        outcomes = [Outcome(c, "upgraded", version="1.1.0") for c in chat_ids]
+        recorded = runs.record(run_id, {r.chat_id: r for r in rows}, outcomes, chain="chain")
+        assert proxy.dropped == 3 and {o.chat_id for o in recorded} == set(chat_ids)
+
+        proxy.drop = True
+        step = runs.complete_step(run_id, "start", "message-1", ["child-a", "child-b"])
+        assert proxy.dropped == 4 and step is not None and step.children == ["child-a", "child-b"]
+        for child in ("a", "b"):
+            runs.complete_step(run_id, f"child-{child}", f"message-{child}", [])
+        target = TargetApp(teams_app_id="app", external_id=None, display_name="App", definition_id="d", version="1.1.0")
+        runs.set_target(run_id, target, "chatIds")
+
+        status = runs.status(run_id)
+    finally:
+        proxy.close()
+
+    assert status["counts"]["upgraded"] == 120 and status["counts"]["pending"] == 0 and status["counts"]["targets"] == 120
+    assert status["state"] == "completed"  # the start step and its two children each counted once
+    assert runs.get_chats(run_id, chat_ids[:1])[chat_ids[0]].state == "upgraded"
