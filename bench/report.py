@@ -16,7 +16,7 @@ def render(results: dict) -> str:
         f"{results['settings']['workers']} worker processes; Retry-After is the time until Graph would admit the request.",
         "",
         "| scenario | upgrades/s (ratio to ceiling) | steady state | publish → last upgrade "
-        "| Graph requests per chat | 429s | peak RSS per worker |",
+        "| Graph requests per chat | 429s (limit hit) | peak RSS per worker |",
         "|---|---|---|---|---|---|---|",
     ]
     for s in results["scenarios"]:
@@ -29,6 +29,8 @@ def render(results: dict) -> str:
         rate = f"{o['upgradesPerSecond']:g} ({o['ratioToCeiling']:.2f})"
         steady = f"{o['steadyUpgradesPerSecond']:g} ({o['steadyRatioToCeiling']:.2f})"
         throttled = f"{o['limiter429']} ({o['limiter429Share'] * 100:.3f}%)"
+        if o.get("limiter429ByLimit"):
+            throttled += ": " + ", ".join(f"{k} {v}" for k, v in o["limiter429ByLimit"].items())
         rss = max(r for r in o["peakRssMbPerWorker"] if r)
         lines.append(
             f"| {s['name']} ({what}) | {rate} | {steady} | {o['secondsPublishToLastUpgrade']:g} s "

@@ -167,6 +167,10 @@ class Bench:
         for r in log:
             kinds[r.kind] = kinds.get(r.kind, 0) + 1
         throttled = sum(1 for r in log if r.status == 429)
+        throttled_by: dict[str, int] = {}
+        for r in log:
+            if r.status == 429:
+                throttled_by[r.throttled_by or "injected"] = throttled_by.get(r.throttled_by or "injected", 0) + 1
         first, last = (upgrades[0], upgrades[-1]) if upgrades else (started, started)
         steady = (len(upgrades) - 1) / (last - first) if len(upgrades) > 1 else 0.0
         end_to_end = len(upgrades) / (last - started) if upgrades else 0.0
@@ -183,6 +187,7 @@ class Bench:
             "graphRequests": len(log),
             "limiter429": throttled,
             "limiter429Share": round(throttled / max(1, len(log)), 5),
+            "limiter429ByLimit": dict(sorted(throttled_by.items())),
             "postsPerOutdatedChat": sorted(set(emulator.upgrades.values())) if emulator.upgrades else [],
             "everyOutdatedChatUpgradedOnce": len(emulator.upgrades) == outdated and set(emulator.upgrades.values()) == {1},
             "maxRequestsInAnyOneSecond": {

@@ -94,6 +94,7 @@ class Request:
     status: int = 0
     chat: str | None = None
     user: str | None = None
+    throttled_by: str | None = None  # for a 429: the limit it hit (a bucket, "chat" or "user")
 
 
 @dataclass
@@ -108,25 +109,25 @@ class Throttle:
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
 
-    def admit(self, keys: list[tuple[str, int]], now: float) -> float:
-        """All windows have room: count the request in each and return 0. Otherwise count it nowhere
-        and return how long until it would be admitted."""
+    def admit(self, keys: list[tuple[str, int]], now: float) -> tuple[float, str | None]:
+        """All windows have room: count the request in each and return (0, None). Otherwise count it
+        nowhere and return how long until it would be admitted, and the key of the fullest window."""
         if not self.limits.enabled:
-            return 0.0
+            return 0.0, None
         with self._lock:
-            windows, wait = [], 0.0
+            windows, wait, blocked = [], 0.0, None
             for key, limit in keys:
                 window = self._windows.setdefault(key, _Window(limit))
                 while window.times and window.times[0] <= now - self.limits.window:
                     window.times.popleft()
-                if len(window.times) >= limit:
-                    wait = max(wait, window.times[-limit] + self.limits.window - now)
+                if len(window.times) >= limit and window.times[-limit] + self.limits.window - now > wait:
+                    wait, blocked = window.times[-limit] + self.limits.window - now, key
                 windows.append(window)
             if wait:
-                return wait
+                return wait, blocked
             for window in windows:
                 window.times.append(now)
-            return 0.0
+            return 0.0, None
 
 
 class GraphEmulator:
@@ -289,8 +290,9 @@ class GraphEmulator:
                 fault.remaining -= 1
         if fault:
             raise fault.error()
-        wait = self.throttle.admit(keys, record.t)
+        wait, blocked = self.throttle.admit(keys, record.t)
         if wait:
+            record.throttled_by = blocked.split(":", 1)[0] if blocked else None
             retry_after = self.limits.retry_after if self.limits.retry_after is not None else max(1, math.ceil(wait))
             raise GraphFault(429, "TooManyRequests", "Please retry again later.", {"Retry-After": retry_after})
 

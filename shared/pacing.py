@@ -26,7 +26,10 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.telemetry import event
 
 HEADROOM = 0.95
-LATE_TOLERANCE = 0.05  # a slot this far in the past is still used (within the headroom); older ones are dropped
+# A request that leaves late shares a one-second window with the ones after it: 31 requests at the
+# 5% headroom span 30 slots (about 52 ms more than a second at 30/s), so the lateness of one send,
+# taking a slot late plus its send time, must stay well under that, or Graph counts 31 in a second.
+LATE_TOLERANCE = 0.015  # a slot this far in the past is still used; older ones are dropped
 RESERVE_SECONDS = 0.5  # at most this much schedule is reserved at once
 REPORT_SECONDS = 30.0
 
@@ -106,6 +109,7 @@ class Pacer:
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
         self._max_block = max(1, int(rate * RESERVE_SECONDS))
+        self._reserve_time = 0.02  # seconds a reservation takes (moving average): blocks start after it
 
     def _bucket(self, name: str) -> _Bucket:
         with self._lock:
@@ -129,9 +133,11 @@ class Pacer:
         return slot
 
     def _take(self, bucket: str, state: _Bucket, not_before: float) -> float:
+        ours: float | None = None  # the block this caller reserved stays usable, late or not (slow storage)
         while True:
             now = self._clock()
-            stale = bisect.bisect_left(state.slots, now - LATE_TOLERANCE)
+            cutoff = now - LATE_TOLERANCE if ours is None else min(now - LATE_TOLERANCE, ours)
+            stale = bisect.bisect_left(state.slots, cutoff)
             del state.slots[:stale]
             state.dropped += stale
             usable = bisect.bisect_left(state.slots, not_before)
@@ -148,13 +154,17 @@ class Pacer:
             state.reserving = True
             state.cond.release()
             try:
-                start = self._schedule.reserve(bucket, count, self.interval, max(now, not_before))
+                # an idle schedule starts the block now: by the time the reservation returns, its
+                # first slots would be late, so start it when the reservation is expected back
+                start = self._schedule.reserve(bucket, count, self.interval, max(now + self._reserve_time, not_before))
             finally:
                 state.cond.acquire()
                 state.reserving = False
                 state.cond.notify_all()
+            self._reserve_time = 0.8 * self._reserve_time + 0.2 * min(self._clock() - now, 1.0)
             state.slots = sorted(state.slots + [start + i * self.interval for i in range(count)])
             state.reserved += count
+            ours = start
 
     @staticmethod
     def _report(bucket: str, state: _Bucket, now: float) -> None:

@@ -270,8 +270,10 @@ class RunStore:
         """Submits `ops` (rows of `partition`) together with `deltas` added to one of its counter
         shards, atomically.
 
-        A shard changed (412) or created (409) by someone else meanwhile is retried on another
-        shard; an error on one of `ops` is raised to the caller with its index.
+        A shard not seen yet is assumed new and created without reading it first (most are: each
+        process writes its own shard of each partition); if it exists, it is read and updated. A
+        shard changed (412) or created (409) by someone else meanwhile is retried on another shard;
+        an error on one of `ops` is raised to the caller with its index.
         """
         deltas = {k: v for k, v in deltas.items() if v}
         if not deltas:
@@ -280,7 +282,7 @@ class RunStore:
             shard = f"count-{self._home_shard:02d}"
             with self._lock:
                 cached = self._shard_cache.get((partition, shard))
-            values, etag = cached if cached else self._read_shard(partition, shard)
+            values, etag = cached if cached else ({}, None)
             merged = {k: int(values.get(k, 0)) + v for k, v in deltas.items()}
             update = {"PartitionKey": partition, "RowKey": shard, **merged}
             if etag is None:
@@ -293,10 +295,14 @@ class RunStore:
             except TableTransactionError as exc:
                 with self._lock:
                     self._shard_cache.pop((partition, shard), None)
-                if exc.error_code in (CHANGED, "EntityAlreadyExists") and exc.index == len(ops):
+                if exc.index != len(ops) or exc.error_code not in (CHANGED, "EntityAlreadyExists"):
+                    raise
+                if cached is None:  # it existed: update what it holds
+                    with self._lock:
+                        self._shard_cache[(partition, shard)] = self._read_shard(partition, shard)
+                else:
                     self._home_shard = random.randrange(self._shards)  # someone else writes it: move
-                    continue
-                raise
+                continue
             with self._lock:
                 self._shard_cache[(partition, shard)] = ({**values, **merged}, results[-1]["etag"])
                 while len(self._shard_cache) > 4 * (CHAT_PARTITIONS + 1):  # a few runs' worth

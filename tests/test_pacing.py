@@ -8,7 +8,7 @@ import time
 
 from devtools.graph_emulator import Limits
 from devtools.loopback import max_in_window
-from shared.pacing import Pacer, TableSchedule
+from shared.pacing import LATE_TOLERANCE, Pacer, TableSchedule
 from shared.settings import StorageSettings
 from shared.storage import PACING_TABLE, Storage
 from tests.builders import group_chats, org_app, people
@@ -85,3 +85,28 @@ def test_a_run_on_two_worker_processes_stays_under_the_limits(app_env, tenant, e
     assert emulator.min_chat_gap() >= 1.0
     assert emulator.upgrades == {c.id: 1 for c in chats[:24]}
     assert len(emulator.requests(kind="getInstalledApps")) == 30  # one GET per target chat, no more
+
+
+def test_slow_reservations_on_an_idle_schedule_still_give_slots_that_are_on_time():
+    """A block reserved on an idle schedule starts when the reservation is expected back, so its
+    first slot is not already late (a late send would crowd the next second's requests)."""
+    now = [1000.0]
+
+    class SlowSchedule:
+        reservations = 0
+
+        def reserve(self, key: str, count: int, interval: float, earliest: float) -> float:
+            self.reservations += 1
+            now[0] += 0.04  # each reservation takes 40 ms
+            return earliest
+
+    schedule = SlowSchedule()
+    pacer = Pacer(schedule=schedule, rate=30, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    lateness = []
+    for _ in range(20):
+        now[0] += 0.5  # idle between requests
+        slot = pacer.acquire("b")
+        lateness.append(now[0] - slot)
+
+    assert schedule.reservations == 20  # a caller's own block is never dropped, however slow storage is
+    assert max(lateness[3:]) <= LATE_TOLERANCE  # once the first reservations showed how long they take
