@@ -25,7 +25,7 @@ import random
 import threading
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
@@ -77,6 +77,13 @@ def by_partition(run_id: str, items: Iterable, chat_id=lambda item: item) -> dic
     for item in items:
         groups.setdefault(chat_partition(run_id, chat_id(item)), []).append(item)
     return groups
+
+
+def partition_batches(run_id: str, items: Iterable, size: int, chat_id=lambda item: item) -> Iterator[tuple[str, list]]:
+    """Items by chat partition, in batches of at most `size`: one table transaction each."""
+    for partition, group in by_partition(run_id, items, chat_id).items():
+        for start in range(0, len(group), size):
+            yield partition, group[start : start + size]
 
 
 RUN_PARTITIONS = "PartitionKey ge @run and PartitionKey lt @end"  # with _run_range(run_id)
@@ -338,18 +345,16 @@ class RunStore:
                 del self._known_targets[next(iter(self._known_targets))]
         fresh = [c for c in dict.fromkeys(chat_ids) if c not in known]
         added: dict[str, str] = {}
-        for partition, group in by_partition(run_id, fresh).items():
-            for start in range(0, len(group), MAX_OPS - 1):
-                batch = group[start : start + MAX_OPS - 1]
-                rows = [self._target_row(run_id, c, source, counted=True) for c in batch]
-                try:
-                    results = self._commit(partition, [("create", row) for row in rows], {"pending": len(batch)})
-                    added.update((c, r["etag"]) for c, r in zip(batch, results, strict=True))
-                except TableTransactionError as exc:
-                    if exc.error_code != "EntityAlreadyExists":
-                        raise
-                    added.update(self._add_one_by_one(run_id, batch, source))
-                known.update(batch)
+        for partition, batch in partition_batches(run_id, fresh, MAX_OPS - 1):
+            rows = [self._target_row(run_id, c, source, counted=True) for c in batch]
+            try:
+                results = self._commit(partition, [("create", row) for row in rows], {"pending": len(batch)})
+                added.update((c, r["etag"]) for c, r in zip(batch, results, strict=True))
+            except TableTransactionError as exc:
+                if exc.error_code != "EntityAlreadyExists":
+                    raise
+                added.update(self._add_one_by_one(run_id, batch, source))
+            known.update(batch)
         return added
 
     @staticmethod
@@ -384,32 +389,30 @@ class RunStore:
     def _count_targets(self, run_id: str, rows: list[tuple[str, str]]) -> dict[str, str]:
         """Marks uncounted rows counted and adds them to `pending`; returns their new ETags."""
         counted: dict[str, str] = {}
-        for partition, group in by_partition(run_id, rows, lambda row: row[0]).items():
-            for start in range(0, len(group), MAX_OPS - 1):
-                batch = list(group[start : start + MAX_OPS - 1])
-                while batch:
-                    ops = [
-                        (
-                            "update",
-                            {"PartitionKey": partition, "RowKey": chat_key(chat_id), "counted": True},
-                            {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
-                        )
-                        for chat_id, etag in batch
-                    ]
-                    try:
-                        results = self._commit(partition, ops, {"pending": len(batch)})
-                    except TableTransactionError as exc:
-                        if exc.error_code != CHANGED or exc.index >= len(batch):
-                            raise
-                        chat_id = batch[exc.index][0]  # counted meanwhile by a redelivered copy of the step
-                        row = self._table.get_entity(partition, chat_key(chat_id))
-                        if row.get("counted", True):
-                            del batch[exc.index]
-                        else:
-                            batch[exc.index] = (chat_id, row.metadata["etag"])
-                        continue
-                    counted.update((c, r["etag"]) for (c, _), r in zip(batch, results, strict=True))
-                    break
+        for partition, batch in partition_batches(run_id, rows, MAX_OPS - 1, lambda row: row[0]):
+            while batch:
+                ops = [
+                    (
+                        "update",
+                        {"PartitionKey": partition, "RowKey": chat_key(chat_id), "counted": True},
+                        {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+                    )
+                    for chat_id, etag in batch
+                ]
+                try:
+                    results = self._commit(partition, ops, {"pending": len(batch)})
+                except TableTransactionError as exc:
+                    if exc.error_code != CHANGED or exc.index >= len(batch):
+                        raise
+                    chat_id = batch[exc.index][0]  # counted meanwhile by a redelivered copy of the step
+                    row = self._table.get_entity(partition, chat_key(chat_id))
+                    if row.get("counted", True):
+                        del batch[exc.index]
+                    else:
+                        batch[exc.index] = (chat_id, row.metadata["etag"])
+                    continue
+                counted.update((c, r["etag"]) for (c, _), r in zip(batch, results, strict=True))
+                break
         return counted
 
     def pending_from(self, run_id: str, source: str) -> list[str]:
@@ -491,7 +494,9 @@ class RunStore:
             recorded += self._record_in(partition, run_id, rows, pending, chain)
         return recorded
 
-    def _record_in(self, partition: str, run_id: str, rows: dict[str, ChatRow], pending: list[Outcome], chain) -> list[Outcome]:
+    def _record_in(
+        self, partition: str, run_id: str, rows: dict[str, ChatRow], pending: list[Outcome], chain: str | None
+    ) -> list[Outcome]:
         recorded: list[Outcome] = []
         while pending:
             batch = pending[: (MAX_OPS - 1) // 2]

@@ -81,24 +81,23 @@ def handle_control_poison(msg: func.QueueMessage, services=None) -> None:
     if done is not None:  # its work is recorded; only sending what it emitted failed
         resend(services, step, done.children)
         return
-    resend(services, step, [])  # chats it recorded before failing are targets all the same
     counts: dict[str, int] = {}
-    if isinstance(step, StartRun):
-        error = ErrorInfo("startFailed", "The run could not be started: every attempt failed.")
-    elif isinstance(step, LoadTargets):
-        # the given chats are known: record each as failed rather than lose them
-        error = None
+    if isinstance(step, LoadTargets):
+        # the given chats are known: record each as failed rather than lose them (nor queue them)
         chat_ids = runs.load_input(step.run_id, step.input_key)
         runs.add_targets(step.run_id, chat_ids, source=step.step_id)
         runs.pending_from(step.run_id, step.step_id)  # counts rows a dying attempt left uncounted
         _fail_chats(services, step.run_id, chat_ids, "Loading these chats failed on every attempt.")
     else:
-        if isinstance(step, ScanUserChats):
-            counts["usersFailed"] = len(step.user_ids)
-        error = ErrorInfo(
-            "discoveryIncomplete", f"Discovery step {step.step_id} failed on every attempt; some chats may be missing."
-        )
-    if error:
+        resend(services, step, [])  # chats it recorded before failing are targets all the same
+        if isinstance(step, StartRun):
+            error = ErrorInfo("startFailed", "The run could not be started: every attempt failed.")
+        else:
+            if isinstance(step, ScanUserChats):
+                counts["usersFailed"] = len(step.user_ids)
+            error = ErrorInfo(
+                "discoveryIncomplete", f"Discovery step {step.step_id} failed on every attempt; some chats may be missing."
+            )
         fail_run(services, step.run_id, error)
     runs.complete_step(step.run_id, step.step_id, msg.id, [], **counts)
     event(

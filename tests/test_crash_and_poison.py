@@ -7,9 +7,12 @@ import logging
 import signal
 import threading
 
+import azure.functions as func
 from azure.storage.queue import QueueServiceClient
 
-from shared.messages import UpgradeChats
+from shared import services, worker
+from shared.catalog import TargetApp
+from shared.messages import LoadTargets, UpgradeChats
 from shared.runs import RunSpec, RunStore
 from shared.settings import StorageSettings
 from shared.storage import CHATS_QUEUE, RUNS_TABLE, Storage
@@ -86,6 +89,30 @@ def test_chat_batch_failing_every_attempt_records_its_chats_as_failed(app_env, a
     assert {f["chatId"] for f in status["failures"]} == set(chat_ids)
     assert {f["code"] for f in status["failures"]} == {"retriesExhausted"}
     assert all(f["status"] is None for f in status["failures"])
+
+
+def test_chat_list_step_failing_every_attempt_records_its_chats_as_failed_without_queueing_them(
+    app_env, azurite, tenant, emulator
+):
+    """The poison handler of a LoadTargets step, after a dying attempt recorded some of its chats."""
+    runs = RunStore(Storage(StorageSettings(connection_string=azurite.connection_string)).table(RUNS_TABLE))
+    run_id = "ef" * 16
+    chat_ids = [f"19:{i:032x}@thread.v2" for i in range(12)]
+    app = org_app(tenant)
+    runs.create_run(RunSpec(run_id=run_id, teams_app_id=app.id, external_id=None, version=None, dry_run=False, chat_ids=chat_ids))
+    target = TargetApp(teams_app_id=app.id, external_id=None, display_name="App", definition_id="d", version="1.1.0")
+    runs.set_target(run_id, target, "chatIds")
+    runs.add_targets(run_id, chat_ids[:5], source="input-0")  # what the last attempt got done
+    step = LoadTargets(run_id=run_id, step_id="input-0", input_key="input-0000")
+
+    worker.handle_control_poison(func.QueueMessage(id="poisoned-1", body=step.encode().encode()), services.get())
+
+    status = runs.status(run_id)
+    assert status["counts"]["failed"] == 12 and status["counts"]["targets"] == 12 and status["counts"]["pending"] == 0
+    assert {f["chatId"] for f in status["failures"]} == set(chat_ids)
+    assert {f["code"] for f in status["failures"]} == {"retriesExhausted"}
+    chats = Storage(StorageSettings(connection_string=azurite.connection_string)).queue(CHATS_QUEUE)
+    assert chats.get_queue_properties().approximate_message_count == 0  # nothing queued for chats failed anyway
 
 
 def test_undecodable_message_is_dropped_from_the_poison_queue_with_an_error_log(app_env, azurite, caplog):
