@@ -31,17 +31,19 @@ def render(results: dict) -> str:
         throttled = f"{o['limiter429']} ({o['limiter429Share'] * 100:.3f}%)"
         if o.get("limiter429ByLimit"):
             throttled += ": " + ", ".join(f"{k} {v}" for k, v in o["limiter429ByLimit"].items())
-        rss = max(r for r in o["peakRssMbPerWorker"] if r)
+        rss = max((r for r in o["peakRssMbPerWorker"] if r), default=None)  # None where /proc is missing
         lines.append(
             f"| {s['name']} ({what}) | {rate} | {steady} | {o['secondsPublishToLastUpgrade']:g} s "
-            f"| {per_chat}{once} | {throttled} | {rss:g} MB |"
+            f"| {per_chat}{once} | {throttled} | {'n/a' if rss is None else f'{rss:g} MB'} |"
         )
     lines += ["", "| scenario | peer | upgrades/s | ours / peer | projected time for all chats |", "|---|---|---|---|---|"]
     for s in results["scenarios"]:
         for name, p in s["peers"].items():
+            ratio = "n/a" if p["oursOverPeer"] is None else f"**{p['oursOverPeer']:g}x**"  # the peer upgraded nothing
+            projected = "n/a" if p["projectedSecondsForAll"] is None else f"{p['projectedSecondsForAll'] / 3600:.1f} h"
             lines.append(
                 f"| {s['name']} | sequential loop, {name} | {p['upgradesPerSecond']:g} (over {p['elapsedSeconds']:g} s, "
-                f"{p['upgraded']} chats) | **{p['oursOverPeer']:g}x** | {p['projectedSecondsForAll'] / 3600:.1f} h |"
+                f"{p['upgraded']} chats) | {ratio} | {projected} |"
             )
     pub = results["publish"]
     lines += [

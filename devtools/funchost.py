@@ -42,6 +42,8 @@ from azure.storage.queue import QueueServiceClient
 from devtools.functions_index import FunctionSpec, invoke, load_app, queue_messages
 from devtools.loopback import reply, serve_calls, shutdown
 from devtools.ncrontab import Schedule
+from shared.settings import StorageSettings
+from shared.storage import queue_service_client
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("Host")
@@ -97,13 +99,8 @@ OUTPUT_RETRIES = {"retry_total": 2, "initial_backoff": 0.5, "increment_base": 2}
 
 
 def queue_service(connection: str, **options) -> QueueServiceClient:
-    from shared.settings import StorageSettings
-    from shared.storage import storage_credential
-
-    settings = StorageSettings.from_env(os.environ, connection)
-    if settings.connection_string:
-        return QueueServiceClient.from_connection_string(settings.connection_string, **options)
-    return QueueServiceClient(settings.queue_service_uri, credential=storage_credential(settings), **options)
+    """The queue service of a binding's `connection` setting, resolved as the host does."""
+    return queue_service_client(StorageSettings.from_env(os.environ, connection), **options)
 
 
 class OutputWriter:
@@ -212,11 +209,9 @@ class HttpFrontend:
         given = handler.headers.get("x-functions-key") or query.get("code", "")
         return hmac.compare_digest(given.encode(), self.function_key.encode())
 
-    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+    def handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         url = urlsplit(handler.path)
         query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
         route, params = self._match(url.path)
         if route is None or handler.command not in route.methods:
             return reply(handler, 404)
@@ -254,7 +249,7 @@ class HttpFrontend:
 class _Held:
     message: object
     lock: threading.Lock = field(default_factory=threading.Lock)
-    done: bool = False
+    done: bool = False  # completed, or its lease was lost: no more renewals
 
 
 class QueueListener:
@@ -346,7 +341,10 @@ class QueueListener:
                             entry.message.id, entry.message.pop_receipt, visibility_timeout=int(self.lease)
                         )
                         entry.message.pop_receipt = updated.pop_receipt
-                    except Exception as exc:  # the lease is lost: another worker may take the message
+                    except ResourceNotFoundError:  # the receipt is stale: the lease is lost for good
+                        entry.done = True  # stop renewing; another worker may take the message
+                        log.warning("Lost the lease of message %s on %s", entry.message.id, self.queue_name)
+                    except Exception as exc:  # transient: the next round tries again
                         log.warning("Renewing message %s on %s failed: %s", entry.message.id, self.queue_name, exc)
 
     def _decode(self, content: str) -> str:

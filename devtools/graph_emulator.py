@@ -212,13 +212,11 @@ class GraphEmulator:
 
     # ---- plumbing ---------------------------------------------------------------------------------
 
-    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+    def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         arrived, method = time.time(), handler.command
         raw_path, _, raw_query = handler.path.partition("?")
         segments = [unquote(s) for s in raw_path.split("/")[1:]]
         query = {k: v[0] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
         record = Request(arrived, method, "unknown", "other")
         status, payload, headers = 500, None, {}
         try:
@@ -292,7 +290,7 @@ class GraphEmulator:
             raise fault.error()
         wait, blocked = self.throttle.admit(keys, record.t)
         if wait:
-            record.throttled_by = blocked.split(":", 1)[0] if blocked else None
+            record.throttled_by = blocked.split(":", 1)[0]
             retry_after = self.limits.retry_after if self.limits.retry_after is not None else max(1, math.ceil(wait))
             raise GraphFault(429, "TooManyRequests", "Please retry again later.", {"Retry-After": retry_after})
 

@@ -100,7 +100,7 @@ class IdentityEndpoint:
         self._server = serve_calls(self._handle, port)
         return self
 
-    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+    def _handle(self, handler: BaseHTTPRequestHandler, _body: bytes) -> None:
         def send(status: int, body: dict) -> None:
             reply(handler, status, json.dumps(body).encode(), {"Content-Type": "application/json"})
 

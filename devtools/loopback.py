@@ -26,8 +26,9 @@ def serve(handler: type[BaseHTTPRequestHandler], port: int = 0) -> ThreadingHTTP
     return server
 
 
-def serve_calls(on_request: Callable[[BaseHTTPRequestHandler], None], port: int = 0) -> ThreadingHTTPServer:
-    """A quiet HTTP/1.1 server that hands every request, whatever its method, to `on_request`."""
+def serve_calls(on_request: Callable[[BaseHTTPRequestHandler, bytes], None], port: int = 0) -> ThreadingHTTPServer:
+    """A quiet HTTP/1.1 server that hands every request, whatever its method, and its body (read
+    whole, so that a kept-alive connection stays in step) to `on_request`."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -36,7 +37,8 @@ def serve_calls(on_request: Callable[[BaseHTTPRequestHandler], None], port: int 
             pass
 
         def _any(self) -> None:
-            on_request(self)
+            length = int(self.headers.get("Content-Length") or 0)
+            on_request(self, self.rfile.read(length) if length else b"")
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _any
 

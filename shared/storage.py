@@ -28,6 +28,13 @@ def storage_credential(settings: StorageSettings):
     return DefaultAzureCredential(managed_identity_client_id=settings.client_id)
 
 
+def queue_service_client(settings: StorageSettings, *, credential=None, **options) -> QueueServiceClient:
+    """The queue service of a storage connection: its connection string, or its URI and identity."""
+    if settings.connection_string:
+        return QueueServiceClient.from_connection_string(settings.connection_string, **options)
+    return QueueServiceClient(settings.queue_service_uri, credential=credential or storage_credential(settings), **options)
+
+
 class Storage:
     """Creates queues and tables on first use; clients are cached and thread-safe."""
 
@@ -37,12 +44,11 @@ class Storage:
         self._queues: dict[str, QueueClient] = {}
         self._tables: dict[str, TableClient] = {}
         if settings.connection_string:
-            self._queue_service = QueueServiceClient.from_connection_string(settings.connection_string)
             self._table_service = TableServiceClient.from_connection_string(settings.connection_string)
         else:
             credential = credential or storage_credential(settings)
-            self._queue_service = QueueServiceClient(settings.queue_service_uri, credential=credential)
             self._table_service = TableServiceClient(settings.table_service_uri, credential=credential)
+        self._queue_service = queue_service_client(settings, credential=credential)
 
     def queue(self, name: str) -> QueueClient:
         """A client that base64-encodes, as the Functions queue trigger expects by default."""

@@ -160,7 +160,7 @@ def test_concurrent_watchers_start_one_run(auto, admin, tenant, azurite, caplog)
     app = org_app(tenant, versions=("1.0.0",))
     group_chats(tenant, people(tenant, 2), 2, {app.id: "1.0.0"})
     host, api = auto(app.id)
-    host.fire("catalog_watcher")
+    watch(host, caplog)
     admin.publish(app.id, "2.0.0")
 
     results: list[bool] = []

@@ -70,8 +70,7 @@ class LossyTableProxy:
         self._server = serve_calls(self._forward)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/{ACCOUNT}"
 
-    def _forward(self, handler) -> None:
-        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    def _forward(self, handler, body: bytes) -> None:
         headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
         answer = requests.request(handler.command, self._target + handler.path, headers=headers, data=body, timeout=30)
         if self.drop and handler.path.endswith("/$batch"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sys
@@ -75,16 +76,27 @@ def test_failing_message_is_retried_after_the_visibility_timeout_then_poisoned(s
     assert not list(queues.get_queue_client("work").peek_messages())
 
 
-def test_a_queue_output_that_cannot_be_written_fails_the_invocation_so_the_message_is_retried(sample, monkeypatch):
+def test_a_queue_output_is_written_to_the_connection_it_names(sample):
+    _host, module, queues = sample()
+    queues.create_queue("relayed")  # so that it can be watched before the output creates it
+    queues.get_queue_client("relay").send_message("cmVsYXk=")  # base64 of "relay"
+
+    relayed = wait_for(lambda: list(queues.get_queue_client("relayed").peek_messages()))
+    assert [base64.b64decode(m.content).decode() for m in relayed] == ["relay"]
+    assert [c["dequeue"] for c in module.CALLS if c["fn"] == "relay"] == [1]
+
+
+def test_a_queue_output_that_cannot_be_written_fails_the_invocation_so_the_message_is_retried(sample, monkeypatch, caplog):
     monkeypatch.setenv("OutputStorage", unreachable_storage())
     _host, module, queues = sample()
     queues.get_queue_client("relay").send_message("cmVsYXk=")  # base64 of "relay"
 
-    wait_for(lambda: list(queues.get_queue_client("relay-poison").peek_messages()), timeout=30)
+    wait_for(lambda: list(queues.get_queue_client("relay-poison").peek_messages()), timeout=60)
     attempts = [c for c in module.CALLS if c["fn"] == "relay"]
     assert [a["dequeue"] for a in attempts] == [1, 2, 3]  # each attempt ran, then failed on its output
     assert len({a["id"] for a in attempts}) == 1
     assert not list(queues.get_queue_client("relay").peek_messages())
+    assert "output bindings could not be written" in caplog.text
 
 
 def test_a_message_that_is_not_base64_ends_in_the_poison_queue(sample):

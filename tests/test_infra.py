@@ -14,6 +14,8 @@ import pytest
 import tree_sitter_bicep
 from tree_sitter import Language, Node, Parser
 
+from shared.telemetry import LOGGER
+
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
 PARSER = Parser(Language(tree_sitter_bicep.language()))
@@ -146,8 +148,10 @@ def settings_the_code_reads() -> set[str]:
 
 
 def test_every_setting_the_code_reads_is_set():
-    missing = settings_the_code_reads() - set(app_settings())
+    settings = app_settings()
+    missing = settings_the_code_reads() - set(settings)
     assert not missing, f"app settings missing from infra/app.bicep: {sorted(missing)}"
+    assert text_of(settings["PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME"]) == f"'{LOGGER}'"  # the logger the events use
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
     schedules = {n for n in settings_the_code_reads() if n.endswith("_SCHEDULE")}
     assert schedules <= set(sample), "local.settings.sample.json lacks a timer schedule"

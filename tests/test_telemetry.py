@@ -33,8 +33,7 @@ class Ingestion:
         self._lock = threading.Lock()
         self.server = serve_calls(self._receive)
 
-    def _receive(self, handler: BaseHTTPRequestHandler) -> None:
-        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    def _receive(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         if handler.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         text = body.decode()
@@ -57,7 +56,9 @@ class Ingestion:
 @pytest.fixture
 def ingestion(monkeypatch):
     monkeypatch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
-    logging.getLogger("azure.monitor").setLevel(logging.ERROR)
+    monitor = logging.getLogger("azure.monitor")
+    monitor_level = monitor.level
+    monitor.setLevel(logging.ERROR)
     endpoint = Ingestion()
     provider = LoggerProvider()
     provider.add_log_record_processor(
@@ -73,13 +74,12 @@ def ingestion(monkeypatch):
     yield endpoint
     logger.removeHandler(handler)
     logger.setLevel(level)
+    monitor.setLevel(monitor_level)
     provider.shutdown()
     shutdown(endpoint.server)
 
 
-def test_chat_lines_reach_application_insights_with_their_properties(
-    ingestion, app_env, api, tenant, emulator, identity, azurite
-):
+def test_chat_lines_reach_application_insights_with_their_properties(ingestion, app_env, api, tenant, emulator, identity):
     app_env.setenv("GRAPH_INLINE_RETRY_SECONDS", "0")
     app = org_app(tenant)
     blocked, throttled, fine = group_chats(tenant, people(tenant, 3), 3, {app.id: "1.0.0"})
