@@ -24,6 +24,9 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 if (-not $PrincipalId) { throw 'Give -PrincipalId (or set MANAGED_IDENTITY_PRINCIPAL_ID, which azd sets).' }
+if ($PrincipalId -notmatch '^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$') {
+    throw "-PrincipalId must be the identity's object id (a GUID), got: $PrincipalId"
+}
 if ($DryRun) { $WhatIfPreference = $true }
 
 $permissions = @('Chat.ReadBasic.All', 'User.Read.All', 'AppCatalog.Read.All')

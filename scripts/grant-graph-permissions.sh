@@ -34,6 +34,10 @@ if [ -z "$principal" ]; then
   echo "error: give --principal-id (or set MANAGED_IDENTITY_PRINCIPAL_ID, which azd sets)" >&2
   exit 2
 fi
+if ! [[ "$principal" =~ ^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$ ]]; then
+  echo "error: --principal-id must be the identity's object id (a GUID), got: $principal" >&2
+  exit 2
+fi
 
 permissions=(Chat.ReadBasic.All User.Read.All AppCatalog.Read.All)
 if $rsc; then
@@ -50,7 +54,7 @@ graph_sp=$(az ad sp show --id "$GRAPH_APP_ID" --query id -o tsv)
 roles=$(az ad sp show --id "$GRAPH_APP_ID" \
   --query "appRoles[?contains(allowedMemberTypes, 'Application')].[value, id]" -o tsv)
 granted=$(az rest --method GET \
-  --url "https://graph.microsoft.com/v1.0/servicePrincipals/$principal/appRoleAssignments" \
+  --url "https://graph.microsoft.com/v1.0/servicePrincipals/$principal/appRoleAssignments?\$top=999" \
   --query "value[?resourceId=='$graph_sp'].appRoleId" -o tsv)
 
 changed=0
@@ -60,7 +64,7 @@ for permission in "${permissions[@]}"; do
     echo "error: Microsoft Graph has no application permission named $permission" >&2
     exit 1
   fi
-  if printf '%s\n' "$granted" | grep -qx "$role"; then
+  if printf '%s\n' "$granted" | grep -qxF "$role"; then
     echo "already granted: $permission"
     continue
   fi

@@ -11,4 +11,7 @@ if ($env:NOTIFICATION_FUNCTION_KEY) {
 Write-Host ""
 Write-Host "Deployed $app ($env:AZURE_FUNCTION_APP_URL)."
 Write-Host 'Next: grant the managed identity its Microsoft Graph permissions, once:'
-Write-Host "  ./scripts/grant-graph-permissions.ps1 -PrincipalId $env:MANAGED_IDENTITY_PRINCIPAL_ID -WhatIf"
+$principal = if ($env:MANAGED_IDENTITY_PRINCIPAL_ID) { $env:MANAGED_IDENTITY_PRINCIPAL_ID } else { '<principal id>' }
+Write-Host "  ./scripts/grant-graph-permissions.ps1 -PrincipalId $principal -WhatIf"
+Write-Host 'then without -WhatIf. Get a function key for the API with:'
+Write-Host "  az functionapp keys list -g $group -n $app --query functionKeys.default -o tsv"

@@ -29,8 +29,8 @@ ROLES = {
 # Answers exactly the calls the script makes, from a JSON state file.
 FAKE_AZ = textwrap.dedent(f"""\
     #!{sys.executable}
-    import json, re, sys
-    state_path = {{state!r}}
+    import json, os, re, sys
+    state_path = os.environ["FAKE_AZ_STATE"]
     state = json.load(open(state_path))
     args = sys.argv[1:]
     state["calls"].append(args)
@@ -45,7 +45,10 @@ FAKE_AZ = textwrap.dedent(f"""\
             out = "\\n".join(value + "\\t" + role for value, role in state["roles"].items())
     elif args[:1] == ["rest"] and arg("--method") == "GET":
         principal = re.search(r"servicePrincipals/([^/]+)/appRoleAssignments", arg("--url")).group(1)
-        out = "\\n".join(a["appRoleId"] for a in state["assignments"] if a["principalId"] == principal)
+        resource = re.search(r"resourceId=='([^']+)'", arg("--query")).group(1)
+        out = "\\n".join(
+            a["appRoleId"] for a in state["assignments"] if a["principalId"] == principal and a["resourceId"] == resource
+        )
     elif args[:1] == ["rest"] and arg("--method") == "POST":
         state["assignments"].append(json.loads(arg("--body")))
     else:
@@ -62,12 +65,12 @@ def az(tmp_path):
     state.write_text(json.dumps({"graphSp": GRAPH_SP, "roles": ROLES, "assignments": [], "calls": []}))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "az").write_text(FAKE_AZ.replace("{state!r}", repr(str(state))))
+    (bin_dir / "az").write_text(FAKE_AZ)
     (bin_dir / "az").chmod(0o755)
 
     def run(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
         environment = {k: v for k, v in os.environ.items() if k != "MANAGED_IDENTITY_PRINCIPAL_ID"}
-        environment.update(PATH=f"{bin_dir}:{os.environ['PATH']}", **(env or {}))
+        environment.update(PATH=f"{bin_dir}:{os.environ['PATH']}", FAKE_AZ_STATE=str(state), **(env or {}))
         result = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=environment, timeout=60)
         return result, json.loads(state.read_text())
 
@@ -98,6 +101,7 @@ def test_grants_once_then_skips_what_is_granted(az):
     }
     assert "24 hours" in first.stdout
     second, state = az("--principal-id", PRINCIPAL, "--group-discovery")
+    assert second.returncode == 0, second.stderr
     assert second.stdout.count("already granted:") == 4
     assert "granted: GroupMember.Read.All" in second.stdout
     assert len(state["assignments"]) == 5
@@ -113,8 +117,12 @@ def test_rsc_apps_get_the_consent_permission_instead(az):
 def test_the_principal_comes_from_azd_or_is_required(az):
     result, _ = az(env={"MANAGED_IDENTITY_PRINCIPAL_ID": ""})
     assert result.returncode == 2 and "--principal-id" in result.stderr
-    result, _state = az("--dry-run", env={"MANAGED_IDENTITY_PRINCIPAL_ID": PRINCIPAL})
+    result, state = az("--dry-run", env={"MANAGED_IDENTITY_PRINCIPAL_ID": PRINCIPAL})
     assert result.returncode == 0 and "would grant" in result.stdout
+    calls = len(state["calls"])
+    result, state = az("--principal-id", "c0ffee00-client-id-not-object-id")
+    assert result.returncode == 2 and "object id" in result.stderr
+    assert len(state["calls"]) == calls  # refused before any call
 
 
 def test_both_scripts_and_the_readme_name_the_same_permissions():
