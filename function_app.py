@@ -4,8 +4,10 @@ import typing
 
 import azure.functions as func
 
-from shared import api, notifications, worker
-from shared.storage import CHATS_QUEUE, CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
+from shared.foundation.storage import CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX, TARGETS_QUEUE
+from shared.http import apps, notifications, runs
+from shared.http import publish as publishing
+from shared.queues import handlers, timers
 
 STORAGE = "AzureWebJobsStorage"
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -14,42 +16,42 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 @app.route(route="publish", methods=["POST"])
 @app.queue_output(arg_name="control", queue_name=CONTROL_QUEUE, connection=STORAGE)
 def publish(req: func.HttpRequest, control: func.Out[typing.List[str]]) -> func.HttpResponse:  # the worker rejects list[str]
-    return api.publish(req, control)
+    return publishing.publish(req, control)
 
 
 @app.route(route="runs/{runId}", methods=["GET"])
 def run_status(req: func.HttpRequest) -> func.HttpResponse:
-    return api.run_status(req)
+    return runs.run_status(req)
 
 
 @app.route(route="apps", methods=["GET"])
 def apps_status(req: func.HttpRequest) -> func.HttpResponse:
-    return api.apps_status(req)
+    return apps.apps_status(req)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=CONTROL_QUEUE, connection=STORAGE)
 def control_step(msg: func.QueueMessage) -> None:
-    worker.handle_control(msg)
+    handlers.handle_control(msg)
 
 
-@app.queue_trigger(arg_name="msg", queue_name=CHATS_QUEUE, connection=STORAGE)
-def upgrade_chats(msg: func.QueueMessage) -> None:
-    worker.handle_chats(msg)
+@app.queue_trigger(arg_name="msg", queue_name=TARGETS_QUEUE, connection=STORAGE)
+def upgrade_targets(msg: func.QueueMessage) -> None:
+    handlers.handle_targets(msg)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=CONTROL_QUEUE + POISON_SUFFIX, connection=STORAGE)
 def control_poison(msg: func.QueueMessage) -> None:
-    worker.handle_control_poison(msg)
+    handlers.handle_control_poison(msg)
 
 
-@app.queue_trigger(arg_name="msg", queue_name=CHATS_QUEUE + POISON_SUFFIX, connection=STORAGE)
+@app.queue_trigger(arg_name="msg", queue_name=TARGETS_QUEUE + POISON_SUFFIX, connection=STORAGE)
 def upgrade_poison(msg: func.QueueMessage) -> None:
-    worker.handle_chats_poison(msg)
+    handlers.handle_targets_poison(msg)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%CATALOG_WATCH_SCHEDULE%")
 def catalog_watcher(timer: func.TimerRequest) -> None:
-    worker.check_catalog()
+    timers.check_catalog()
 
 
 @app.route(route="notifications", methods=["POST"])
@@ -60,19 +62,19 @@ def graph_notifications(req: func.HttpRequest, events: func.Out[typing.List[str]
 
 @app.queue_trigger(arg_name="msg", queue_name=NOTIFICATIONS_QUEUE, connection=STORAGE)
 def installation_events(msg: func.QueueMessage) -> None:
-    worker.handle_notifications(msg)
+    handlers.handle_notifications(msg)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=NOTIFICATIONS_QUEUE + POISON_SUFFIX, connection=STORAGE)
 def installation_events_poison(msg: func.QueueMessage) -> None:
-    worker.handle_notifications_poison(msg)
+    handlers.handle_notifications_poison(msg)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%SUBSCRIPTION_SCHEDULE%")
 def subscription_manager(timer: func.TimerRequest) -> None:
-    worker.maintain_subscriptions()
+    timers.maintain_subscriptions()
 
 
 @app.timer_trigger(arg_name="timer", schedule="%QUEUE_MONITOR_SCHEDULE%")
 def queue_monitor(timer: func.TimerRequest) -> None:
-    worker.report_queue_depth()
+    timers.report_queue_depth()

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import requests
 
-from shared.versions import is_at_least
+from shared.domain.versions import is_at_least
 
 
 @dataclass

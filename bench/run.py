@@ -30,7 +30,7 @@ from devtools.funchost import LocalHost
 from devtools.graph_emulator import GraphEmulator, Limits
 from devtools.identity import IdentityEndpoint
 from devtools.tenant import Tenant
-from shared import services
+from shared import bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD, NEW = "2.3.0", "2.4.0"
@@ -102,7 +102,7 @@ class Bench:
 
     def clean(self) -> None:
         self.azurite.clear()
-        services.reset()
+        bootstrap.reset()
 
     # ---- publish latency ---------------------------------------------------------------------------
 

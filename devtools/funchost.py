@@ -42,8 +42,8 @@ from azure.storage.queue import QueueServiceClient
 from devtools.functions_index import FunctionSpec, invoke, load_app, queue_messages
 from devtools.loopback import reply, serve_calls, shutdown
 from devtools.ncrontab import Schedule
-from shared.settings import StorageSettings
-from shared.storage import queue_service_client
+from shared.foundation.settings import StorageSettings
+from shared.foundation.storage import queue_service_client
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("Host")

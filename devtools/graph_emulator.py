@@ -1,12 +1,15 @@
 """A loopback Microsoft Graph that follows the documented behaviour the upgrader relies on.
 
 Endpoints: /users, /groups/{id}/transitiveMembers/microsoft.graph.user, /users/{id}/chats,
-/chats/{id}/installedApps, POST /chats/{id}/installedApps/{id}/upgrade, /appCatalogs/teamsApps
-(plus catalog publishing and subscriptions, see `catalog_routes`). Paging with @odata.nextLink and
-$skiptoken; $filter in the documented forms (anything else is a 400); Graph's error bodies; a bearer
-token check with app roles; throttling per bucket (requests per any one-second window), per chat
-(one per second) and per user on List chats (five per second), answered with 429 + Retry-After.
-Latency and faults (429/5xx storms) can be injected; every request is logged for assertions.
+/chats/{id}/installedApps, POST /chats/{id}/installedApps/{id}/upgrade, /teams, /users/{id}/joinedTeams,
+/teams/{id}/installedApps, POST /teams/{id}/installedApps/{id}/upgrade, /users/{id}/teamwork/installedApps,
+POST /users/{id}/teamwork/installedApps/{id}/upgrade, /appCatalogs/teamsApps (plus catalog publishing,
+installs and subscriptions, see `graph_subscriptions`). Paging with @odata.nextLink and $skiptoken;
+$filter in the documented forms (anything else is a 400); Graph's error bodies; a bearer token check
+with app roles; throttling per bucket (requests per any one-second window; one POST installedApps
+bucket for chats, teams and users), per chat (one per second), per team (four per second) and per
+user on List chats (five per second), answered with 429 + Retry-After. Latency and faults (429/5xx
+storms) can be injected; every request is logged for assertions.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from urllib.parse import parse_qs, unquote, urlencode
 
 from devtools.identity import TENANT_ID, TokenAuthority
 from devtools.loopback import max_in_window, reply, serve_calls, shutdown
-from devtools.tenant import Chat, Tenant
+from devtools.tenant import Chat, Installable, Team, Tenant, User
 
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 READ_CHAT_APPS = {
@@ -37,12 +40,44 @@ READ_CHAT_APPS = {
     "TeamsAppInstallation.Read.All",
 }
 WRITE_CHAT_APPS = {"TeamsAppInstallation.ReadWriteForChat.All", "TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
-CONSENT_CHAT_APPS = {"TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
+READ_TEAM_APPS = {
+    "TeamsAppInstallation.ReadForTeam.All",
+    "TeamsAppInstallation.ReadWriteForTeam.All",
+    "TeamsAppInstallation.ReadWriteAndConsentForTeam.All",
+    "TeamsAppInstallation.Read.All",
+}
+WRITE_TEAM_APPS = {"TeamsAppInstallation.ReadWriteForTeam.All", "TeamsAppInstallation.ReadWriteAndConsentForTeam.All"}
+READ_USER_APPS = {
+    "TeamsAppInstallation.ReadForUser.All",
+    "TeamsAppInstallation.ReadWriteForUser.All",
+    "TeamsAppInstallation.ReadWriteAndConsentForUser.All",
+    "TeamsAppInstallation.Read.All",
+}
+WRITE_USER_APPS = {"TeamsAppInstallation.ReadWriteForUser.All", "TeamsAppInstallation.ReadWriteAndConsentForUser.All"}
+LIST_TEAMS = {"Team.ReadBasic.All", "TeamSettings.Read.All", "TeamSettings.ReadWrite.All", "Directory.Read.All"}
 LIST_CHATS = {"Chat.ReadBasic.All", "Chat.Read.All", "Chat.ReadWrite.All"}
 READ_USERS = {"User.Read.All", "User.ReadBasic.All", "Directory.Read.All"}
 READ_MEMBERS = {"GroupMember.Read.All", "Group.Read.All", "Directory.Read.All"}
 READ_CATALOG = {"AppCatalog.Read.All", "AppCatalog.ReadWrite.All"}
 QUOTED = r"'((?:[^']|'')*)'"
+POLICY_BLOCKED = "App is blocked by app permission policy. ... AppType: Private"
+# the team properties GET /teams returns as null: it populates only id, displayName, description, visibility
+UNPOPULATED_TEAM = (
+    "createdDateTime",
+    "internalId",
+    "classification",
+    "specialization",
+    "webUrl",
+    "isArchived",
+    "isMembershipLimitedToOwners",
+    "memberSettings",
+    "guestSettings",
+    "messagingSettings",
+    "funSettings",
+    "discoverySettings",
+    "tenantId",
+    "summary",
+)
 
 
 class GraphFault(Exception):
@@ -53,6 +88,26 @@ class GraphFault(Exception):
 
 def _unquote_odata(value: str) -> str:
     return value.replace("''", "'")
+
+
+@dataclass(frozen=True)
+class InstallScope:
+    """What differs between installations in chats, teams and users' personal scope."""
+
+    name: str  # Graph's scopeInfo/scope: groupChat | team | personal
+    noun: str  # chat | team | user, in messages
+    consent_role: str  # needed to upgrade to a definition with resource-specific permissions
+    blocked_message: str
+
+
+CHAT_SCOPE = InstallScope("groupChat", "chat", "TeamsAppInstallation.ReadWriteAndConsentForChat.All", POLICY_BLOCKED)
+TEAM_SCOPE = InstallScope(
+    "team",
+    "team",
+    "TeamsAppInstallation.ReadWriteAndConsentForTeam.All",
+    "Trying to CreateTeamAppEntitlement for an App that is explicitly blocked by the tenant admin.",
+)
+PERSONAL_SCOPE = InstallScope("personal", "user", "TeamsAppInstallation.ReadWriteAndConsentForUser.All", POLICY_BLOCKED)
 
 
 @dataclass
@@ -79,6 +134,7 @@ class Limits:
     bucket_rps: int = 30  # per app per tenant, per bucket
     directory_rps: int = 100
     chat_rps: int = 1  # per chat, any request
+    team_rps: int = 4  # per team, any request
     user_list_chats_rps: int = 5
     retry_after: int | None = 10  # seconds; None: the time until the request would be admitted (at least 1)
     window: float = 1.0
@@ -94,7 +150,8 @@ class Request:
     status: int = 0
     chat: str | None = None
     user: str | None = None
-    throttled_by: str | None = None  # for a 429: the limit it hit (a bucket, "chat" or "user")
+    team: str | None = None
+    throttled_by: str | None = None  # for a 429: the limit it hit (a bucket, "chat", "team" or "user")
 
 
 @dataclass
@@ -145,9 +202,10 @@ class GraphEmulator:
         self.latency = latency
         self.throttle = Throttle(self.limits)
         self.log: list[Request] = []
-        self.upgrades: dict[str, int] = {}  # chat id -> successful upgrade POSTs
+        self.upgrades: dict[str, int] = {}  # chat, team or user id -> successful upgrade POSTs
         self.faults: list[Fault] = []
-        self.on_upgrade: Callable[[str], None] | None = None  # called after an upgrade is applied
+        self.on_upgrade: Callable[[str], None] | None = None  # called with the chat, team or user id after an upgrade
+        self.upgrade_listeners: list[Callable[[str, str, str], None]] = []  # (scope name, app id, installation id)
         self.after: dict[str, Callable[[Request], None]] = {}  # kind -> called after a request succeeded
         self.tokens_seen: set[str] = set()
         self.page_cap: int | None = None  # serve fewer items per page than asked (Graph may)
@@ -201,14 +259,27 @@ class GraphEmulator:
 
     def min_chat_gap(self) -> float:
         """The shortest time between two accepted requests on the same chat."""
+        return self.min_gap("chat")
+
+    def min_gap(self, attr: str = "chat") -> float:
+        """The shortest time between two accepted requests on the same resource (`attr`: chat, team or user)."""
         last: dict[str, float] = {}
         gap = float("inf")
         for r in sorted(self.requests(), key=lambda r: r.t):
-            if r.chat and r.status != 429:
-                if r.chat in last:
-                    gap = min(gap, r.t - last[r.chat])
-                last[r.chat] = r.t
+            resource = getattr(r, attr)
+            if resource and r.status != 429:
+                if resource in last:
+                    gap = min(gap, r.t - last[resource])
+                last[resource] = r.t
         return gap
+
+    def max_per_resource_window(self, attr: str = "team", window: float = 1.0) -> int:
+        """The most accepted requests on any one resource (`attr`: chat, team or user) in any `window` seconds."""
+        times: dict[str, list[float]] = {}
+        for r in self.requests():
+            if getattr(r, attr) and r.status != 429:
+                times.setdefault(getattr(r, attr), []).append(r.t)
+        return max((max_in_window(t, window) for t in times.values()), default=0)
 
     # ---- plumbing ---------------------------------------------------------------------------------
 
@@ -257,7 +328,14 @@ class GraphEmulator:
                 kinds.setdefault(r.kind, {}).setdefault(str(r.status), 0)
                 kinds[r.kind][str(r.status)] += 1
             buckets = {b: self.max_per_window(b) for b in {r.bucket for r in self.requests()}}
-            return {"requests": kinds, "maxPerSecond": buckets, "upgradedChats": len(self.upgrades)}
+            upgraded = list(self.upgrades)
+            return {
+                "requests": kinds,
+                "maxPerSecond": buckets,
+                "upgradedChats": sum(1 for i in upgraded if i in self.tenant.chats),
+                "upgradedTeams": sum(1 for i in upgraded if i in self.tenant.teams),
+                "upgradedUsers": sum(1 for i in upgraded if i in self.tenant.users),
+            }
         raise GraphFault(404, "NotFound", "No such emulator endpoint.")
 
     def _authorize(self, handler: BaseHTTPRequestHandler, allowed: set[str]) -> None:
@@ -274,6 +352,11 @@ class GraphEmulator:
             raise GraphFault(
                 403, "Forbidden", f"Missing role permissions on the request. API requires one of '{', '.join(sorted(allowed))}'."
             )
+
+    def _roles(self, handler: BaseHTTPRequestHandler) -> set[str]:
+        """The app roles of the request's (already verified) token."""
+        token = handler.headers.get("Authorization", "")[len("Bearer ") :]
+        return set((self.authority.verify(token, GRAPH_AUDIENCE) or {}).get("roles", []))
 
     def _begin(self, handler, record: Request, kind: str, bucket: str, roles: set[str], keys: list[tuple[str, int]]) -> None:
         """Every emulated call: classify it, check token and role, apply faults and throttling."""
@@ -333,6 +416,20 @@ class GraphEmulator:
                 return self._installed_apps(handler, path[1], query, record)
             if method == "POST" and len(path) == 5 and path[4] == "upgrade":
                 return self._upgrade(handler, path[1], path[3], body, record)
+        if method == "GET" and path == ["teams"]:
+            return self._list_teams(handler, query, record)
+        if method == "GET" and len(path) == 3 and path[0] == "users" and path[2] == "joinedTeams":
+            return self._joined_teams(handler, path[1], query, record)
+        if len(path) >= 3 and path[0] == "teams" and path[2] == "installedApps":
+            if method == "GET" and len(path) == 3:
+                return self._team_installed_apps(handler, path[1], query, record)
+            if method == "POST" and len(path) == 5 and path[4] == "upgrade":
+                return self._upgrade_team(handler, path[1], path[3], body, record)
+        if len(path) >= 4 and path[0] == "users" and path[2:4] == ["teamwork", "installedApps"]:
+            if method == "GET" and len(path) == 4:
+                return self._user_installed_apps(handler, path[1], query, record)
+            if method == "POST" and len(path) == 6 and path[5] == "upgrade":
+                return self._upgrade_user(handler, path[1], path[4], body, record)
         if method == "GET" and path == ["appCatalogs", "teamsApps"]:
             self._begin(handler, record, "listCatalog", "appCatalogs.get", READ_CATALOG, [("appCatalogs.get", lim.bucket_rps)])
             return self._catalog(query)
@@ -408,10 +505,58 @@ class GraphEmulator:
         ]
         return self._page(items, query, f"/users/{user_id}/chats", max_top=50, default_top=50)
 
-    def _installation_json(self, chat: Chat, app_id: str, expand: set[str]) -> dict:
+    def _team(self, team_id: str) -> Team:
+        """The team, unless Graph would refuse to address it: unknown (404) or archived (403)."""
+        team = self.tenant.teams.get(team_id)
+        if team is None:
+            raise GraphFault(404, "NotFound", f"No team found with Group Id {team_id}")
+        if team.archived:
+            raise GraphFault(403, "Forbidden", "Entitlements cannot be retrieved because this team is archived.")
+        return team
+
+    def _teams_user(self, user_id: str) -> User:
+        """The user, if they exist and have Teams (the teamwork endpoints answer 404 otherwise)."""
+        user = self.tenant.users.get(user_id)
+        if user is None or not user.teams_enabled:
+            raise GraphFault(404, "NotFound", f"User Id '{user_id}' not found.")
+        return user
+
+    def _list_teams(self, handler, query: dict, record: Request):
+        self._begin(handler, record, "listTeams", "teams.get", LIST_TEAMS, [("teams.get", self.limits.bucket_rps)])
+        if "$filter" in query:
+            raise GraphFault(400, "BadRequest", f"Invalid filter clause: {query['$filter']}")
+        with self.tenant.lock:
+            items = [
+                {
+                    "id": t.id,
+                    "displayName": t.display_name,
+                    "description": t.description,
+                    "visibility": t.visibility,
+                    **dict.fromkeys(UNPOPULATED_TEAM),
+                }
+                for t in self.tenant.teams.values()
+            ]
+        return self._page(items, query, "/teams", max_top=999, default_top=100)
+
+    def _joined_teams(self, handler, user_id: str, query: dict, record: Request):
+        record.user = user_id
+        self._begin(
+            handler, record, "listJoinedTeams", "joinedTeams.get", LIST_TEAMS, [("joinedTeams.get", self.limits.bucket_rps)]
+        )
+        option = next((k for k in query if k.startswith("$")), None)
+        if option:
+            raise GraphFault(400, "BadRequest", f"Query option '{option}' is not allowed.")
+        if user_id not in self.tenant.users:
+            raise GraphFault(404, "NotFound", f"User {user_id} was not found.")
+        # a user in more than 999 teams gets 999 and no nextLink (a known Graph bug)
+        teams = self.tenant.joined_teams(user_id)[:999]
+        items = [{"id": t.id, "displayName": t.display_name, "description": t.description} for t in teams]
+        return 200, {"@odata.context": f"{self.base_url}/$metadata#teams", "value": items}, {}
+
+    def _installation_json(self, place: Installable, app_id: str, expand: set[str]) -> dict:
         app = self.tenant.apps.get(app_id)
-        version = chat.installed[app_id]
-        item: dict = {"id": chat.installation_id(app_id)}
+        version = place.installed[app_id]
+        item: dict = {"id": place.installation_id(app_id)}
         if "teamsApp" in expand and app:
             item["teamsApp"] = {
                 "id": app.id,
@@ -440,12 +585,39 @@ class GraphEmulator:
             READ_CHAT_APPS,
             [("installedApps.get", lim.bucket_rps), (f"chat:{chat_id}", lim.chat_rps)],
         )
-        chat = self._chat(chat_id)
+        return self._installations(self._chat(chat_id), query, f"chats('{chat_id}')/installedApps")
+
+    def _team_installed_apps(self, handler, team_id: str, query: dict, record: Request):
+        record.team, lim = team_id, self.limits
+        self._begin(
+            handler,
+            record,
+            "getTeamInstalledApps",
+            "installedApps.teamUser.get",
+            READ_TEAM_APPS,
+            [("installedApps.teamUser.get", lim.bucket_rps), (f"team:{team_id}", lim.team_rps)],
+        )
+        return self._installations(self._team(team_id), query, f"teams('{team_id}')/installedApps")
+
+    def _user_installed_apps(self, handler, user_id: str, query: dict, record: Request):
+        record.user = user_id
+        self._begin(
+            handler,
+            record,
+            "getUserInstalledApps",
+            "installedApps.teamUser.get",
+            READ_USER_APPS,
+            [("installedApps.teamUser.get", self.limits.bucket_rps)],
+        )
+        return self._installations(self._teams_user(user_id), query, f"users('{user_id}')/teamwork/installedApps")
+
+    def _installations(self, place: Installable, query: dict, context: str):
+        """GET .../installedApps of a chat, team or user, with $expand and $filter as documented."""
         expand = {e.strip() for e in query.get("$expand", "").split(",") if e.strip()}
         if expand - {"teamsApp", "teamsAppDefinition"}:
             raise GraphFault(400, "BadRequest", f"Could not find a property named '{sorted(expand)[0]}'.")
         with self.tenant.lock:
-            apps = list(chat.installed)
+            apps = list(place.installed)
             flt = query.get("$filter")
             if flt is not None:
                 m = re.fullmatch(r"teamsApp/(id|externalId) eq " + QUOTED, flt.strip())
@@ -458,16 +630,8 @@ class GraphEmulator:
                     if a in self.tenant.apps
                     and (self.tenant.apps[a].id if field_name == "id" else self.tenant.apps[a].external_id) == value
                 ]
-            items = [self._installation_json(chat, a, expand) for a in apps]
-        return (
-            200,
-            {
-                "@odata.context": f"{self.base_url}/$metadata#chats('{chat_id}')/installedApps",
-                "@odata.count": len(items),
-                "value": items,
-            },
-            {},
-        )
+            items = [self._installation_json(place, a, expand) for a in apps]
+        return 200, {"@odata.context": f"{self.base_url}/$metadata#{context}", "@odata.count": len(items), "value": items}, {}
 
     def _upgrade(self, handler, chat_id: str, installation_id: str, body: bytes, record: Request):
         record.chat, lim = chat_id, self.limits
@@ -479,6 +643,37 @@ class GraphEmulator:
             WRITE_CHAT_APPS,
             [("installedApps.post", lim.bucket_rps), (f"chat:{chat_id}", lim.chat_rps)],
         )
+        request = self._upgrade_body(handler, body)
+        return self._apply_upgrade(handler, self._chat(chat_id), installation_id, request, CHAT_SCOPE)
+
+    def _upgrade_team(self, handler, team_id: str, installation_id: str, body: bytes, record: Request):
+        record.team, lim = team_id, self.limits
+        self._begin(
+            handler,
+            record,
+            "upgradeTeam",
+            "installedApps.post",
+            WRITE_TEAM_APPS,
+            [("installedApps.post", lim.bucket_rps), (f"team:{team_id}", lim.team_rps)],
+        )
+        request = self._upgrade_body(handler, body)
+        return self._apply_upgrade(handler, self._team(team_id), installation_id, request, TEAM_SCOPE)
+
+    def _upgrade_user(self, handler, user_id: str, installation_id: str, body: bytes, record: Request):
+        record.user = user_id
+        self._begin(
+            handler,
+            record,
+            "upgradeUser",
+            "installedApps.post",
+            WRITE_USER_APPS,
+            [("installedApps.post", self.limits.bucket_rps)],
+        )
+        request = self._upgrade_body(handler, body)
+        return self._apply_upgrade(handler, self._teams_user(user_id), installation_id, request, PERSONAL_SCOPE)
+
+    def _upgrade_body(self, handler, body: bytes) -> dict:
+        """The upgrade's JSON body; none at all is the same as {}."""
         if body and "application/json" not in handler.headers.get("Content-Type", ""):
             raise GraphFault(415, "UnsupportedMediaType", "Content-Type must be application/json.")
         try:
@@ -487,25 +682,23 @@ class GraphEmulator:
             raise GraphFault(400, "BadRequest", "Unable to read JSON request payload.") from None
         if not isinstance(request, dict):
             raise GraphFault(400, "BadRequest", "The request body must be an object.")
-        chat = self._chat(chat_id)
+        return request
+
+    def _apply_upgrade(self, handler, place: Installable, installation_id: str, request: dict, scope: InstallScope):
+        """Brings the installation to the newest published version, if Graph would let this request."""
         with self.tenant.lock:
-            app_id = next((a for a in chat.installed if chat.installation_id(a) == installation_id), None)
+            app_id = place.app_of(installation_id)
             if app_id is None:
-                raise GraphFault(404, "NotFound", f"Installation {installation_id} was not found in chat {chat_id}.")
+                raise GraphFault(404, "NotFound", f"Installation {installation_id} was not found in {scope.noun} {place.id}.")
             app = self.tenant.apps[app_id]
-            if app_id in chat.blocked:
-                raise GraphFault(403, "Forbidden", "App is blocked by app permission policy. ... AppType: Private")
+            if app_id in place.blocked:
+                raise GraphFault(403, "Forbidden", scope.blocked_message)
             target = app.newest_published()
             required = {(v.lower(), t.lower()) for v, t in target.permissions}
-            if required:
-                claims = self.authority.verify(handler.headers["Authorization"][7:], GRAPH_AUDIENCE) or {}
-                if not CONSENT_CHAT_APPS & set(claims.get("roles", [])):
-                    raise GraphFault(
-                        403,
-                        "Forbidden",
-                        "Installing an app that requires resource-specific consent needs "
-                        "TeamsAppInstallation.ReadWriteAndConsentForChat.All.",
-                    )
+            if required and scope.consent_role not in self._roles(handler):
+                raise GraphFault(
+                    403, "Forbidden", f"Installing an app that requires resource-specific consent needs {scope.consent_role}."
+                )
             consent = (request.get("consentedPermissionSet") or {}).get("resourceSpecificPermissions") or []
             given = {
                 (str(p.get("permissionValue", "")).lower(), str(p.get("permissionType", "")).lower())
@@ -519,10 +712,12 @@ class GraphEmulator:
                     "ResourceSpecificPermissionsMismatch: the consented permission set does not "
                     "match the resource-specific permissions of the app definition.",
                 )
-            chat.installed[app_id] = target.version
-            self.upgrades[chat_id] = self.upgrades.get(chat_id, 0) + 1
+            place.installed[app_id] = target.version
+            self.upgrades[place.id] = self.upgrades.get(place.id, 0) + 1
         if self.on_upgrade:
-            self.on_upgrade(chat_id)
+            self.on_upgrade(place.id)
+        for listener in list(self.upgrade_listeners):
+            listener(scope.name, app_id, installation_id)
         return 204, None, {}
 
     def _catalog(self, query: dict):

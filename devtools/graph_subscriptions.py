@@ -1,14 +1,20 @@
-"""Graph emulator extension: catalog publishing and review, chat installs and uninstalls, change
-notification subscriptions with the validation handshake, and notification delivery.
+"""Graph emulator extension: catalog publishing and review, installs and uninstalls in chats, teams
+and users' personal scope, change notification subscriptions with the validation handshake, and
+notification delivery.
 
   POST   /appCatalogs/teamsApps/{id}/appDefinitions[?requiresReview=true]   (application/zip with manifest.json)
   PATCH  /appCatalogs/teamsApps/{id}/appDefinitions/{definitionId}           {"publishingState": "published"}
   POST   /chats/{id}/installedApps                                           {"teamsApp@odata.bind": ".../teamsApps/{id}"}
   DELETE /chats/{id}/installedApps/{installationId}
+  POST   /teams/{id}/installedApps, DELETE /teams/{id}/installedApps/{installationId}
+  POST   /users/{id}/teamwork/installedApps, DELETE /users/{id}/teamwork/installedApps/{installationId}
   POST   /subscriptions, GET/PATCH/DELETE /subscriptions/{id}, POST /subscriptions/{id}/reauthorize
 
+Subscriptions are to /appCatalogs/teamsApps/{id}/installations, filtered to any of the scopes
+(scopeInfo/scope eq 'groupChat' | 'team' | 'personal', joined with " or ") or to none (all scopes).
 Deliveries follow the documented webhook contract: basic notifications (no resource data) with
-clientState, retried when the endpoint does not answer 2xx within 3 seconds.
+clientState, retried when the endpoint does not answer 2xx within 3 seconds. Installs and uninstalls
+notify in every scope; upgrades only in teams and personal scope (Graph does not deliver them for chats).
 """
 
 from __future__ import annotations
@@ -25,9 +31,18 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from devtools.graph_emulator import GraphEmulator, GraphFault
+from devtools.graph_emulator import (
+    CHAT_SCOPE,
+    PERSONAL_SCOPE,
+    TEAM_SCOPE,
+    WRITE_TEAM_APPS,
+    WRITE_USER_APPS,
+    GraphEmulator,
+    GraphFault,
+    InstallScope,
+)
 from devtools.identity import TENANT_ID
-from devtools.tenant import Definition
+from devtools.tenant import Definition, Installable
 
 MAX_LIFETIME = timedelta(minutes=4320)
 PUBLISHERS = {"AppCatalog.Submit", "AppCatalog.ReadWrite.All", "Directory.ReadWrite.All"}
@@ -38,7 +53,43 @@ SUBSCRIBERS = {
     "TeamsAppInstallation.ReadWriteAndConsentForChat.All",
     "TeamsAppInstallation.Read.All",
 }
-RESOURCE = re.compile(r"^/?appCatalogs/teamsApps/([^/?]+)/installations(\?\$filter=\(scopeInfo/scope eq 'groupChat'\))?$")
+TEAM_SUBSCRIBERS = {
+    "TeamsAppInstallation.ReadForTeam.All",
+    "TeamsAppInstallation.ReadWriteSelfForTeam.All",
+    "TeamsAppInstallation.ReadWriteForTeam.All",
+    "TeamsAppInstallation.ReadWriteAndConsentSelfForTeam.All",
+    "TeamsAppInstallation.ReadWriteAndConsentForTeam.All",
+    "TeamsAppInstallation.Read.All",
+}
+PERSONAL_SUBSCRIBERS = {
+    "TeamsAppInstallation.ReadForUser.All",
+    "TeamsAppInstallation.ReadWriteSelfForUser.All",
+    "TeamsAppInstallation.ReadWriteForUser.All",
+    "TeamsAppInstallation.ReadWriteAndConsentSelfForUser.All",
+    "TeamsAppInstallation.ReadWriteAndConsentForUser.All",
+    "TeamsAppInstallation.Read.All",
+}
+SCOPE_SUBSCRIBERS = {"groupChat": SUBSCRIBERS, "team": TEAM_SUBSCRIBERS, "personal": PERSONAL_SUBSCRIBERS}
+ALL_SCOPES_SUBSCRIBERS = {"TeamsAppInstallation.Read.All"}  # a subscription without a scope filter
+ANY_SUBSCRIBER = SUBSCRIBERS | TEAM_SUBSCRIBERS | PERSONAL_SUBSCRIBERS
+ALL_SCOPES = frozenset(SCOPE_SUBSCRIBERS)
+RESOURCE = re.compile(r"^/?appCatalogs/teamsApps/([^/?]+)/installations(?:\?\$filter=(.*))?$")
+SCOPE_TERM = re.compile(r"\(scopeInfo/scope eq '(groupChat|team|personal)'\)")
+
+
+def parse_resource(resource: str) -> tuple[str, set[str] | None] | None:
+    """(app id, the scopes the filter names or None for no filter) of an installations resource, or
+    None if it is not one."""
+    match = RESOURCE.match(resource)
+    if match is None:
+        return None
+    if match.group(2) is None:
+        return match.group(1), None
+    terms = [SCOPE_TERM.fullmatch(t) for t in re.split(r"\s+or\s+", match.group(2).strip())]
+    names = [t.group(1) for t in terms if t]
+    if len(names) != len(terms) or len(set(names)) != len(names):
+        return None
+    return match.group(1), set(names)
 
 
 @dataclass
@@ -52,6 +103,7 @@ class Subscription:
     client_state: str | None
     expires: datetime
     reauthorized: int = 0
+    scopes: set[str] = field(default_factory=lambda: set(ALL_SCOPES))  # groupChat, team, personal
 
 
 @dataclass
@@ -86,7 +138,11 @@ class Subscriptions:
             ("POST", r"appCatalogs/teamsApps/([^/]+)/appDefinitions", self._publish),
             ("PATCH", r"appCatalogs/teamsApps/([^/]+)/appDefinitions/([^/]+)", self._review),
             ("POST", r"chats/([^/]+)/installedApps", self._install),
-            ("DELETE", r"chats/([^/]+)/installedApps/([^/]+)", self._uninstall),
+            ("DELETE", r"chats/([^/]+)/installedApps/(.+)", self._uninstall),  # an installation id may hold "/"
+            ("POST", r"teams/([^/]+)/installedApps", self._install_team),
+            ("DELETE", r"teams/([^/]+)/installedApps/(.+)", self._uninstall_team),
+            ("POST", r"users/([^/]+)/teamwork/installedApps", self._install_user),
+            ("DELETE", r"users/([^/]+)/teamwork/installedApps/(.+)", self._uninstall_user),
             ("POST", r"subscriptions", self._create),
             ("GET", r"subscriptions/([^/]+)", self._get),
             ("PATCH", r"subscriptions/([^/]+)", self._renew),
@@ -96,6 +152,7 @@ class Subscriptions:
         for method, pattern, route in routes:
             regex = re.compile(f"^{pattern}$")
             emulator.extra_routes.append((method, lambda path, r=regex: r.match("/".join(path)), route))
+        emulator.upgrade_listeners.append(self._upgraded)
 
     # ---- catalog --------------------------------------------------------------------------------
 
@@ -145,30 +202,62 @@ class Subscriptions:
     def _install(self, handler, match, query, body, record):
         record.kind, record.bucket, record.chat = "install", "installedApps.post", match.group(1)
         self.emulator._authorize(handler, INSTALLERS)
-        chat = self.emulator._chat(match.group(1))
+        return self._install_into(self.emulator._chat(match.group(1)), body, CHAT_SCOPE, check_blocked=False)
+
+    def _install_team(self, handler, match, query, body, record):
+        record.kind, record.bucket, record.team = "installTeam", "installedApps.post", match.group(1)
+        self.emulator._authorize(handler, WRITE_TEAM_APPS)
+        return self._install_into(self.emulator._team(match.group(1)), body, TEAM_SCOPE)
+
+    def _install_user(self, handler, match, query, body, record):
+        record.kind, record.bucket, record.user = "installUser", "installedApps.post", match.group(1)
+        self.emulator._authorize(handler, WRITE_USER_APPS)
+        return self._install_into(self.emulator._teams_user(match.group(1)), body, PERSONAL_SCOPE)
+
+    def _uninstall(self, handler, match, query, body, record):
+        record.kind, record.bucket, record.chat = "uninstall", "installedApps.delete", match.group(1)
+        self.emulator._authorize(handler, INSTALLERS)
+        return self._uninstall_from(self.emulator._chat(match.group(1)), match.group(2), CHAT_SCOPE)
+
+    def _uninstall_team(self, handler, match, query, body, record):
+        record.kind, record.bucket, record.team = "uninstallTeam", "installedApps.delete", match.group(1)
+        self.emulator._authorize(handler, WRITE_TEAM_APPS)
+        return self._uninstall_from(self.emulator._team(match.group(1)), match.group(2), TEAM_SCOPE)
+
+    def _uninstall_user(self, handler, match, query, body, record):
+        record.kind, record.bucket, record.user = "uninstallUser", "installedApps.delete", match.group(1)
+        self.emulator._authorize(handler, WRITE_USER_APPS)
+        return self._uninstall_from(self.emulator._teams_user(match.group(1)), match.group(2), PERSONAL_SCOPE)
+
+    def _install_into(self, place: Installable, body: bytes, scope: InstallScope, *, check_blocked: bool = True):
         bind = json.loads(body or b"{}").get("teamsApp@odata.bind", "")
         app = self.tenant.apps.get(bind.rstrip("/").rpartition("/")[2].strip("'()"))
         if app is None or app.newest_published() is None:
             raise GraphFault(400, "BadRequest", "teamsApp@odata.bind must name a published catalog app.")
         with self.tenant.lock:
-            if app.id in chat.installed:
-                raise GraphFault(409, "Conflict", "The app is already installed in this chat.")
-            chat.installed[app.id] = app.newest_published().version
-        self.notify(app.id, chat.installation_id(app.id), "created")
-        return 201, {"id": chat.installation_id(app.id)}, {}
+            if check_blocked and app.id in place.blocked:
+                raise GraphFault(403, "Forbidden", scope.blocked_message)
+            if app.id in place.installed:
+                where = "for this user" if scope is PERSONAL_SCOPE else f"in this {scope.noun}"
+                raise GraphFault(409, "Conflict", f"The app is already installed {where}.")
+            place.installed[app.id] = app.newest_published().version
+        self.notify(app.id, place.installation_id(app.id), "created", scope.name)
+        return 201, {"id": place.installation_id(app.id)}, {}
 
-    def _uninstall(self, handler, match, query, body, record):
-        record.kind, record.bucket, record.chat = "uninstall", "installedApps.delete", match.group(1)
-        self.emulator._authorize(handler, INSTALLERS)
-        chat = self.emulator._chat(match.group(1))
+    def _uninstall_from(self, place: Installable, installation_id: str, scope: InstallScope):
         with self.tenant.lock:
-            app_id = next((a for a in chat.installed if chat.installation_id(a) == match.group(2)), None)
+            app_id = place.app_of(installation_id)
             if app_id is None:
                 raise GraphFault(404, "NotFound", "No such installation.")
-            installation_id = chat.installation_id(app_id)
-            del chat.installed[app_id]
-        self.notify(app_id, installation_id, "deleted")
+            installation_id = place.installation_id(app_id)
+            del place.installed[app_id]
+        self.notify(app_id, installation_id, "deleted", scope.name)
         return 204, None, {}
+
+    def _upgraded(self, scope: str, app_id: str, installation_id: str) -> None:
+        # Graph's known issue: upgrade events in chats are not delivered ("no workaround"); elsewhere they are
+        if scope != CHAT_SCOPE.name:
+            self.notify(app_id, installation_id, "updated", scope)
 
     # ---- subscriptions --------------------------------------------------------------------------
 
@@ -192,11 +281,12 @@ class Subscriptions:
 
     def _create(self, handler, match, query, body, record):
         record.kind, record.bucket = "createSubscription", "subscriptions"
-        self.emulator._authorize(handler, SUBSCRIBERS)
+        self.emulator._authorize(handler, ANY_SUBSCRIBER)
         request = json.loads(body or b"{}")
-        resource = RESOURCE.match(request.get("resource", ""))
-        if resource is None or resource.group(1) not in self.tenant.apps:
+        resource = parse_resource(str(request.get("resource", "")))
+        if resource is None or resource[0] not in self.tenant.apps:
             raise GraphFault(400, "InvalidRequest", f"Resource '{request.get('resource')}' is not supported.")
+        self._require_scope_roles(handler, resource[1])
         changes = set(str(request.get("changeType", "")).split(","))
         if not changes or not changes <= {"created", "updated", "deleted"}:
             raise GraphFault(400, "InvalidRequest", "changeType must be created, updated and/or deleted.")
@@ -227,13 +317,14 @@ class Subscriptions:
             )
         subscription = Subscription(
             str(uuid.uuid4()),
-            resource.group(1),
+            resource[0],
             request["resource"],
             changes,
             urls[0],
             request.get("lifecycleNotificationUrl"),
             request.get("clientState"),
             expires,
+            scopes=set(resource[1] or ALL_SCOPES),
         )
         self.subscriptions[subscription.id] = subscription
         return 201, self._json(subscription), {}
@@ -250,21 +341,34 @@ class Subscriptions:
             "applicationId": self.emulator.authority.client_id,
         }
 
-    def _find(self, subscription_id: str) -> Subscription:
+    def _require_scope_roles(self, handler, scopes: set[str] | None) -> None:
+        """At least one read permission for each scope the resource filters on (Read.All for no filter)."""
+        roles = self.emulator._roles(handler)
+        for needed in [ALL_SCOPES_SUBSCRIBERS] if scopes is None else [SCOPE_SUBSCRIBERS[s] for s in sorted(scopes)]:
+            if not needed & roles:
+                raise GraphFault(
+                    403,
+                    "Forbidden",
+                    f"Missing role permissions on the request. API requires one of '{', '.join(sorted(needed))}'.",
+                )
+
+    def _find(self, handler, subscription_id: str) -> Subscription:
+        """A live subscription the token may manage."""
+        self.emulator._authorize(handler, ANY_SUBSCRIBER)
         subscription = self.subscriptions.get(subscription_id)
         if subscription is None or subscription.expires < datetime.now(UTC):
             raise GraphFault(404, "ResourceNotFound", f"The object was not found: subscription {subscription_id}.")
+        parsed = parse_resource(subscription.resource)
+        self._require_scope_roles(handler, parsed[1] if parsed else None)
         return subscription
 
     def _get(self, handler, match, query, body, record):
         record.kind, record.bucket = "getSubscription", "subscriptions"
-        self.emulator._authorize(handler, SUBSCRIBERS)
-        return 200, self._json(self._find(match.group(1))), {}
+        return 200, self._json(self._find(handler, match.group(1))), {}
 
     def _renew(self, handler, match, query, body, record):
         record.kind, record.bucket = "renewSubscription", "subscriptions"
-        self.emulator._authorize(handler, SUBSCRIBERS)
-        subscription = self._find(match.group(1))
+        subscription = self._find(handler, match.group(1))
         expires = _parse_time(json.loads(body or b"{}").get("expirationDateTime", ""))
         if expires - datetime.now(UTC) > MAX_LIFETIME:
             raise GraphFault(400, "InvalidRequest", "Subscription expiration can only be 4320 minutes in the future.")
@@ -273,25 +377,25 @@ class Subscriptions:
 
     def _delete(self, handler, match, query, body, record):
         record.kind, record.bucket = "deleteSubscription", "subscriptions"
-        self.emulator._authorize(handler, SUBSCRIBERS)
-        self.subscriptions.pop(self._find(match.group(1)).id)
+        self.subscriptions.pop(self._find(handler, match.group(1)).id)
         return 204, None, {}
 
     def _reauthorize(self, handler, match, query, body, record):
         record.kind, record.bucket = "reauthorizeSubscription", "subscriptions"
-        self.emulator._authorize(handler, SUBSCRIBERS)
-        self._find(match.group(1)).reauthorized += 1
+        self._find(handler, match.group(1)).reauthorized += 1
         return 204, None, {}
 
     # ---- deliveries -----------------------------------------------------------------------------
 
-    def notify(self, app_id: str, installation_id: str, change: str) -> list[Delivery]:
-        """Sends a basic change notification to every live subscription on the app's installations."""
+    def notify(self, app_id: str, installation_id: str, change: str, scope: str = "groupChat") -> list[Delivery]:
+        """Sends a basic change notification to every live subscription on the app's installations in
+        `scope` (groupChat, team or personal) that asked for `change`. Like Graph's v1.0 basic
+        notifications it does not say which scope."""
         now = datetime.now(UTC)
         resource = f"appCatalogs/teamsApps('{app_id}')/installations('{installation_id}')"
         deliveries = []
         for s in list(self.subscriptions.values()):
-            if s.app_id != app_id or change not in s.change_types or s.expires < now:
+            if s.app_id != app_id or scope not in s.scopes or change not in s.change_types or s.expires < now:
                 continue
             item = {
                 "subscriptionId": s.id,

@@ -26,6 +26,9 @@ DEFAULT_ROLES = (
     "User.Read.All",
     "GroupMember.Read.All",
     "AppCatalog.Read.All",
+    "TeamsAppInstallation.ReadWriteForTeam.All",
+    "TeamsAppInstallation.ReadWriteForUser.All",
+    "Team.ReadBasic.All",
 )
 
 

@@ -4,7 +4,7 @@ emulator seeded with a demo tenant, and the local Functions host.
   python -m devtools.stack run    # leave it up for curl / teams-upgrader; Ctrl-C stops everything
   python -m devtools.stack demo   # publish the new version, watch the run, print the summary, stop
 
-Options: --users, --chats, --latency (seconds per Graph request), --rps (GRAPH_MAX_RPS and the
+Options: --users, --chats, --teams, --latency (seconds per Graph request), --rps (GRAPH_MAX_RPS and the
 emulator's limit is Graph's 30), --workers (queue worker processes), --port, --seed.
 """
 
@@ -36,6 +36,7 @@ class Stack:
         *,
         users: int = 300,
         chats: int = 600,
+        teams: int = 40,
         latency: float = 0.05,
         rps: float = 25,
         workers: int = 2,
@@ -45,7 +46,7 @@ class Stack:
         function_key: str | None = None,
         worker_log: str | None = None,
     ) -> None:
-        self.tenant, self.app = demo_tenant(users=users, chats=chats, seed=seed)
+        self.tenant, self.app = demo_tenant(users=users, chats=chats, teams=teams, seed=seed)
         self.options = {"latency": latency, "rps": rps, "workers": workers, "port": port, "graph_limit": graph_limit}
         self.function_key = function_key
         self.worker_log = worker_log
@@ -66,6 +67,7 @@ class Stack:
                 "AzureWebJobsStorage": self.azurite.connection_string,
                 "GRAPH_BASE_URL": self.graph.base_url,
                 "GRAPH_MAX_RPS": str(o["rps"]),
+                "UPGRADE_SCOPES": "chat,team,personal",
             }
         )
         os.environ.setdefault("CATALOG_WATCH_SCHEDULE", "0 */5 * * * *")
@@ -90,18 +92,30 @@ class Stack:
                 part.stop()
 
     def describe(self) -> str:
-        chats = self.tenant.chats.values()
-        kinds = Counter(c.chat_type for c in chats)
-        with_app = [c for c in chats if self.app.id in c.installed]
-        outdated = self.tenant.outdated_chats(self.app.id)
-        blocked = [c for c in outdated if self.app.id in c.blocked]
+        tenant, app_id = self.tenant, self.app.id
+        kinds = Counter(c.chat_type for c in tenant.chats.values())
         newest = self.app.newest_published().version
-        return (
-            f"Emulated tenant: {len(self.tenant.users)} users, {len(kinds and chats)} chats "
-            f"({kinds['oneOnOne']} one-on-one, {kinds['group']} group, {kinds['meeting']} meeting)\n"
-            f"App '{self.app.display_name}' (teamsAppId {self.app.id}) is installed in {len(with_app)} chats; "
-            f"{len(outdated)} run an older version than {newest}, {len(blocked)} of them block the app by policy."
-        )
+        lines = [
+            f"Emulated tenant: {len(tenant.users)} users, {len(tenant.chats)} chats "
+            f"({kinds['oneOnOne']} one-on-one, {kinds['group']} group, {kinds['meeting']} meeting), {len(tenant.teams)} teams",
+            f"App '{self.app.display_name}' (teamsAppId {app_id}), newest version {newest}:",
+        ]
+        for noun, places, outdated in (
+            ("chats", tenant.chats.values(), tenant.outdated_chats(app_id)),
+            ("teams", tenant.teams.values(), tenant.outdated_teams(app_id)),
+            ("users (personal scope)", tenant.users.values(), tenant.outdated_users(app_id)),
+        ):
+            installed = sum(1 for p in places if app_id in p.installed)
+            blocked = sum(1 for p in outdated if app_id in p.blocked or getattr(p, "archived", False))
+            lines.append(f"  installed in {installed} {noun}; {len(outdated)} outdated, {blocked} of them blocked or archived")
+        return "\n".join(lines)
+
+    def left_behind(self) -> tuple[list, list]:
+        """Outdated installations after a run: those Graph refuses (blocked, archived), and the rest."""
+        app_id = self.app.id
+        places = [*self.tenant.outdated_chats(app_id), *self.tenant.outdated_teams(app_id), *self.tenant.outdated_users(app_id)]
+        refused = [p for p in places if app_id in p.blocked or getattr(p, "archived", False)]
+        return refused, [p for p in places if p not in refused]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -109,6 +123,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("mode", choices=["run", "demo"])
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--chats", type=int, default=600)
+    parser.add_argument("--teams", type=int, default=40)
     parser.add_argument("--latency", type=float, default=0.05, help="emulated Graph latency per request, seconds")
     parser.add_argument("--rps", type=float, default=25, help="GRAPH_MAX_RPS")
     parser.add_argument("--workers", type=int, default=2, help="queue worker processes")
@@ -124,14 +139,13 @@ def demo(stack: Stack) -> int:
     print(stack.describe(), flush=True)
     print(f"\n$ teams-upgrader publish --app-id {stack.app.id} --watch --url {stack.host.base_url}\n", flush=True)
     code = cli(["publish", "--app-id", stack.app.id, "--watch", "--url", stack.host.base_url, "--interval", "0.5"])
-    left = stack.tenant.outdated_chats(stack.app.id)
-    unexpected = [c.id for c in left if stack.app.id not in c.blocked]
+    refused, unexpected = stack.left_behind()
     if unexpected or code == 2:
-        print(f"\nDemo FAILED: {len(unexpected)} outdated chats were not upgraded.", flush=True)
+        print(f"\nDemo FAILED: {len(unexpected)} outdated installations were not upgraded.", flush=True)
         return 1
     print(
-        f"\nDemo OK: every outdated chat is on {stack.app.newest_published().version} except the {len(left)} "
-        "where a policy blocks the app, reported above with Graph's reason.",
+        f"\nDemo OK: every outdated chat, team and user is on {stack.app.newest_published().version} except the "
+        f"{len(refused)} where a policy blocks the app or the team is archived, reported above with Graph's reason.",
         flush=True,
     )
     return 0
@@ -151,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(
         users=args.users,
         chats=args.chats,
+        teams=args.teams,
         latency=args.latency,
         rps=args.rps,
         workers=args.workers,

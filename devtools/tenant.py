@@ -1,9 +1,10 @@
-"""The emulated tenant: users, groups, chats, the org app catalog and chat installations.
+"""The emulated tenant: users, groups, chats, teams, the org app catalog and the app's installations
+in chats, teams and users' personal scope.
 
-Ids follow Graph's documented formats: user and app ids are GUIDs; group chats are
+Ids follow Graph's documented formats: user, team and app ids are GUIDs; group chats are
 `19:<32 hex>@thread.v2`, meeting chats `19:meeting_<base64>@thread.v2`, one-on-one chats
-`19:<user>_<user>@unq.gbl.spaces`; an installation id is base64("{chatId}##{teamsAppId}") and a
-definition id base64("{teamsAppId}##{version}##{State}").
+`19:<user>_<user>@unq.gbl.spaces`; an installation id is base64("{chatId|teamId|userId}##{teamsAppId}")
+and a definition id base64("{teamsAppId}##{version}##{State}").
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-from shared.versions import version_key
+from shared.domain.versions import version_key
 
 
 def b64(text: str) -> str:
@@ -46,26 +47,56 @@ class CatalogApp:
         return max(published, key=lambda d: version_key(d.version)) if published else None
 
 
+class Installable:
+    """What a chat, a team and a user (personal scope) have in common: apps installed in them."""
+
+    id: str
+    installed: dict[str, str]  # app id -> installed version
+    blocked: set[str]  # app ids blocked by policy here
+    installation_ids: dict[str, str]  # app id -> an id other than the usual form
+
+    def installation_id(self, app_id: str) -> str:
+        return self.installation_ids.get(app_id) or b64(f"{self.id}##{app_id}")
+
+    def app_of(self, installation_id: str) -> str | None:
+        """The id of the app installed here under `installation_id`, if any."""
+        return next((a for a in self.installed if self.installation_id(a) == installation_id), None)
+
+
 @dataclass
-class User:
+class User(Installable):
     id: str
     display_name: str
     upn: str
     chats_error: tuple[int, str, str] | None = None  # what List chats answers for this user, if not 200
+    installed: dict[str, str] = field(default_factory=dict)  # personal scope: app id -> installed version
+    blocked: set[str] = field(default_factory=set)  # app ids an app permission policy blocks for this user
+    teams_enabled: bool = True  # False: no Teams for this user, the teamwork endpoints answer 404
+    installation_ids: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
-class Chat:
+class Chat(Installable):
     id: str
     chat_type: str  # oneOnOne | group | meeting
     members: list[str]
     topic: str | None = None
-    installed: dict[str, str] = field(default_factory=dict)  # app id -> installed version
-    blocked: set[str] = field(default_factory=set)  # app ids blocked by policy in this chat
-    installation_ids: dict[str, str] = field(default_factory=dict)  # app id -> an id other than the usual form
+    installed: dict[str, str] = field(default_factory=dict)
+    blocked: set[str] = field(default_factory=set)
+    installation_ids: dict[str, str] = field(default_factory=dict)
 
-    def installation_id(self, app_id: str) -> str:
-        return self.installation_ids.get(app_id) or b64(f"{self.id}##{app_id}")
+
+@dataclass
+class Team(Installable):
+    id: str
+    display_name: str
+    members: list[str]  # user ids, direct members
+    description: str | None = None
+    visibility: str = "private"
+    installed: dict[str, str] = field(default_factory=dict)
+    blocked: set[str] = field(default_factory=set)  # app ids the tenant admin blocks in this team
+    archived: bool = False
+    installation_ids: dict[str, str] = field(default_factory=dict)
 
 
 class Tenant:
@@ -75,6 +106,7 @@ class Tenant:
         self.users: dict[str, User] = {}
         self.groups: dict[str, list[str]] = {}  # group id -> member ids (users or groups)
         self.chats: dict[str, Chat] = {}
+        self.teams: dict[str, Team] = {}
         self.apps: dict[str, CatalogApp] = {}
 
     # ---- building ---------------------------------------------------------------------------------
@@ -131,6 +163,26 @@ class Tenant:
         self.chats[chat.id] = chat
         return chat
 
+    def add_team(
+        self,
+        members: list[str],
+        *,
+        installed: dict[str, str] | None = None,
+        archived: bool = False,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> Team:
+        team = Team(
+            self._guid(),
+            name or f"Team {len(self.teams) + 1}",
+            list(members),
+            description=description,
+            installed=dict(installed or {}),
+            archived=archived,
+        )
+        self.teams[team.id] = team
+        return team
+
     # ---- queries ----------------------------------------------------------------------------------
 
     def transitive_users(self, group_id: str) -> list[str]:
@@ -151,18 +203,33 @@ class Tenant:
     def chats_of(self, user_id: str) -> list[Chat]:
         return [c for c in self.chats.values() if user_id in c.members]
 
+    def joined_teams(self, user_id: str) -> list[Team]:
+        return [t for t in self.teams.values() if user_id in t.members]
+
     def outdated_chats(self, app_id: str) -> list[Chat]:
+        return self._outdated(list(self.chats.values()), app_id)
+
+    def outdated_teams(self, app_id: str) -> list[Team]:
+        return self._outdated(list(self.teams.values()), app_id)
+
+    def outdated_users(self, app_id: str) -> list[User]:
+        return self._outdated(list(self.users.values()), app_id)
+
+    def _outdated(self, places: list, app_id: str) -> list:
         newest = self.apps[app_id].newest_published()
-        return [
-            c
-            for c in self.chats.values()
-            if app_id in c.installed and version_key(c.installed[app_id]) < version_key(newest.version)
-        ]
+        return [p for p in places if app_id in p.installed and version_key(p.installed[app_id]) < version_key(newest.version)]
 
 
-def demo_tenant(*, users: int = 300, chats: int = 600, seed: int = 7, blocked: int = 5) -> tuple[Tenant, CatalogApp]:
-    """A realistic organisation: an org app installed in most chats at an old version, a newer
-    version published, a few chats where a policy blocks the app."""
+DEPARTMENTS = ("Finance", "Sales", "Marketing", "Engineering", "HR", "Legal", "Support", "Operations", "Procurement", "IT")
+FOCUS = ("", " EMEA", " Americas", " APAC", " Leadership", " Onboarding", " Projects", " Social")
+
+
+def demo_tenant(
+    *, users: int = 300, chats: int = 600, seed: int = 7, blocked: int = 5, teams: int = 40
+) -> tuple[Tenant, CatalogApp]:
+    """A realistic organisation: an org app installed in most chats, teams and users' personal scope
+    at an old version, a newer version published, a few chats where a policy blocks the app, a team
+    that blocks it, an archived team, two users whose policy blocks it and three users without Teams."""
     tenant = Tenant(seed)
     rand = tenant.rand
     people = [tenant.add_user().id for _ in range(users)]
@@ -182,4 +249,49 @@ def demo_tenant(*, users: int = 300, chats: int = 600, seed: int = 7, blocked: i
     candidates = [c for c in tenant.chats.values() if app.id in c.installed and c.installed[app.id] != "1.4.0"]
     for chat in rand.sample(candidates, min(blocked, len(candidates))):
         chat.blocked.add(app.id)
+    # everything below draws from `rand` after the chats, so the chats are the same as without it
+    _demo_personal(tenant, app.id, people, old_versions)
+    with_teams = [u for u in people if tenant.users[u].teams_enabled]
+    _demo_teams(tenant, app.id, with_teams, teams, old_versions)
     return tenant, app
+
+
+def _demo_personal(tenant: Tenant, app_id: str, people: list[str], old_versions: list[str]) -> None:
+    rand = tenant.rand
+    chats_per_user = {u: 0 for u in people}
+    for chat in tenant.chats.values():
+        for member in chat.members:
+            chats_per_user[member] += 1
+    # the people without a Teams licence are those who hardly chat
+    for user_id in sorted(people, key=lambda u: chats_per_user[u])[: min(3, len(people))]:
+        tenant.users[user_id].teams_enabled = False
+    for user_id in people:
+        user = tenant.users[user_id]
+        roll = rand.random()
+        if user.teams_enabled and roll < 0.75:
+            user.installed[app_id] = rand.choice(old_versions)
+        elif user.teams_enabled and roll < 0.85:
+            user.installed[app_id] = "1.4.0"
+    outdated = tenant.outdated_users(app_id)
+    for user in rand.sample(outdated, min(2, len(outdated))):
+        user.blocked.add(app_id)
+
+
+def _demo_teams(tenant: Tenant, app_id: str, people: list[str], count: int, old_versions: list[str]) -> None:
+    rand = tenant.rand
+    names = [d + f for f in FOCUS for d in DEPARTMENTS]
+    for index in range(count):
+        name = names[index] if index < len(names) else f"{rand.choice(DEPARTMENTS)} Team {index + 1}"
+        members = rand.sample(people, min(len(people), rand.randint(4, 40)))
+        team = tenant.add_team(members, name=name, description=f"Everything {name.strip()} works on together.")
+        roll = rand.random()
+        if roll < 0.80:
+            team.installed[app_id] = rand.choice(old_versions)
+        elif roll < 0.90:
+            team.installed[app_id] = "1.4.0"
+    outdated = tenant.outdated_teams(app_id)
+    picked = rand.sample(outdated, min(2, len(outdated)))
+    if picked:
+        picked[0].archived = True
+    if len(picked) > 1:
+        picked[1].blocked.add(app_id)

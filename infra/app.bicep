@@ -6,6 +6,7 @@ param tags object
 param token string
 param principalId string
 param graphMaxRps string
+param upgradeScopes string
 param discoveryGroupId string
 param discoveryMode string
 param watchedAppIds string
@@ -283,7 +284,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       DISCOVERY_GROUP_ID: discoveryGroupId
       DISCOVERY_MODE: discoveryMode
       DISCOVERY_USERS_PER_STEP: '10'
-      UPGRADE_CHATS_PER_MESSAGE: '10'
+      UPGRADE_SCOPES: upgradeScopes
+      UPGRADE_TARGETS_PER_MESSAGE: '10'
       UPGRADE_MAX_ATTEMPTS: '8'
       GRAPH_INLINE_RETRY_SECONDS: '5'
       WATCHED_APP_IDS: watchedAppIds

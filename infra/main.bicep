@@ -18,6 +18,9 @@ param principalId string = ''
 @description('GRAPH_MAX_RPS: requests per second the whole app sends to one Graph throttling bucket (Graph allows about 30)')
 param graphMaxRps string = '25'
 
+@description('UPGRADE_SCOPES: where to upgrade the app, comma-separated: chat, team, personal (grant each scope\'s Graph permissions first)')
+param upgradeScopes string = 'chat'
+
 @description('DISCOVERY_GROUP_ID: discover only among this group\'s transitive members (empty: all users)')
 param discoveryGroupId string = ''
 
@@ -64,6 +67,7 @@ module app 'app.bicep' = {
     token: token
     principalId: principalId
     graphMaxRps: graphMaxRps
+    upgradeScopes: upgradeScopes
     discoveryGroupId: discoveryGroupId
     discoveryMode: discoveryMode
     watchedAppIds: watchedAppIds

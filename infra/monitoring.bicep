@@ -13,11 +13,11 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existin
 
 var queries = [
   { name: 'upgrader-runs', displayName: 'Upgrader: runs', query: loadTextContent('monitoring/queries/runs.kql') }
-  { name: 'upgrader-chat-outcomes', displayName: 'Upgrader: chat outcomes over time', query: loadTextContent('monitoring/queries/chat-outcomes.kql') }
+  { name: 'upgrader-target-outcomes', displayName: 'Upgrader: outcomes over time, by scope', query: loadTextContent('monitoring/queries/target-outcomes.kql') }
   { name: 'upgrader-failures', displayName: 'Upgrader: failures by Graph code', query: loadTextContent('monitoring/queries/failures-by-graph-code.kql') }
   { name: 'upgrader-throttling', displayName: 'Upgrader: throttling', query: loadTextContent('monitoring/queries/throttling.kql') }
   { name: 'upgrader-queue-depth', displayName: 'Upgrader: queue depth', query: loadTextContent('monitoring/queries/queue-depth.kql') }
-  { name: 'upgrader-chats-of-run', displayName: 'Upgrader: chats of one run', query: loadTextContent('monitoring/queries/chats-of-run.kql') }
+  { name: 'upgrader-targets-of-run', displayName: 'Upgrader: targets of one run', query: loadTextContent('monitoring/queries/targets-of-run.kql') }
   { name: 'upgrader-poisoned', displayName: 'Upgrader: poisoned messages', query: loadTextContent('monitoring/queries/poisoned.kql') }
 ]
 
@@ -60,14 +60,14 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(a
 
 var actions = empty(alertEmail) ? {} : { actionGroups: [actionGroup.id] }
 
-resource failedChatsAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
-  name: 'alert-upgrader-failed-chats-${token}'
+resource failedTargetsAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+  name: 'alert-upgrader-failed-targets-${token}'
   location: location
   tags: tags
   kind: 'LogAlert'
   properties: {
-    displayName: 'Teams App Upgrader: chats failed to upgrade'
-    description: 'Chats ended in outcome "failed" (Graph refused the upgrade, or retries were exhausted). See the workbook.'
+    displayName: 'Teams App Upgrader: installations failed to upgrade'
+    description: 'Chats, teams or users ended in outcome "failed" (Graph refused the upgrade, or retries were exhausted). See the workbook.'
     severity: 2
     enabled: true
     scopes: [workspace.id]
@@ -77,7 +77,7 @@ resource failedChatsAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-pre
     criteria: {
       allOf: [
         {
-          query: 'AppTraces | where tostring(Properties.event) == "chatOutcome" and tostring(Properties.outcome) == "failed"'
+          query: 'AppTraces | where tostring(Properties.event) == "targetOutcome" and tostring(Properties.outcome) == "failed"'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0
@@ -96,7 +96,7 @@ resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview'
   kind: 'LogAlert'
   properties: {
     displayName: 'Teams App Upgrader: messages reached a poison queue'
-    description: 'A queue message failed every attempt. Its chats were recorded as failed (retriesExhausted); check the logs.'
+    description: 'A queue message failed every attempt. Its targets were recorded as failed (retriesExhausted); check the logs.'
     severity: 1
     enabled: true
     scopes: [workspace.id]

@@ -5,17 +5,38 @@ Grants the Function App's managed identity the Microsoft Graph application permi
 .DESCRIPTION
 Idempotent: what is granted already is skipped. Uses Microsoft Graph PowerShell
 (Install-Module Microsoft.Graph.Applications) and signs in with the scopes needed to grant
-application permissions.
+application permissions. Same options and permissions as grant-graph-permissions.sh.
+
+Permissions granted (application permissions, least privilege per scope):
+  always             AppCatalog.Read.All                                  read the app catalog
+  chat               TeamsAppInstallation.ReadWriteForChat.All            list and upgrade installations in chats
+                       -Rsc: TeamsAppInstallation.ReadWriteAndConsentForChat.All instead
+                     Chat.ReadBasic.All                                   list a user's chats filtered by installed app
+                     User.Read.All                                        list users (the scan)
+  team               TeamsAppInstallation.ReadWriteForTeam.All            list and upgrade installations in teams
+                       -Rsc: TeamsAppInstallation.ReadWriteAndConsentForTeam.All instead
+                     Team.ReadBasic.All                                   GET /teams; GET /users/{id}/joinedTeams
+  personal           TeamsAppInstallation.ReadWriteForUser.All            list and upgrade users' personal installations
+                       -Rsc: TeamsAppInstallation.ReadWriteAndConsentForUser.All instead
+                     User.Read.All                                        list users (the scan)
+  -GroupDiscovery    GroupMember.Read.All                                 the group's transitive members
+The installation registry's subscription (/appCatalogs/teamsApps/{id}/installations, filtered by scope)
+needs one read permission per filtered scope; the installation permission of that scope above is one,
+so it needs nothing extra.
 
 .EXAMPLE
 ./scripts/grant-graph-permissions.ps1 -PrincipalId <object id> -WhatIf
-./scripts/grant-graph-permissions.ps1 -PrincipalId <object id> -Rsc -GroupDiscovery
+./scripts/grant-graph-permissions.ps1 -PrincipalId <object id> -Scopes chat,team,personal -Rsc -GroupDiscovery
 #>
 [CmdletBinding(SupportsShouldProcess = $true)]
 param(
     # The identity's service principal object id (azd output MANAGED_IDENTITY_PRINCIPAL_ID).
     [string] $PrincipalId = $env:MANAGED_IDENTITY_PRINCIPAL_ID,
-    # The app to upgrade has resource-specific permissions: ReadWriteAndConsentForChat.All instead of ReadWriteForChat.All.
+    # The scopes the app upgrades, as in the app setting UPGRADE_SCOPES: any of chat, team, personal
+    # (an array, or one comma-separated string). Default: chat.
+    [string[]] $Scopes = @('chat'),
+    # The app to upgrade has resource-specific permissions: the ReadWriteAndConsent variant instead of
+    # the ReadWrite one, in each chosen scope.
     [switch] $Rsc,
     # DISCOVERY_GROUP_ID is used: also GroupMember.Read.All.
     [switch] $GroupDiscovery,
@@ -29,9 +50,45 @@ if ($PrincipalId -notmatch '^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$
 }
 if ($DryRun) { $WhatIfPreference = $true }
 
-$permissions = @('Chat.ReadBasic.All', 'User.Read.All', 'AppCatalog.Read.All')
-$permissions += if ($Rsc) { 'TeamsAppInstallation.ReadWriteAndConsentForChat.All' } else { 'TeamsAppInstallation.ReadWriteForChat.All' }
+# The scopes, read as the app reads UPGRADE_SCOPES (trimmed, any case); duplicates are ignored.
+$valid = 'chat', 'team', 'personal'
+$items = @($Scopes | ForEach-Object { "$_" -split ',' } | ForEach-Object { $_.Trim() })
+if ((-join $items) -eq '') {
+    [Console]::Error.WriteLine('error: -Scopes is empty: give any of chat, team, personal, comma-separated')
+    exit 2
+}
+$chosen = @()
+foreach ($item in $items) {
+    if ($item -eq '') {
+        [Console]::Error.WriteLine("error: -Scopes: an empty scope in '$($Scopes -join ',')' (any of chat, team, personal, comma-separated)")
+        exit 2
+    }
+    if ($valid -notcontains $item) {
+        [Console]::Error.WriteLine("error: -Scopes: unknown scope '$item' in '$($Scopes -join ',')' (any of chat, team, personal, comma-separated)")
+        exit 2
+    }
+    $chosen += $item.ToLowerInvariant()
+}
+
+# User.Read.All comes with chat and personal only: both scan all users (GET /users) when DISCOVERY_GROUP_ID
+# is not set. They keep it with -GroupDiscovery too (as before), so that clearing DISCOVERY_GROUP_ID later
+# does not turn the scan into 403s. The team scope never needs it: teams are listed with GET /teams, and with
+# a group its members come from GroupMember.Read.All and their teams from joinedTeams (Team.ReadBasic.All).
+$permissions = @('AppCatalog.Read.All')
+if ($chosen -contains 'chat') {
+    $permissions += if ($Rsc) { 'TeamsAppInstallation.ReadWriteAndConsentForChat.All' } else { 'TeamsAppInstallation.ReadWriteForChat.All' }
+    $permissions += 'Chat.ReadBasic.All', 'User.Read.All'
+}
+if ($chosen -contains 'team') {
+    $permissions += if ($Rsc) { 'TeamsAppInstallation.ReadWriteAndConsentForTeam.All' } else { 'TeamsAppInstallation.ReadWriteForTeam.All' }
+    $permissions += 'Team.ReadBasic.All'
+}
+if ($chosen -contains 'personal') {
+    $permissions += if ($Rsc) { 'TeamsAppInstallation.ReadWriteAndConsentForUser.All' } else { 'TeamsAppInstallation.ReadWriteForUser.All' }
+    $permissions += 'User.Read.All'
+}
 if ($GroupDiscovery) { $permissions += 'GroupMember.Read.All' }
+$permissions = @($permissions | Select-Object -Unique)  # once each, in order
 
 Connect-MgGraph -Scopes 'Application.Read.All', 'AppRoleAssignment.ReadWrite.All' -NoWelcome
 $graph = Get-MgServicePrincipal -Filter "appId eq '00000003-0000-0000-c000-000000000000'"

@@ -4,14 +4,34 @@
 # grant application permissions (Privileged Role Administrator, or Application Administrator
 # with AppRoleAssignment.ReadWrite.All).
 #
-#   scripts/grant-graph-permissions.sh --principal-id <object id of the identity> [--rsc] [--group-discovery] [--dry-run]
+#   scripts/grant-graph-permissions.sh --principal-id <object id of the identity>
+#       [--scopes chat,team,personal] [--rsc] [--group-discovery] [--dry-run]
 #
 # --principal-id     the identity's service principal object id (azd output MANAGED_IDENTITY_PRINCIPAL_ID;
 #                    defaults to that environment variable)
-# --rsc              the app to upgrade has resource-specific permissions: grant
-#                    TeamsAppInstallation.ReadWriteAndConsentForChat.All instead of ...ReadWriteForChat.All
+# --scopes           the scopes the app upgrades, as in the app setting UPGRADE_SCOPES: comma-separated,
+#                    any of chat, team, personal (default: chat)
+# --rsc              the app to upgrade has resource-specific permissions: grant the ReadWriteAndConsent
+#                    variant instead of the ReadWrite one, in each chosen scope
 # --group-discovery  DISCOVERY_GROUP_ID is used: also grant GroupMember.Read.All
 # --dry-run          print what would be granted, change nothing
+#
+# Permissions granted (application permissions, least privilege per scope):
+#   always             AppCatalog.Read.All                                  read the app catalog
+#   chat               TeamsAppInstallation.ReadWriteForChat.All            list and upgrade installations in chats
+#                        --rsc: TeamsAppInstallation.ReadWriteAndConsentForChat.All instead
+#                      Chat.ReadBasic.All                                   list a user's chats filtered by installed app
+#                      User.Read.All                                        list users (the scan)
+#   team               TeamsAppInstallation.ReadWriteForTeam.All            list and upgrade installations in teams
+#                        --rsc: TeamsAppInstallation.ReadWriteAndConsentForTeam.All instead
+#                      Team.ReadBasic.All                                   GET /teams; GET /users/{id}/joinedTeams
+#   personal           TeamsAppInstallation.ReadWriteForUser.All            list and upgrade users' personal installations
+#                        --rsc: TeamsAppInstallation.ReadWriteAndConsentForUser.All instead
+#                      User.Read.All                                        list users (the scan)
+#   --group-discovery  GroupMember.Read.All                                 the group's transitive members
+# The installation registry's subscription (/appCatalogs/teamsApps/{id}/installations, filtered by scope)
+# needs one read permission per filtered scope; the installation permission of that scope above is one,
+# so it needs nothing extra.
 set -euo pipefail
 
 GRAPH_APP_ID="00000003-0000-0000-c000-000000000000"
@@ -19,14 +39,18 @@ principal="${MANAGED_IDENTITY_PRINCIPAL_ID:-}"
 rsc=false
 group=false
 dry_run=false
+scopes="chat"
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --principal-id) principal="${2:?--principal-id needs a value}"; shift 2 ;;
+    --scopes)
+      if [ $# -lt 2 ]; then echo "error: --scopes needs a value: any of chat, team, personal, comma-separated" >&2; exit 2; fi
+      scopes="$2"; shift 2 ;;
     --rsc) rsc=true; shift ;;
     --group-discovery) group=true; shift ;;
     --dry-run) dry_run=true; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -39,14 +63,53 @@ if ! [[ "$principal" =~ ^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$ ]];
   exit 2
 fi
 
-permissions=(Chat.ReadBasic.All User.Read.All AppCatalog.Read.All)
-if $rsc; then
-  permissions+=(TeamsAppInstallation.ReadWriteAndConsentForChat.All)
-else
-  permissions+=(TeamsAppInstallation.ReadWriteForChat.All)
+# The scopes, read as the app reads UPGRADE_SCOPES (trimmed, any case); duplicates are ignored.
+chat=false
+team=false
+personal=false
+if [ -z "${scopes//[[:space:]]/}" ]; then
+  echo "error: --scopes is empty: give any of chat, team, personal, comma-separated" >&2
+  exit 2
+fi
+# the added comma keeps a trailing empty item (refused below); -d '' reads past newlines (read then returns 1)
+IFS=',' read -r -d '' -a items < <(printf '%s,' "$scopes") || true
+for item in "${items[@]}"; do
+  trimmed="${item#"${item%%[![:space:]]*}"}"
+  trimmed="${trimmed%"${trimmed##*[![:space:]]}"}"
+  case "$(printf '%s' "$trimmed" | tr '[:upper:]' '[:lower:]')" in
+    chat) chat=true ;;
+    team) team=true ;;
+    personal) personal=true ;;
+    '') echo "error: --scopes: an empty scope in '$scopes' (any of chat, team, personal, comma-separated)" >&2; exit 2 ;;
+    *) echo "error: --scopes: unknown scope '$trimmed' in '$scopes' (any of chat, team, personal, comma-separated)" >&2; exit 2 ;;
+  esac
+done
+
+permissions=(AppCatalog.Read.All)
+add() {  # once each, in order
+  local p
+  for p in "${permissions[@]}"; do [ "$p" = "$1" ] && return 0; done
+  permissions+=("$1")
+}
+# User.Read.All comes with chat and personal only: both scan all users (GET /users) when DISCOVERY_GROUP_ID
+# is not set. They keep it with --group-discovery too (as before), so that clearing DISCOVERY_GROUP_ID later
+# does not turn the scan into 403s. The team scope never needs it: teams are listed with GET /teams, and with
+# a group its members come from GroupMember.Read.All and their teams from joinedTeams (Team.ReadBasic.All).
+if $chat; then
+  if $rsc; then add TeamsAppInstallation.ReadWriteAndConsentForChat.All; else add TeamsAppInstallation.ReadWriteForChat.All; fi
+  add Chat.ReadBasic.All
+  add User.Read.All
+fi
+if $team; then
+  if $rsc; then add TeamsAppInstallation.ReadWriteAndConsentForTeam.All; else add TeamsAppInstallation.ReadWriteForTeam.All; fi
+  add Team.ReadBasic.All
+fi
+if $personal; then
+  if $rsc; then add TeamsAppInstallation.ReadWriteAndConsentForUser.All; else add TeamsAppInstallation.ReadWriteForUser.All; fi
+  add User.Read.All
 fi
 if $group; then
-  permissions+=(GroupMember.Read.All)
+  add GroupMember.Read.All
 fi
 
 graph_sp=$(az ad sp show --id "$GRAPH_APP_ID" --query id -o tsv)

@@ -1,1 +1,2 @@
-"""Keeps a Teams app current in every chat: publish -> discover -> upgrade, with run status."""
+"""Keeps a Teams app current in every installation (chats, teams, users' personal scope):
+publish -> discover -> upgrade, with run status."""

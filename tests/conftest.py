@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -18,7 +20,7 @@ from devtools.funchost import LocalHost
 from devtools.graph_emulator import GraphEmulator, Limits
 from devtools.identity import IdentityEndpoint
 from devtools.tenant import Tenant
-from shared import services
+from shared import bootstrap
 
 FAST_RPS = 300  # functional tests: pacing out of the way; the per-chat limit still applies
 NEVER = "0 0 0 1 1 *"  # NCRONTAB: once a year
@@ -56,7 +58,10 @@ def emulator(tenant, identity):
 def app_env(monkeypatch, azurite, identity, emulator):
     """The Function App's settings, pointing at the local parts; storage starts empty."""
     for name in list(os.environ):
-        if name.startswith(("AzureWebJobsStorage", "AZURE_", "MSI_", "IDENTITY_", "IMDS_")) or name in ("DISCOVERY_GROUP_ID",):
+        if name.startswith(("AzureWebJobsStorage", "AZURE_", "MSI_", "IDENTITY_", "IMDS_")) or name in (
+            "DISCOVERY_GROUP_ID",
+            "UPGRADE_SCOPES",
+        ):
             monkeypatch.delenv(name, raising=False)
     for key, value in identity.env().items():
         monkeypatch.setenv(key, value)
@@ -67,9 +72,9 @@ def app_env(monkeypatch, azurite, identity, emulator):
     monkeypatch.setenv("SUBSCRIPTION_SCHEDULE", NEVER)
     monkeypatch.setenv("QUEUE_MONITOR_SCHEDULE", NEVER)
     azurite.clear()
-    services.reset()
+    bootstrap.reset()
     yield monkeypatch
-    services.reset()
+    bootstrap.reset()
 
 
 class Api:
@@ -127,6 +132,41 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0):
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
     return result
+
+
+def tight_limits(emulator: GraphEmulator, env, limit: int) -> None:
+    """Graph's limits, and GRAPH_MAX_RPS, at `limit` requests per second per bucket."""
+    emulator.limits = Limits(bucket_rps=limit, directory_rps=limit, retry_after=1)
+    emulator.throttle.limits = emulator.limits
+    env.setenv("GRAPH_MAX_RPS", str(limit))
+
+
+def run_killing_a_worker(emulator: GraphEmulator, start: Callable[[Api], str], dies_on: Callable[[str], bool]) -> dict:
+    """Runs on one worker process, which is killed (SIGKILL) while Graph holds the response to the
+    first upgrade of a resource `dies_on` accepts, after the upgrade was applied; another worker
+    takes over. Returns the final status."""
+    applied, release = threading.Event(), threading.Event()
+
+    def hold(resource_id: str) -> None:
+        if dies_on(resource_id) and not applied.is_set():
+            applied.set()
+            release.wait(30)  # the worker dies while waiting for this response
+
+    emulator.on_upgrade = hold
+    host = start_host(queue_workers=1, lease=2.0)
+    try:
+        api = Api(host.base_url)
+        run_id = start(api)
+        assert applied.wait(30), "no upgrade reached Graph"
+        victim = host.workers[0]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        host.workers.append(host.spawn_worker())
+        release.set()
+        return api.wait(run_id, timeout=60)
+    finally:
+        release.set()
+        host.stop()
 
 
 def start_host(**options) -> LocalHost:

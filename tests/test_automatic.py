@@ -15,11 +15,12 @@ import requests
 from azure.data.tables import TableServiceClient
 
 from devtools.funchost import LocalHost
+from devtools.graph_emulator import WRITE_TEAM_APPS, WRITE_USER_APPS
 from devtools.graph_subscriptions import INSTALLERS, PUBLISHERS, Subscriptions
-from shared import services
-from shared.graph import segment
-from shared.storage import RUNS_TABLE
-from shared.tracking import Subscription, utcnow
+from shared import bootstrap
+from shared.foundation.storage import RUNS_TABLE
+from shared.graph.client import segment
+from shared.stores.tracking import Subscription, utcnow
 from tests.builders import group_chats, org_app, people
 from tests.conftest import Api, start_host, unreachable_storage, wait_for
 
@@ -36,14 +37,15 @@ def auto(app_env, emulator, subs):
     """The local host with the automatic triggers configured for the apps a test watches."""
     started = []
 
-    def start(*app_ids: str, mode: str = "auto"):
+    def start(*app_ids: str, mode: str = "auto", scopes: str = "chat"):
         host = start_host()
         started.append(host)
         app_env.setenv("WATCHED_APP_IDS", ",".join(app_ids))
         app_env.setenv("DISCOVERY_MODE", mode)
+        app_env.setenv("UPGRADE_SCOPES", scopes)
         app_env.setenv("NOTIFICATION_URL", f"{host.base_url}/api/notifications?code=the-function-key")
         app_env.setenv("NOTIFICATION_CLIENT_STATE", CLIENT_STATE)
-        services.reset()
+        bootstrap.reset()
         return host, Api(host.base_url)
 
     yield start
@@ -55,7 +57,8 @@ class Admin:
     """A Teams admin (delegated token) publishing, approving and installing through Graph."""
 
     def __init__(self, emulator, identity) -> None:
-        token, _ = identity.authority.issue("https://graph.microsoft.com", roles=sorted(PUBLISHERS | INSTALLERS))
+        roles = PUBLISHERS | INSTALLERS | WRITE_TEAM_APPS | WRITE_USER_APPS
+        token, _ = identity.authority.issue("https://graph.microsoft.com", roles=sorted(roles))
         self.base = emulator.base_url
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
@@ -80,16 +83,16 @@ class Admin:
         )
         assert response.status_code == 200, response.text
 
-    def install(self, chat_id: str, app_id: str) -> str:
+    def install(self, chat_id: str, app_id: str, *, collection: str = "chats/{id}/installedApps") -> str:
         response = self.session.post(
-            f"{self.base}/chats/{segment(chat_id)}/installedApps",
+            f"{self.base}/{collection.format(id=segment(chat_id))}",
             json={"teamsApp@odata.bind": f"https://graph.microsoft.com/v1.0/appCatalogs/teamsApps/{app_id}"},
         )
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
-    def uninstall(self, chat_id: str, installation_id: str) -> None:
-        response = self.session.delete(f"{self.base}/chats/{segment(chat_id)}/installedApps/{segment(installation_id)}")
+    def uninstall(self, chat_id: str, installation_id: str, *, collection: str = "chats/{id}/installedApps") -> None:
+        response = self.session.delete(f"{self.base}/{collection.format(id=segment(chat_id))}/{segment(installation_id)}")
         assert response.status_code == 204, response.text
 
 
@@ -235,7 +238,7 @@ def test_installations_reach_the_registry_and_a_registry_run_lists_no_chats(auto
         assert delivery.done.wait(10)
         assert delivery.status == 202 and delivery.seconds < 3
     wait_for(lambda: app_state(api, app.id)["registry"]["events"] == 4)
-    assert app_state(api, app.id)["registry"]["chats"] == 2
+    assert app_state(api, app.id)["registry"]["installations"] == {"chat": 2, "team": 0, "personal": 0}
 
     for chat in chats[:2]:  # installed at 1.1.0 (the newest); put them back to an old version
         chat.installed[app.id] = "1.0.0"
@@ -302,7 +305,7 @@ def test_lifecycle_events_reauthorize_and_recreate(auto, subs, tenant, emulator)
     second = wait_for(lambda: next(iter(subs.subscriptions.values()), None))
     assert second.id != first.id
     state = wait_for(lambda: (s := app_state(api, app.id))["subscription"] and s["subscription"]["id"] == second.id and s)
-    assert state["registry"]["invalidatedAt"] is not None
+    assert state["registry"]["scopes"]["chat"]["invalidatedAt"] is not None
 
 
 def test_subscriptions_are_renewed_before_they_expire(auto, subs, tenant, emulator):
@@ -310,7 +313,7 @@ def test_subscriptions_are_renewed_before_they_expire(auto, subs, tenant, emulat
     host, _api = auto(app.id)
     host.fire("subscription_manager")
     [subscription] = subs.subscriptions.values()
-    tracking = services.get().tracking
+    tracking = bootstrap.get().tracking
     soon = utcnow() + timedelta(hours=2)  # as if created 68 hours ago, on both sides
     subscription.expires = soon
     tracking.set_subscription(app.id, Subscription(subscription.id, soon, utcnow()))
@@ -334,3 +337,99 @@ def test_notifications_that_cannot_be_persisted_are_a_5xx_so_graph_retries(app_e
         host.stop()
     assert response.status_code == 500
     assert "configurationError" not in response.text  # the storage write failed, not the settings
+
+
+# ---- teams and personal scope --------------------------------------------------------------------
+
+TEAM_APPS, USER_APPS = "teams/{id}/installedApps", "users/{id}/teamwork/installedApps"
+
+
+def test_team_and_personal_installations_reach_the_registry_and_a_registry_run_lists_nothing(auto, admin, subs, tenant, emulator):
+    app = org_app(tenant)
+    users = people(tenant, 3)
+    team_list = [tenant.add_team(users) for _ in range(2)]
+    host, api = auto(app.id, mode="registry", scopes="chat,team,personal")
+    assert host.fire("subscription_manager")
+    [subscription] = subs.subscriptions.values()
+    assert subscription.resource == (
+        f"/appCatalogs/teamsApps/{app.id}/installations?$filter=(scopeInfo/scope eq 'groupChat') or "
+        "(scopeInfo/scope eq 'team') or (scopeInfo/scope eq 'personal')"
+    )
+    assert subscription.change_types == {"created", "deleted"}  # our own team and user upgrades do not come back
+
+    installed = {team.id: admin.install(team.id, app.id, collection=TEAM_APPS) for team in team_list}
+    for user in users[:2]:
+        admin.install(user, app.id, collection=USER_APPS)
+    admin.uninstall(team_list[1].id, installed[team_list[1].id], collection=TEAM_APPS)
+    for delivery in subs.deliveries:
+        assert delivery.done.wait(10) and delivery.status == 202
+    wait_for(lambda: app_state(api, app.id)["registry"]["events"] == 5)
+    assert app_state(api, app.id)["registry"]["installations"] == {"chat": 0, "team": 1, "personal": 2}
+
+    team_list[0].installed[app.id] = "1.0.0"  # installed at the newest version; put them back to an old one
+    for user in users[:2]:
+        tenant.users[user].installed[app.id] = "1.0.0"
+    status = api.wait(api.start(teamsAppId=app.id))
+    assert status["discovery"]["scopes"]["team"]["mode"] == "registry"
+    assert status["countsByScope"]["team"]["upgraded"] == 1 and status["countsByScope"]["personal"]["upgraded"] == 2
+    assert not emulator.requests(kind="listTeams") and not emulator.requests(kind="listUsers")
+    # a basic notification's GUID does not say team or user: each was looked up where it could be
+    assert {r.team for r in emulator.requests(kind="getTeamInstalledApps", status=404)} >= set(users[:2])
+
+
+def test_auto_discovery_seeds_each_scope_with_a_scan_then_uses_the_registry(auto, tenant, emulator):
+    app = org_app(tenant)
+    users = people(tenant, 3)
+    team = tenant.add_team(users, installed={app.id: "1.0.0"})
+    tenant.add_team(users)  # the app is not there: not in the registry after the scan
+    tenant.users[users[0]].installed[app.id] = "1.0.0"
+    chat = tenant.add_chat("group", users, installed={app.id: "1.0.0"})
+    host, api = auto(app.id, scopes="chat,team,personal")
+    host.fire("subscription_manager")
+
+    first = api.wait(api.start(teamsAppId=app.id))
+    assert {s: v["mode"] for s, v in first["discovery"]["scopes"].items()} == {"chat": "scan", "team": "scan", "personal": "scan"}
+    assert first["counts"]["upgraded"] == 3
+    assert app_state(api, app.id)["registry"]["installations"] == {"chat": 1, "team": 1, "personal": 1}
+
+    for place in (chat, team, tenant.users[users[0]]):
+        place.installed[app.id] = "1.0.0"
+    listed = len(emulator.requests(kind="listTeams")) + len(emulator.requests(kind="listUsers"))
+    second = api.wait(api.start(teamsAppId=app.id))
+    assert {s: v["mode"] for s, v in second["discovery"]["scopes"].items()} == {
+        "chat": "registry",
+        "team": "registry",
+        "personal": "registry",
+    }
+    assert second["counts"]["upgraded"] == 3 and second["counts"]["targets"] == 3
+    assert len(emulator.requests(kind="listTeams")) + len(emulator.requests(kind="listUsers")) == listed
+
+
+def test_a_change_of_scopes_replaces_the_subscription(auto, app_env, subs, tenant, emulator):
+    app = org_app(tenant)
+    host, api = auto(app.id, scopes="chat")
+    host.fire("subscription_manager")
+    [first] = subs.subscriptions.values()
+    app_env.setenv("UPGRADE_SCOPES", "chat,team")
+    bootstrap.reset()
+
+    host.fire("subscription_manager")
+
+    [second] = subs.subscriptions.values()
+    assert second.id != first.id and second.scopes == {"groupChat", "team"}
+    assert len(emulator.requests(kind="deleteSubscription", status=204)) == 1
+    assert app_state(api, app.id)["subscription"]["scopes"] == ["chat", "team"]
+
+
+def test_the_watcher_starts_runs_over_upgrade_scopes(auto, admin, tenant, caplog):
+    app = org_app(tenant, versions=("1.0.0",))
+    users = people(tenant, 2)
+    team = tenant.add_team(users, installed={app.id: "1.0.0"})
+    host, api = auto(app.id, scopes="team,personal")
+    watch(host, caplog)
+    admin.publish(app.id, "1.1.0")
+    watch(host, caplog)
+
+    status = api.wait(app_state(api, app.id)["lastRunId"])
+    assert status["scopes"] == ["team", "personal"]
+    assert status["countsByScope"]["team"]["upgraded"] == 1 and team.installed[app.id] == "1.1.0"

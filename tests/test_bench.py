@@ -9,7 +9,7 @@ import os
 from unittest import mock
 
 from bench.run import main
-from shared import services
+from shared import bootstrap
 
 LIMIT = 20
 
@@ -42,7 +42,7 @@ def test_short_benchmark_holds_the_ceiling(tmp_path):
         for name in ("AzureWebJobsStorage", "GRAPH_BASE_URL", "GRAPH_MAX_RPS"):
             os.environ.pop(name, None)
         assert main(argv) == 0
-    services.reset()  # clients built for the benchmark's storage, which is gone now
+    bootstrap.reset()  # clients built for the benchmark's storage, which is gone now
     results = json.loads(out.read_text())
     [scenario] = results["scenarios"]
     ours = scenario["ours"]

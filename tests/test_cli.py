@@ -35,7 +35,7 @@ def test_publish_and_watch_to_completion(url, tenant, emulator):
 
     assert code == 0, err
     assert "started" in out and "State: completed" in out
-    assert "upgraded               3" in out.replace("\t", " ")
+    assert f"  {'upgraded':<16}{3:>10}" in out
     assert "completed   [########################] 3/3 upgraded=3" in out  # the last progress line
     assert emulator.upgrades == {c.id: 1 for c in chats}
 
@@ -108,3 +108,31 @@ def test_console_script_is_installed(url, app_env):
     env = {**os.environ, "UPGRADER_URL": url}
     result = subprocess.run([script, "status", "1" * 32], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 2 and "runNotFound" in result.stderr
+
+
+def test_publish_for_one_team_and_a_summary_per_scope(app_env, tenant, emulator):
+    app_env.setenv("UPGRADE_SCOPES", "chat,team,personal")
+    app = org_app(tenant)
+    users = people(tenant, 2)
+    team = tenant.add_team(users, installed={app.id: "1.0.0"})
+    chat = group_chats(tenant, users, 1, {app.id: "1.0.0"})[0]
+    tenant.users[users[0]].installed[app.id] = "1.0.0"
+    tenant.users[users[0]].blocked.add(app.id)
+    host = start_host()
+    try:
+        url = host.base_url
+        code, out, err = cli("publish", "--app-id", app.id, "--scope", "team", "--team", team.id, "--watch", "--url", url)
+        assert code == 0, err
+        assert emulator.upgrades == {team.id: 1}
+        assert f"  {'outcome':<16}{'teams':>10}" in out and f"  {'upgraded':<16}{1:>10}" in out
+
+        code, out, err = cli("publish", "--app-id", app.id, "--chat", chat.id, "--user", users[0], "--watch", "--url", url)
+        assert code == 1  # the user's policy blocks the app
+        header = next(line for line in out.splitlines() if line.strip().startswith("outcome"))
+        assert header.split() == ["outcome", "chats", "users", "total"]
+        assert f"personal {users[0]}  403 Forbidden: App is blocked" in out
+
+        code, _, err = cli("publish", "--app-id", app.id, "--scope", "team", "--chat", chat.id, "--url", url)
+        assert code == 2 and "chat scope but --scope does not name it" in err
+    finally:
+        host.stop()

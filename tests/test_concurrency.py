@@ -10,11 +10,15 @@ from azure.storage.queue import QueueServiceClient
 
 from devtools.azurite import ACCOUNT, ACCOUNT_KEY
 from devtools.loopback import reply, serve_calls, shutdown
-from shared.catalog import TargetApp
-from shared.messages import StartRun, UpgradeChats
-from shared.runs import ChatRow, Outcome, RunSpec, RunStore
-from shared.settings import StorageSettings
-from shared.storage import CHATS_QUEUE, CONTROL_QUEUE, RUNS_TABLE, Storage
+from shared.domain.app import TargetApp
+from shared.domain.messages import StartRun, UpgradeTargets
+from shared.domain.runs import RunSpec
+from shared.domain.targets import Outcome, Target
+from shared.foundation.settings import StorageSettings
+from shared.foundation.storage import CONTROL_QUEUE, RUNS_TABLE, TARGETS_QUEUE, Storage
+from shared.stores.counters import Counters
+from shared.stores.runs import RunStore
+from shared.stores.targets import TargetRow, TargetStore
 from tests.builders import group_chats, org_app, people
 from tests.conftest import Api, start_host
 
@@ -39,7 +43,8 @@ def test_duplicate_steps_and_batches_on_two_workers_keep_counts_exact(app_env, a
         send(azurite, CONTROL_QUEUE, StartRun(run_id=run_id).encode())  # a second copy of the start step
         api.wait(run_id, until=lambda s: s["counts"]["targets"] == 40)
         for offset in range(0, 40, 7):  # every chat queued again, in other batches, while the run is going
-            send(azurite, CHATS_QUEUE, UpgradeChats(run_id=run_id, chat_ids=tuple(chat_ids[offset : offset + 7])).encode())
+            batch = UpgradeTargets(run_id=run_id, scope="chat", ids=tuple(chat_ids[offset : offset + 7]))
+            send(azurite, TARGETS_QUEUE, batch.encode())
         status = api.wait(run_id, timeout=90)
     finally:
         host.stop()
@@ -92,23 +97,25 @@ def test_transactions_whose_answer_is_lost_are_replayed_without_losing_or_double
         f"QueueEndpoint={azurite.queue_url};TableEndpoint={proxy.url};"
     )
     try:
-        runs = RunStore(Storage(StorageSettings(connection_string=connection)).table(RUNS_TABLE))
+        table = Storage(StorageSettings(connection_string=connection)).table(RUNS_TABLE)
+        counters = Counters(table)
+        runs, store = RunStore(table, counters), TargetStore(table, counters)
         run_id = "cd" * 16
         runs.create_run(RunSpec(run_id=run_id, teams_app_id="app", external_id=None, version=None, dry_run=False))
-        chat_ids = [f"19:{i:032x}@thread.v2" for i in range(120)]
+        targets = [Target("chat", f"19:{i:032x}@thread.v2") for i in range(120)]
 
         proxy.drop = True
-        added = runs.add_targets(run_id, chat_ids, source="start")
-        assert proxy.dropped == 1 and set(added) == set(chat_ids)
+        added = store.add(run_id, targets, source="start")
+        assert proxy.dropped == 1 and set(added) == set(targets)
 
         proxy.drop = True
-        rows = runs.claim(run_id, [ChatRow(c, "pending", e) for c, e in added.items()], "chain:1")
-        assert proxy.dropped == 2 and {r.chat_id for r in rows} == set(chat_ids)
+        rows = store.claim(run_id, [TargetRow(t, "pending", e) for t, e in added.items()], "chain:1")
+        assert proxy.dropped == 2 and {r.target for r in rows} == set(targets)
 
         proxy.drop = True
-        outcomes = [Outcome(c, "upgraded", version="1.1.0") for c in chat_ids]
-        recorded = runs.record(run_id, {r.chat_id: r for r in rows}, outcomes, chain="chain")
-        assert proxy.dropped == 3 and {o.chat_id for o in recorded} == set(chat_ids)
+        outcomes = [Outcome(t, "upgraded", version="1.1.0") for t in targets]
+        recorded = store.record(run_id, {r.target: r for r in rows}, outcomes, chain="chain")
+        assert proxy.dropped == 3 and {o.target for o in recorded} == set(targets)
 
         proxy.drop = True
         step = runs.complete_step(run_id, "start", "message-1", ["child-a", "child-b"])
@@ -116,7 +123,7 @@ def test_transactions_whose_answer_is_lost_are_replayed_without_losing_or_double
         for child in ("a", "b"):
             runs.complete_step(run_id, f"child-{child}", f"message-{child}", [])
         target = TargetApp(teams_app_id="app", external_id=None, display_name="App", definition_id="d", version="1.1.0")
-        runs.set_target(run_id, target, "chatIds")
+        runs.set_target(run_id, target, {"chat": "explicit"})
 
         status = runs.status(run_id)
     finally:
@@ -124,4 +131,4 @@ def test_transactions_whose_answer_is_lost_are_replayed_without_losing_or_double
 
     assert status["counts"]["upgraded"] == 120 and status["counts"]["pending"] == 0 and status["counts"]["targets"] == 120
     assert status["state"] == "completed"  # the start step and its two children each counted once
-    assert runs.get_chats(run_id, chat_ids[:1])[chat_ids[0]].state == "upgraded"
+    assert store.get(run_id, targets[:1])[targets[0]].state == "upgraded"

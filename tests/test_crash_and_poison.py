@@ -4,47 +4,37 @@ from __future__ import annotations
 
 import base64
 import logging
-import signal
 import threading
 
 import azure.functions as func
 from azure.storage.queue import QueueServiceClient
 
-from shared import services, worker
-from shared.catalog import TargetApp
-from shared.messages import LoadTargets, UpgradeChats
-from shared.runs import RunSpec, RunStore
-from shared.settings import StorageSettings
-from shared.storage import CHATS_QUEUE, RUNS_TABLE, Storage
+from shared import bootstrap
+from shared.domain.app import TargetApp
+from shared.domain.messages import LoadTargets, UpgradeTargets
+from shared.domain.runs import RunSpec
+from shared.domain.targets import Target
+from shared.foundation.settings import StorageSettings
+from shared.foundation.storage import RUNS_TABLE, TARGETS_QUEUE, Storage
+from shared.queues import handlers
+from shared.stores.counters import Counters
+from shared.stores.runs import RunStore
+from shared.stores.targets import TargetStore
 from tests.builders import group_chats, org_app, people
-from tests.conftest import Api, start_host
+from tests.conftest import Api, run_killing_a_worker, start_host
+
+
+def stores(azurite) -> tuple[RunStore, TargetStore]:
+    table = Storage(StorageSettings(connection_string=azurite.connection_string)).table(RUNS_TABLE)
+    counters = Counters(table)
+    return RunStore(table, counters), TargetStore(table, counters)
 
 
 def test_worker_killed_after_an_upgrade_went_through_upgrades_each_chat_once(app_env, tenant, emulator):
     app = org_app(tenant)
     chats = group_chats(tenant, people(tenant, 3), 4, {app.id: "1.0.0"})
-    applied, release = threading.Event(), threading.Event()
 
-    def hold_first(chat_id: str) -> None:
-        if not applied.is_set():
-            applied.set()
-            release.wait(30)  # the worker dies while waiting for this response
-
-    emulator.on_upgrade = hold_first
-    host = start_host(queue_workers=1, lease=2.0)
-    try:
-        api = Api(host.base_url)
-        run_id = api.start(teamsAppId=app.id, chatIds=[c.id for c in chats])
-        assert applied.wait(30), "no upgrade reached Graph"
-        victim = host.workers[0]
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(10)
-        host.workers.append(host.spawn_worker())
-        release.set()
-        status = api.wait(run_id, timeout=60)
-    finally:
-        release.set()
-        host.stop()
+    status = run_killing_a_worker(emulator, lambda api: api.start(teamsAppId=app.id, chatIds=[c.id for c in chats]), bool)
 
     assert status["state"] == "completed"
     assert status["counts"]["upgraded"] == 4 and status["counts"]["pending"] == 0
@@ -70,14 +60,16 @@ def test_start_step_failing_every_attempt_fails_the_run_through_the_poison_queue
 
 def test_chat_batch_failing_every_attempt_records_its_chats_as_failed(app_env, azurite, tenant, emulator):
     """A batch for a run whose start never happened: every attempt raises, the poison handler records it."""
-    runs = RunStore(Storage(StorageSettings(connection_string=azurite.connection_string)).table(RUNS_TABLE))
+    runs, store = stores(azurite)
     run_id = "ab" * 16
     chat_ids = ["19:aaaa@thread.v2", "19:bbbb@thread.v2"]
     runs.create_run(RunSpec(run_id=run_id, teams_app_id=org_app(tenant).id, external_id=None, version=None, dry_run=False))
-    runs.add_targets(run_id, chat_ids, source="test")
-    queue = QueueServiceClient.from_connection_string(azurite.connection_string).get_queue_client(CHATS_QUEUE)
+    store.add(run_id, [Target("chat", c) for c in chat_ids], source="test")
+    queue = QueueServiceClient.from_connection_string(azurite.connection_string).get_queue_client(TARGETS_QUEUE)
     queue.create_queue()
-    queue.send_message(base64.b64encode(UpgradeChats(run_id=run_id, chat_ids=tuple(chat_ids)).encode().encode()).decode())
+    queue.send_message(
+        base64.b64encode(UpgradeTargets(run_id=run_id, scope="chat", ids=tuple(chat_ids)).encode().encode()).decode()
+    )
 
     host = start_host(queue_overrides={"max_polling_interval": 0.2, "visibility_timeout": 0})
     try:
@@ -95,28 +87,29 @@ def test_chat_list_step_failing_every_attempt_records_its_chats_as_failed_withou
     app_env, azurite, tenant, emulator
 ):
     """The poison handler of a LoadTargets step, after a dying attempt recorded some of its chats."""
-    runs = RunStore(Storage(StorageSettings(connection_string=azurite.connection_string)).table(RUNS_TABLE))
+    runs, store = stores(azurite)
     run_id = "ef" * 16
     chat_ids = [f"19:{i:032x}@thread.v2" for i in range(12)]
+    targets = [Target("chat", c) for c in chat_ids]
     app = org_app(tenant)
-    runs.create_run(RunSpec(run_id=run_id, teams_app_id=app.id, external_id=None, version=None, dry_run=False, chat_ids=chat_ids))
+    runs.create_run(RunSpec(run_id=run_id, teams_app_id=app.id, external_id=None, version=None, dry_run=False, targets=targets))
     target = TargetApp(teams_app_id=app.id, external_id=None, display_name="App", definition_id="d", version="1.1.0")
-    runs.set_target(run_id, target, "chatIds")
-    runs.add_targets(run_id, chat_ids[:5], source="input-0")  # what the last attempt got done
+    runs.set_target(run_id, target, {"chat": "explicit"})
+    store.add(run_id, targets[:5], source="input-0")  # what the last attempt got done
     step = LoadTargets(run_id=run_id, step_id="input-0", input_key="input-0000")
 
-    worker.handle_control_poison(func.QueueMessage(id="poisoned-1", body=step.encode().encode()), services.get())
+    handlers.handle_control_poison(func.QueueMessage(id="poisoned-1", body=step.encode().encode()), bootstrap.get())
 
     status = runs.status(run_id)
     assert status["counts"]["failed"] == 12 and status["counts"]["targets"] == 12 and status["counts"]["pending"] == 0
     assert {f["chatId"] for f in status["failures"]} == set(chat_ids)
     assert {f["code"] for f in status["failures"]} == {"retriesExhausted"}
-    chats = Storage(StorageSettings(connection_string=azurite.connection_string)).queue(CHATS_QUEUE)
+    chats = Storage(StorageSettings(connection_string=azurite.connection_string)).queue(TARGETS_QUEUE)
     assert chats.get_queue_properties().approximate_message_count == 0  # nothing queued for chats failed anyway
 
 
 def test_undecodable_message_is_dropped_from_the_poison_queue_with_an_error_log(app_env, azurite, caplog):
-    queue = QueueServiceClient.from_connection_string(azurite.connection_string).get_queue_client(CHATS_QUEUE)
+    queue = QueueServiceClient.from_connection_string(azurite.connection_string).get_queue_client(TARGETS_QUEUE)
     queue.create_queue()
     queue.send_message(base64.b64encode(b'{"kind":"upgradeChats","runId":"nope"}').decode())
     dropped = threading.Event()
@@ -134,6 +127,6 @@ def test_undecodable_message_is_dropped_from_the_poison_queue_with_an_error_log(
     finally:
         host.stop()
         logging.getLogger().removeHandler(watcher)
-    poison = QueueServiceClient.from_connection_string(azurite.connection_string).get_queue_client(CHATS_QUEUE + "-poison")
+    poison = QueueServiceClient.from_connection_string(azurite.connection_string).get_queue_client(TARGETS_QUEUE + "-poison")
     assert not list(poison.peek_messages())
     assert not list(queue.peek_messages())

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from devtools.azurite import Azurite
-from shared import services
+from shared import bootstrap
 from tests.builders import group_chats, org_app, people
 from tests.conftest import Api, start_host
 
@@ -61,7 +61,7 @@ def test_a_run_works_with_identity_based_storage_settings(app_env, oauth_azurite
     app_env.setenv("AzureWebJobsStorage__credential", "managedidentity")
     app_env.setenv("AzureWebJobsStorage__clientId", client_id)
     app_env.setenv("REQUESTS_CA_BUNDLE", cert)  # trust the emulator's self-signed certificate
-    services.reset()
+    bootstrap.reset()
     app = org_app(tenant)
     chats = group_chats(tenant, people(tenant, 2), 2, {app.id: "1.0.0"})
 

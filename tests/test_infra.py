@@ -14,7 +14,7 @@ import pytest
 import tree_sitter_bicep
 from tree_sitter import Language, Node, Parser
 
-from shared.telemetry import LOGGER
+from shared.foundation.telemetry import LOGGER
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -123,7 +123,7 @@ def text_of(node: Node | None) -> str:
 
 def settings_the_code_reads() -> set[str]:
     names = set()
-    source = (ROOT / "shared" / "settings.py").read_text()
+    source = (ROOT / "shared" / "foundation" / "settings.py").read_text()
     names |= set(re.findall(r'(?:_float|_guid|_guids|_bool|_choice)\(env, "([A-Z][A-Z0-9_]+)"', source))
     names |= set(re.findall(r'env\.get\("([A-Z][A-Z0-9_]+)"', source))
     names |= set(re.findall(r"%([A-Z][A-Z0-9_]+)%", (ROOT / "function_app.py").read_text()))
@@ -179,7 +179,7 @@ def test_parameters_file_matches_main():
 
 def logged_events_and_properties() -> tuple[set[str], set[str]]:
     events, props = set(), {"event"}
-    for path in (ROOT / "shared").glob("*.py"):
+    for path in (ROOT / "shared").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "event" and node.args:
                 if isinstance(node.args[0], ast.Constant):
@@ -201,7 +201,7 @@ def monitoring_queries() -> dict[str, str]:
 
 def test_workbook_queries_and_alerts_reference_only_what_the_code_logs():
     events, props = logged_events_and_properties()
-    assert {"chatOutcome", "runQueued", "throttled", "queueDepth", "poisoned"} <= events
+    assert {"targetOutcome", "runQueued", "throttled", "queueDepth", "poisoned"} <= events
     queries = monitoring_queries()
     assert len([q for q in queries if q.startswith("alert:")]) == 2
     for name, query in queries.items():
@@ -213,7 +213,7 @@ def test_workbook_queries_and_alerts_reference_only_what_the_code_logs():
             assert named <= events, f"{name} filters on events the code never logs: {sorted(named - events)}"
 
 
-def test_alerts_cover_failed_chats_and_poison_queues():
+def test_alerts_cover_failed_targets_and_poison_queues():
     queries = [q for n, q in monitoring_queries().items() if n.startswith("alert:")]
-    assert any('"chatOutcome"' in q and '"failed"' in q for q in queries)
+    assert any('"targetOutcome"' in q and '"failed"' in q for q in queries)
     assert any('"poisoned"' in q and "-poison" in q for q in queries)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import threading
 import time
 
-from devtools.graph_emulator import Limits
 from devtools.loopback import max_in_window
-from shared.pacing import LATE_TOLERANCE, Pacer, TableSchedule
-from shared.settings import StorageSettings
-from shared.storage import PACING_TABLE, Storage
+from shared.foundation.settings import StorageSettings
+from shared.foundation.storage import PACING_TABLE, Storage
+from shared.pacing.pacer import LATE_TOLERANCE, Pacer
+from shared.pacing.schedule import TableSchedule
 from tests.builders import group_chats, org_app, people
-from tests.conftest import Api, start_host
+from tests.conftest import Api, start_host, tight_limits
 
 
 def test_two_schedules_never_hand_out_more_than_the_rate(azurite, app_env):
@@ -64,9 +64,7 @@ def test_retry_after_pushes_every_instance_back(azurite, app_env):
 
 def test_a_run_on_two_worker_processes_stays_under_the_limits(app_env, tenant, emulator):
     limit = 10
-    emulator.limits = Limits(bucket_rps=limit, directory_rps=limit, retry_after=1)
-    emulator.throttle.limits = emulator.limits
-    app_env.setenv("GRAPH_MAX_RPS", str(limit))
+    tight_limits(emulator, app_env, limit)
     app = org_app(tenant)
     users = people(tenant, 6)
     chats = group_chats(tenant, users, 24, {app.id: "1.0.0"}) + group_chats(tenant, users[:2], 6, {app.id: "1.1.0"})

@@ -9,10 +9,11 @@ import uuid
 import pytest
 from azure.storage.queue import QueueServiceClient
 
-from shared.storage import CONTROL_QUEUE
+from shared.foundation.storage import CONTROL_QUEUE
 
 APP = str(uuid.uuid4())
 CHAT = "19:0f6d2c6c61d44a83b0e1f6e7d1c2a3b4@thread.v2"
+TEAM = "02bd9fd6-8f93-4758-87c3-1fb73740a315"
 
 
 def control_messages(azurite) -> int:
@@ -49,6 +50,29 @@ BAD_BODIES = [
     ("chat id not a string", json.dumps({"teamsAppId": APP, "chatIds": [7]}).encode(), "invalidChatId"),
     ("chat id not 19:...@...", json.dumps({"teamsAppId": APP, "chatIds": ["chat-1"]}).encode(), "invalidChatId"),
     ("unknown field", json.dumps({"teamsAppId": APP, "chatIDs": [CHAT]}).encode(), "unknownField"),
+    ("scopes not a list", json.dumps({"teamsAppId": APP, "scopes": "chat"}).encode(), "invalidScopes"),
+    ("scopes empty", json.dumps({"teamsAppId": APP, "scopes": []}).encode(), "invalidScopes"),
+    ("scopes unknown", json.dumps({"teamsAppId": APP, "scopes": ["chat", "channel"]}).encode(), "invalidScopes"),
+    ("scopes repeated", json.dumps({"teamsAppId": APP, "scopes": ["team", "team"]}).encode(), "invalidScopes"),
+    ("scopes with ids", json.dumps({"teamsAppId": APP, "scopes": ["chat"], "chatIds": [CHAT]}).encode(), "invalidScopes"),
+    ("teamIds not a list", json.dumps({"teamsAppId": APP, "teamIds": TEAM}).encode(), "invalidTeamIds"),
+    ("teamIds empty", json.dumps({"teamsAppId": APP, "teamIds": []}).encode(), "invalidTeamIds"),
+    ("team id not a guid", json.dumps({"teamsAppId": APP, "teamIds": [TEAM, "sales"]}).encode(), "invalidTeamId"),
+    ("team id not a string", json.dumps({"teamsAppId": APP, "teamIds": [7]}).encode(), "invalidTeamId"),
+    ("userIds not a list", json.dumps({"teamsAppId": APP, "userIds": {"id": TEAM}}).encode(), "invalidUserIds"),
+    ("user id is a upn", json.dumps({"teamsAppId": APP, "userIds": ["ada@contoso.example"]}).encode(), "invalidUserId"),
+    (
+        "too many ids together",
+        json.dumps(
+            {
+                "teamsAppId": APP,
+                "chatIds": [CHAT] * 2,
+                "teamIds": [TEAM] * 2,
+                "userIds": [str(uuid.uuid4()) for _ in range(9_999)],
+            }
+        ).encode(),
+        "tooManyIds",
+    ),
 ]
 BAD_CHARACTERS = ["/", "?", "#", "%", " ", "\t", "\n", "\x00", "\x1f", "\x7f", "\u2028", "\u00a0", "\u200b"]
 
@@ -62,6 +86,23 @@ def test_bad_body_is_a_400_with_a_json_error_and_starts_nothing(api, azurite, ca
     assert error["code"] == code
     assert isinstance(error["message"], str) and error["message"]
     assert set(error) == {"code", "message"}
+    assert control_messages(azurite) == 0
+
+
+def test_an_invalid_id_is_named_by_its_index(api):
+    for field, ids, code in (("teamIds", [TEAM, TEAM, "x"], "invalidTeamId"), ("userIds", [TEAM, None], "invalidUserId")):
+        response = api.publish({"teamsAppId": APP, field: ids})
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == code and f"{field}[{len(ids) - 1}]" in error["message"]
+
+
+def test_a_scope_the_deployment_does_not_upgrade_is_refused(api, azurite):
+    for body in ({"teamsAppId": APP, "scopes": ["chat", "team"]}, {"teamsAppId": APP, "teamIds": [TEAM]}):
+        response = api.publish(body)
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == "scopeNotEnabled" and "team" in error["message"] and "UPGRADE_SCOPES" in error["message"]
     assert control_messages(azurite) == 0
 
 
@@ -130,10 +171,10 @@ def test_status_of_a_new_run_shows_the_contract_shape(api):
 
 
 def test_a_malformed_setting_is_a_500_that_names_it(api, app_env):
-    from shared import services
+    from shared import bootstrap
 
     app_env.setenv("GRAPH_MAX_RPS", "lots")
-    services.reset()
+    bootstrap.reset()
     response = api.publish({"teamsAppId": APP})
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "configurationError"

@@ -84,7 +84,13 @@ def test_users_that_cannot_be_listed_are_counted_and_the_rest_discovered(api, te
     status = api.wait(api.start(teamsAppId=app.id))
 
     assert status["counts"]["upgraded"] == 1 and emulator.upgrades == {chat.id: 1}
-    assert status["discovery"] == {"mode": "scan", "usersScanned": 2, "usersSkipped": 1, "usersFailed": 1}
+    assert status["discovery"] == {
+        "mode": "scan",
+        "usersScanned": 2,
+        "usersSkipped": 1,
+        "usersFailed": 1,
+        "scopes": {"chat": {"mode": "scan", "usersScanned": 2, "usersSkipped": 1, "usersFailed": 1}},
+    }
 
 
 def test_graph_401_gets_a_fresh_token_once(api, tenant, emulator, identity):

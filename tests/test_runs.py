@@ -227,6 +227,7 @@ def test_blocked_app_is_reported_as_failed_and_not_retried(api, tenant, emulator
     assert status["counts"]["upgraded"] == 1 and status["counts"]["failed"] == 1
     assert status["failures"] == [
         {
+            "scope": "chat",
             "chatId": blocked.id,
             "status": 403,
             "code": "Forbidden",

@@ -24,7 +24,15 @@ ROLES = {
     "User.Read.All": "df021288-bdef-4463-88db-98f22de89214",
     "GroupMember.Read.All": "98830695-27a2-44f7-8c18-0c3ebc9698f6",
     "AppCatalog.Read.All": "e12dae10-5a57-4817-b79d-dfbec5348930",
+    "TeamsAppInstallation.ReadWriteForTeam.All": "5dad17ba-f6cc-4954-a5a2-a0dcc95154f0",
+    "TeamsAppInstallation.ReadWriteAndConsentForTeam.All": "b0c13be0-8e20-4bc5-8c55-963c23a39ce9",
+    "TeamsAppInstallation.ReadWriteForUser.All": "74ef0291-ca83-4d02-8c7e-d2391e6a444f",
+    "TeamsAppInstallation.ReadWriteAndConsentForUser.All": "32ca478f-f89e-41d0-aaf8-101deb7da510",
+    "Team.ReadBasic.All": "2280dda6-0bfd-44ee-a2f4-cb867cfc4c1e",
 }
+CHAT = {"AppCatalog.Read.All", "TeamsAppInstallation.ReadWriteForChat.All", "Chat.ReadBasic.All", "User.Read.All"}
+TEAM = {"AppCatalog.Read.All", "TeamsAppInstallation.ReadWriteForTeam.All", "Team.ReadBasic.All"}
+PERSONAL = {"AppCatalog.Read.All", "TeamsAppInstallation.ReadWriteForUser.All", "User.Read.All"}
 
 # Answers exactly the calls the script makes, from a JSON state file.
 FAKE_AZ = textwrap.dedent(f"""\
@@ -125,11 +133,94 @@ def test_the_principal_comes_from_azd_or_is_required(az):
     assert len(state["calls"]) == calls  # refused before any call
 
 
-def test_both_scripts_and_the_readme_name_the_same_permissions():
-    readme = (ROOT / "README.md").read_text()
+def test_the_default_scope_is_chat_with_exactly_the_permissions_it_had_before(az):
+    result, state = az("--principal-id", PRINCIPAL)
+    assert result.returncode == 0, result.stderr
+    assert granted(state) == CHAT
+    explicit, state = az("--principal-id", PRINCIPAL, "--scopes", "chat")
+    assert explicit.returncode == 0, explicit.stderr
+    assert explicit.stdout.count("already granted:") == 4 and len(state["assignments"]) == 4
+
+
+@pytest.mark.parametrize(("scopes", "expected"), [("chat", CHAT), ("team", TEAM), ("personal", PERSONAL)])
+def test_each_scope_alone_grants_exactly_its_permissions(az, scopes, expected):
+    result, state = az("--principal-id", PRINCIPAL, "--scopes", scopes)
+    assert result.returncode == 0, result.stderr
+    assert granted(state) == expected
+
+
+def test_scopes_are_combined_once_each_whatever_the_order_case_or_duplicates(az):
+    result, state = az("--principal-id", PRINCIPAL, "--scopes", "personal, Team,chat,team")
+    assert result.returncode == 0, result.stderr
+    assert granted(state) == CHAT | TEAM | PERSONAL
+    assert len(state["assignments"]) == len(CHAT | TEAM | PERSONAL)  # User.Read.All once, though two scopes need it
+
+
+def test_all_scopes_with_rsc_get_the_consent_variants_and_none_of_the_plain_ones(az):
+    result, state = az("--principal-id", PRINCIPAL, "--scopes", "chat,team,personal", "--rsc")
+    assert result.returncode == 0, result.stderr
+    assert granted(state) == {
+        "AppCatalog.Read.All",
+        "TeamsAppInstallation.ReadWriteAndConsentForChat.All",
+        "TeamsAppInstallation.ReadWriteAndConsentForTeam.All",
+        "TeamsAppInstallation.ReadWriteAndConsentForUser.All",
+        "Chat.ReadBasic.All",
+        "User.Read.All",
+        "Team.ReadBasic.All",
+    }
+
+
+def test_group_discovery_for_teams_only_needs_group_members_and_teams_not_users(az):
+    result, state = az("--principal-id", PRINCIPAL, "--scopes", "team", "--group-discovery")
+    assert result.returncode == 0, result.stderr
+    assert granted(state) == TEAM | {"GroupMember.Read.All"}
+    assert "User.Read.All" not in granted(state)
+
+
+@pytest.mark.parametrize(
+    ("scopes", "named"),
+    [("chat,teams", "'teams'"), ("bogus", "'bogus'"), ("chat,", "empty scope"), ("", "empty"), (" , ", "empty")],
+)
+def test_a_bad_scope_list_is_refused_before_any_call(az, scopes, named):
+    result, state = az("--principal-id", PRINCIPAL, "--scopes", scopes)
+    assert result.returncode == 2
+    assert "--scopes" in result.stderr and named in result.stderr
+    assert state["calls"] == []
+
+
+def test_scopes_without_a_value_is_refused_before_any_call(az):
+    result, state = az("--principal-id", PRINCIPAL, "--scopes")
+    assert result.returncode == 2 and "--scopes needs a value" in result.stderr
+    assert state["calls"] == []
+
+
+def test_help_lists_the_permissions_of_each_scope(az):
+    result, state = az("--help")
+    assert result.returncode == 0 and state["calls"] == []
+    for permission in ROLES:
+        assert permission in result.stdout
+    assert "--scopes" in result.stdout and "UPGRADE_SCOPES" in result.stdout
+
+
+NAMED_PERMISSION = re.compile(r"\b(?:TeamsAppInstallation|Chat|User|GroupMember|AppCatalog|Team)\.[A-Za-z.]+\.All\b")
+
+
+def test_both_scripts_name_the_same_permissions():
     for script in ("grant-graph-permissions.sh", "grant-graph-permissions.ps1"):
         source = (ROOT / "scripts" / script).read_text()
-        named = set(re.findall(r"\b(?:TeamsAppInstallation|Chat|User|GroupMember|AppCatalog)\.[A-Za-z.]+\.All\b", source))
-        assert named == set(ROLES), script
-    for permission in ROLES:
-        assert f"`{permission}`" in readme
+        assert set(NAMED_PERMISSION.findall(source)) == set(ROLES), script
+
+
+def test_both_scripts_take_the_same_options():
+    bash = set(re.findall(r"^\s+(--[a-z-]+)\)", SCRIPT.read_text(), re.MULTILINE))
+    powershell = set(
+        re.findall(r"\[(?:string|string\[\]|switch)\] \$(\w+)", (ROOT / "scripts" / "grant-graph-permissions.ps1").read_text())
+    )
+    assert {"".join(part.title() for part in option[2:].split("-")) for option in bash} == powershell
+    assert {"--principal-id", "--scopes", "--rsc", "--group-discovery", "--dry-run"} == bash
+
+
+def test_the_readme_names_every_permission():
+    readme = (ROOT / "README.md").read_text()
+    missing = [permission for permission in ROLES if f"`{permission}`" not in readme]
+    assert missing == []

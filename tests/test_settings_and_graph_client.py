@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from shared.errors import GraphError, GraphThrottled
-from shared.graph import GraphClient, managed_identity_tokens, segment
-from shared.settings import ConfigError, Settings, StorageSettings
+from shared.foundation.errors import GraphError, GraphThrottled
+from shared.foundation.settings import ConfigError, Settings, StorageSettings
+from shared.graph.client import GraphClient, managed_identity_tokens, segment
 from tests.builders import group_chats, org_app, people
 
 
@@ -38,6 +38,9 @@ def test_identity_based_storage_settings():
         ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "GRAPH_MAX_RPS": "0"}, "GRAPH_MAX_RPS"),
         ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "DISCOVERY_GROUP_ID": "sales"}, "DISCOVERY_GROUP_ID"),
         ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "GRAPH_BASE_URL": "graph.microsoft.com"}, "GRAPH_BASE_URL"),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "UPGRADE_SCOPES": "chat,channel"}, "UPGRADE_SCOPES"),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "UPGRADE_SCOPES": "chat,"}, "UPGRADE_SCOPES"),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "UPGRADE_SCOPES": "chats"}, "UPGRADE_SCOPES"),
     ],
 )
 def test_bad_settings_name_the_setting(env, message):
@@ -49,7 +52,15 @@ def test_defaults():
     settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
     assert settings.graph_base_url == "https://graph.microsoft.com/v1.0"
     assert settings.graph_max_rps == 25
+    assert settings.upgrade_scopes == ("chat",)
     assert settings.discovery_group_id is None and settings.azure_client_id is None
+
+
+def test_upgrade_scopes_are_read_in_a_fixed_order_whatever_their_case_and_spacing():
+    settings = Settings.from_env(
+        {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "UPGRADE_SCOPES": " Personal, chat ,team,chat"}
+    )
+    assert settings.upgrade_scopes == ("chat", "team", "personal")
 
 
 @pytest.fixture

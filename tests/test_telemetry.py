@@ -19,7 +19,7 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
 from devtools.azurite import ACCOUNT_KEY
 from devtools.loopback import reply, serve_calls, shutdown
-from shared.telemetry import LOGGER
+from shared.foundation.telemetry import LOGGER
 from tests.builders import group_chats, org_app, people
 from tests.conftest import wait_for
 
@@ -91,7 +91,7 @@ def test_chat_lines_reach_application_insights_with_their_properties(ingestion, 
 
     # a chat's line is written just after its outcome is recorded, so it may trail the status
     def chat_lines():
-        lines = {p["chatId"]: p for p in ingestion.properties() if p.get("event") == "chatOutcome"}
+        lines = {p["chatId"]: p for p in ingestion.properties() if p.get("event") == "targetOutcome"}
         return lines if len(lines) >= 3 else None
 
     outcomes = wait_for(chat_lines, timeout=10)
@@ -99,11 +99,13 @@ def test_chat_lines_reach_application_insights_with_their_properties(ingestion, 
     assert set(outcomes) == {blocked.id, throttled.id, fine.id}
     for props in outcomes.values():
         assert props["runId"] == run_id and props["appId"] == app.id and props["targetVersion"] == "1.1.0"
+        assert props["scope"] == "chat" and props["targetId"] == props["chatId"]
     assert outcomes[blocked.id]["outcome"] == "failed"
     assert (outcomes[blocked.id]["graphStatus"], outcomes[blocked.id]["graphCode"]) == ("403", "Forbidden")
     assert outcomes[fine.id]["outcome"] == "upgraded" and outcomes[fine.id]["installedVersion"] == "1.1.0"
     [rescheduled] = [p for p in records if p.get("event") == "rescheduled"]
     assert rescheduled["runId"] == run_id and rescheduled["graphStatus"] == "429" and float(rescheduled["retryAfter"]) >= 1
+    assert rescheduled["scope"] == "chat" and rescheduled["targetId"] in {blocked.id, throttled.id, fine.id}
     assert any(p.get("event") == "throttled" and p["bucket"] == "installedApps.get" for p in records)
     assert any(p.get("event") == "runQueued" and p["trigger"] == "api" for p in records)
 

@@ -50,9 +50,9 @@ def test_queue_triggers_and_their_poison_queues(bindings):
     triggers = {name: by_type(b, "queueTrigger") for name, b in bindings.items() if any(x["type"] == "queueTrigger" for x in b)}
     assert {name: t["queueName"] for name, t in triggers.items()} == {
         "control_step": "upgrader-control",
-        "upgrade_chats": "upgrader-chats",
+        "upgrade_targets": "upgrader-targets",
         "control_poison": "upgrader-control-poison",
-        "upgrade_poison": "upgrader-chats-poison",
+        "upgrade_poison": "upgrader-targets-poison",
         "installation_events": "upgrader-notifications",
         "installation_events_poison": "upgrader-notifications-poison",
     }
@@ -84,7 +84,7 @@ def test_entry_file_only_declares_and_delegates():
             [statement] = node.body
             call = statement.value if isinstance(statement, (ast.Return, ast.Expr)) else None
             assert isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute), node.name
-            assert call.func.value.id in ("api", "worker", "watcher", "notifications", "subscriptions"), node.name
+            assert call.func.value.id in ("publishing", "runs", "apps", "notifications", "handlers", "timers"), node.name
 
 
 def test_host_json_queue_settings():

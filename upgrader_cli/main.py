@@ -1,6 +1,8 @@
 """teams-upgrader: start a run and follow it, against a deployed Function App or the local stack.
 
-  teams-upgrader publish --app-id GUID [--version 1.4.0] [--chat ID ...] [--chats-file FILE] [--dry-run] [--watch]
+  teams-upgrader publish --app-id GUID [--version 1.4.0] [--scope chat|team|personal ...]
+                         [--chat ID ...] [--team ID ...] [--user ID ...] [--chats-file FILE] [--teams-file FILE]
+                         [--users-file FILE] [--dry-run] [--watch]
   teams-upgrader status RUN_ID [--watch] [--json]
 
 The app URL comes from --url or UPGRADER_URL (default http://127.0.0.1:7071); the function key from
@@ -24,6 +26,13 @@ import requests
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 OUTCOMES = ("upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed")
+SCOPES = ("chat", "team", "personal")
+ID_OPTIONS = {  # scope -> (API field, option, file option)
+    "chat": ("chatIds", "chat", "chats_file"),
+    "team": ("teamIds", "team", "teams_file"),
+    "personal": ("userIds", "user", "users_file"),
+}
+ID_FIELDS = {"chat": "chatId", "team": "teamId", "personal": "userId"}
 
 
 class CliError(Exception):
@@ -73,7 +82,7 @@ class Client:
         return self._call("GET", f"/api/runs/{run_id}")
 
 
-def read_chats_file(path: str) -> list[str]:
+def read_ids_file(path: str) -> list[str]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -84,7 +93,7 @@ def read_chats_file(path: str) -> list[str]:
         except ValueError:
             raise CliError(f"{path} looks like JSON but does not parse") from None
         if not isinstance(chats, list):
-            raise CliError(f"{path} must hold a JSON array of chat ids")
+            raise CliError(f"{path} must hold a JSON array of ids")
         return [str(c) for c in chats]
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
@@ -123,6 +132,9 @@ class Progress:
         bar = "#" * filled + "." * (width - filled)
         parts = " ".join(f"{k}={counts.get(k, 0)}" for k in OUTCOMES if counts.get(k, 0))
         line = f"{status['state']:<11} [{bar}] {done}/{targets} {parts} {rate:5.1f}/s eta {eta}"
+        by_scope = status.get("countsByScope") or {}
+        if len(by_scope) > 1:  # where each scope stands
+            line += "  (" + ", ".join(f"{s} {_done(c)}/{c.get('targets', 0)}" for s, c in by_scope.items()) + ")"
         if self.tty:
             self.stream.write("\r" + line.ljust(len(self.last_line)))
             self.stream.flush()
@@ -136,27 +148,38 @@ class Progress:
             self.stream.write("\n")
 
 
+COLUMN_NAMES = {"chat": "chats", "team": "teams", "personal": "users"}
+
+
 def summary(status: dict) -> str:
     counts = status["counts"]
+    by_scope = status.get("countsByScope") or {"chat": counts}
+    columns = [(COLUMN_NAMES.get(s, s), c) for s, c in by_scope.items()]
+    if len(columns) > 1:
+        columns.append(("total", counts))
     lines = [
         f"Run {status['runId']}  app {status.get('teamsAppId')}  version {status.get('targetVersion')}"
         + ("  (dry run)" if status.get("dryRun") else ""),
         f"State: {status['state']}",
         "",
-        f"  {'outcome':<16}{'chats':>8}",
+        f"  {'outcome':<16}" + "".join(f"{name:>10}" for name, _ in columns),
     ]
     for key in ("targets", *OUTCOMES, "pending"):
-        lines.append(f"  {key:<16}{counts.get(key, 0):>8}")
+        lines.append(f"  {key:<16}" + "".join(f"{c.get(key, 0):>10}" for _, c in columns))
     discovery = status.get("discovery") or {}
     if discovery.get("usersFailed"):
-        lines.append(f"\n  warning: the chats of {discovery['usersFailed']} users could not be listed")
+        lines.append(f"\n  warning: the chats or teams of {discovery['usersFailed']} users could not be listed")
     if status.get("error"):
         lines.append(f"\nError: {status['error']['code']}: {status['error']['message']}")
     failures = status.get("failures") or []
     if failures:
-        lines.append(f"\nFailed chats ({counts.get('failed', len(failures))}):")
+        scopes = {f.get("scope", "chat") for f in failures}
+        what = COLUMN_NAMES.get(s := scopes.pop(), s) + " " if len(scopes) == 1 else ""
+        lines.append(f"\nFailed {what}({counts.get('failed', len(failures))}):")
         for failure in failures[:20]:
-            lines.append(f"  {failure['chatId']}  {failure.get('status') or '-'} {failure['code']}: {failure['message']}")
+            scope = failure.get("scope", "chat")
+            where = f"{scope:<8} {failure.get(ID_FIELDS.get(scope, 'chatId'))}"
+            lines.append(f"  {where}  {failure.get('status') or '-'} {failure['code']}: {failure['message']}")
         if counts.get("failed", 0) > 20:
             lines.append(f"  ... and {counts['failed'] - 20} more (teams-upgrader status {status['runId']} --json)")
     return "\n".join(lines)
@@ -182,8 +205,30 @@ def watch(client: Client, run_id: str, *, interval: float, stream, timeout: floa
         progress.close()
 
 
+def publish_body(args: argparse.Namespace) -> dict:
+    """The POST /api/publish body. Given ids make the run target exactly them; --scope then only
+    has to agree with them (the API takes no scopes with ids)."""
+    body: dict = {"teamsAppId": args.app_id} if args.app_id else {"externalId": args.external_id}
+    given = {}
+    for scope, (field, option, file_option) in ID_OPTIONS.items():
+        ids = list(getattr(args, option)) + (read_ids_file(getattr(args, file_option)) if getattr(args, file_option) else [])
+        if ids:
+            given[scope] = ids
+            body[field] = ids
+    scopes = list(dict.fromkeys(args.scope))
+    if given and scopes:
+        extra = [s for s in given if s not in scopes]
+        if extra:
+            raise CliError(f"ids are given for the {', '.join(extra)} scope but --scope does not name it")
+    elif scopes:
+        body["scopes"] = scopes
+    return body
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="teams-upgrader", description="Upgrade a Teams app in every chat, and follow the run.")
+    parser = argparse.ArgumentParser(
+        prog="teams-upgrader", description="Upgrade a Teams app in every chat, team and personal scope, and follow the run."
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=os.environ.get("UPGRADER_URL", DEFAULT_URL), help="Function App URL (UPGRADER_URL)")
     common.add_argument("--key", default=os.environ.get("UPGRADER_FUNCTION_KEY"), help="function key (UPGRADER_FUNCTION_KEY)")
@@ -195,8 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--app-id", help="the app's id in the tenant app catalog (GUID)")
     app.add_argument("--external-id", help="the app's manifest id")
     publish.add_argument("--version", help="fail unless this is the newest published version")
+    publish.add_argument(
+        "--scope", action="append", choices=SCOPES, default=[], help="upgrade in this scope (repeatable; default: UPGRADE_SCOPES)"
+    )
     publish.add_argument("--chat", action="append", default=[], help="only this chat (repeatable)")
+    publish.add_argument("--team", action="append", default=[], help="only this team (repeatable)")
+    publish.add_argument("--user", action="append", default=[], help="only this user's personal scope (repeatable)")
     publish.add_argument("--chats-file", help="only the chats in this file (one id per line, or a JSON array)")
+    publish.add_argument("--teams-file", help="only the teams in this file")
+    publish.add_argument("--users-file", help="only the users in this file")
     publish.add_argument("--dry-run", action="store_true", help="count what would be upgraded, change nothing")
     publish.add_argument("--watch", action="store_true", help="follow the run until it completes")
 
@@ -213,10 +265,7 @@ def run(argv: list[str] | None = None, *, stdout=None, stderr=None) -> int:
     try:
         client = Client(args.url, args.key)
         if args.command == "publish":
-            body: dict = {"teamsAppId": args.app_id} if args.app_id else {"externalId": args.external_id}
-            chats = list(args.chat) + (read_chats_file(args.chats_file) if args.chats_file else [])
-            if chats:
-                body["chatIds"] = chats
+            body = publish_body(args)
             if args.version:
                 body["version"] = args.version
             if args.dry_run:

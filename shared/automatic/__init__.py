@@ -1,0 +1,1 @@
+"""The automatic triggers: the catalog watcher, installation notifications into the registry, Graph subscriptions."""

@@ -1,0 +1,138 @@
+"""The catalog watcher: Graph sends no notification when an app version is published (or approved
+after review), so a timer reads the catalog and starts a run when a watched app has a newer
+published version than the one last seen, the same way POST /api/publish does (a run record and a
+start message).
+
+Never two runs for one app and version: the run id is derived from (app, version), so concurrent
+or repeated checks create the same run once. First sight of an app only records its version.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from azure.data.tables import TableTransactionError
+
+from shared.domain.app import choose_target
+from shared.domain.messages import StartRun
+from shared.domain.runs import RunSpec
+from shared.domain.versions import version_key
+from shared.foundation.errors import RunFailure
+from shared.foundation.telemetry import event
+from shared.graph.catalog import APP_CATALOG_BUCKET, find_app
+from shared.stores.tracking import utcnow
+
+RUN_NAMESPACE = uuid.UUID("8a3c1f52-6a4e-4d5b-9a0c-2f7b6e1d9c44")
+STALE_QUEUED_RUN = timedelta(minutes=1)  # a run created but not started by then lost its start message
+log = logging.getLogger(f"upgrader.{__name__}")
+
+
+def run_id_for(app_id: str, version: str) -> str:
+    return uuid.uuid5(RUN_NAMESPACE, f"{app_id.lower()}@{version}").hex
+
+
+def org_app_ids(services) -> list[str]:
+    return [app["id"] for app in _org_apps(services, expand=False)]
+
+
+def _org_apps(services, *, expand: bool) -> list[dict]:
+    params = {"$filter": "distributionMethod eq 'organization'"}
+    if expand:
+        params["$expand"] = "appDefinitions"
+    apps: list[dict] = []
+    for page in services.graph.pages("/appCatalogs/teamsApps", params=params, bucket=APP_CATALOG_BUCKET):
+        apps.extend(a for a in page if a.get("id"))
+    return apps
+
+
+def watched_apps(services) -> list[dict]:
+    """The catalog entries (with definitions) of the watched apps."""
+    settings = services.settings
+    apps: dict[str, dict] = {}
+    if settings.watch_org_apps:
+        apps.update((a["id"], a) for a in _org_apps(services, expand=True))
+    for app_id in settings.watched_app_ids:
+        if app_id in apps:
+            continue
+        try:
+            apps[app_id] = find_app(services.graph, teams_app_id=app_id)
+        except RunFailure as failure:
+            event("watcher", "Watched app %s: %s", app_id, failure.info.message, appId=app_id, level=logging.WARNING)
+    return list(apps.values())
+
+
+def check_catalog(services) -> int:
+    """One look at the catalog: starts a run for each watched app with a newer published version.
+
+    Returns how many runs it started. One app's trouble is logged and does not keep the others
+    from being checked.
+    """
+    if not services.settings.watching:
+        log.info("No app is watched (set WATCHED_APP_IDS or WATCH_ORG_APPS=true)")
+        return 0
+    started = 0
+    for app in watched_apps(services):
+        try:
+            target = choose_target(app, None)
+        except RunFailure:
+            continue  # nothing published yet
+        try:
+            started += _check_app(services, target)
+        except Exception as exc:
+            event("watcher", "Checking app %s failed: %s", app.get("id"), exc, level=logging.ERROR, appId=app.get("id"))
+    return started
+
+
+def _check_app(services, target) -> bool:
+    tracking, runs = services.tracking, services.runs
+    app_id = target.teams_app_id
+    seen = tracking.seen(app_id)
+    if seen is None:
+        if tracking.first_sight(app_id, target.version, target.display_name):
+            event(
+                "watcher",
+                "Watching %s: first seen at version %s",
+                target.display_name,
+                target.version,
+                appId=app_id,
+                version=target.version,
+            )
+        return False
+    if version_key(target.version) <= version_key(seen.version):
+        return False
+    run_id = run_id_for(app_id, target.version)
+    scopes = services.settings.upgrade_scopes
+    spec = RunSpec(run_id=run_id, teams_app_id=app_id, external_id=None, version=target.version, dry_run=False, scopes=scopes)
+    try:
+        runs.create_run(spec)
+        send = True
+    except TableTransactionError as exc:
+        if exc.error_code != "EntityAlreadyExists":
+            raise
+        # created by an earlier or concurrent check: send its start again only if it was lost
+        status = runs.status(run_id)
+        send = status is not None and status["state"] == "queued" and _older_than(status["createdAt"], STALE_QUEUED_RUN)
+    if send:
+        services.dispatcher.send_steps([(StartRun(run_id=run_id).encode(), 0)])
+        event(
+            "runQueued",
+            "%s %s was published (last seen %s): run %s",
+            target.display_name,
+            target.version,
+            seen.version,
+            run_id,
+            runId=run_id,
+            appId=app_id,
+            version=target.version,
+            trigger="catalogWatcher",
+            scopes=",".join(scopes),
+        )
+    # only now: had the start message been lost, the next check would find the version unseen and send it
+    tracking.advance(app_id, target.version, run_id, etag=seen.etag)
+    return send
+
+
+def _older_than(iso: str, age: timedelta) -> bool:
+    return utcnow() - datetime.fromisoformat(iso.replace("Z", "+00:00")) > age

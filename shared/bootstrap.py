@@ -1,0 +1,93 @@
+"""The composition root: the objects a function invocation needs, built once per process from the
+app settings, and handed to the steps as `services`."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from shared.domain.runs import RunRecord
+from shared.foundation.settings import Settings
+from shared.foundation.storage import PACING_TABLE, REGISTRY_TABLE, RUNS_TABLE, WATCH_TABLE, Storage
+from shared.graph.client import GraphClient, managed_identity_tokens
+from shared.pacing.pacer import Pacer
+from shared.pacing.schedule import TableSchedule
+from shared.steps.fanout import Dispatcher
+from shared.stores.counters import Counters
+from shared.stores.registry import Registry
+from shared.stores.runs import RunStore
+from shared.stores.targets import TargetStore
+from shared.stores.tracking import Tracking
+
+
+@dataclass(kw_only=True)
+class Services:
+    settings: Settings
+    storage: Storage
+    runs: RunStore
+    targets: TargetStore
+    pacer: Pacer
+    graph: GraphClient
+    dispatcher: Dispatcher
+    tracking: Tracking
+    registry: Registry
+    _run_cache: OrderedDict = field(default_factory=OrderedDict)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        storage = Storage(settings.storage)
+        pacer = Pacer(schedule=TableSchedule(storage.table(PACING_TABLE)), rate=settings.graph_max_rps)
+        graph = GraphClient(
+            base_url=settings.graph_base_url,
+            tokens=managed_identity_tokens(settings.azure_client_id),
+            pacer=pacer,
+            inline_retry_seconds=settings.inline_retry_seconds,
+        )
+        runs_table = storage.table(RUNS_TABLE)
+        counters = Counters(runs_table)
+        return cls(
+            settings=settings,
+            storage=storage,
+            runs=RunStore(runs_table, counters),
+            targets=TargetStore(runs_table, counters),
+            pacer=pacer,
+            graph=graph,
+            dispatcher=Dispatcher(storage=storage, pacer=pacer, targets_per_message=settings.targets_per_message),
+            tracking=Tracking(storage.table(WATCH_TABLE)),
+            registry=Registry(storage.table(REGISTRY_TABLE)),
+        )
+
+    def started_run(self, run_id: str) -> RunRecord | None:
+        """A run whose target is resolved; cached, since that part never changes afterwards."""
+        with self._cache_lock:
+            run = self._run_cache.get(run_id)
+        if run is None:
+            run = self.runs.get_run(run_id)
+            if run is None or run.target is None:
+                return run
+            with self._cache_lock:
+                self._run_cache[run_id] = run
+                while len(self._run_cache) > 256:
+                    self._run_cache.popitem(last=False)
+        return run
+
+
+_lock = threading.Lock()
+_current: Services | None = None
+
+
+def get() -> Services:
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Services.from_settings(Settings.from_env())
+        return _current
+
+
+def reset() -> None:
+    """Forget the process's services (settings changed; used by tests and the local host)."""
+    global _current
+    with _lock:
+        _current = None

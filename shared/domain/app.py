@@ -1,0 +1,82 @@
+"""The app to upgrade to: which published definition of a catalog app is the target, and what an
+upgrade must consent to."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from shared.domain.versions import version_key
+from shared.foundation.errors import RunFailure
+
+
+@dataclass(frozen=True)
+class Permission:
+    value: str
+    type: str  # "application" or "delegated", as the catalog spells it
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetApp:
+    teams_app_id: str
+    external_id: str | None
+    display_name: str
+    definition_id: str
+    version: str
+    permissions: tuple[Permission, ...] = ()
+
+    def upgrade_body(self) -> dict:
+        """Body of POST .../upgrade: RSC apps must consent to exactly the definition's permission set."""
+        if not self.permissions:
+            return {}
+        return {
+            "consentedPermissionSet": {
+                "resourceSpecificPermissions": [{"permissionValue": p.value, "permissionType": p.type} for p in self.permissions]
+            }
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> TargetApp:
+        data = json.loads(text)
+        data["permissions"] = tuple(Permission(**p) for p in data.get("permissions", ()))
+        return cls(**data)
+
+
+def _permissions(definition: dict) -> tuple[Permission, ...]:
+    rsc = ((definition.get("authorization") or {}).get("requiredPermissionSet") or {}).get("resourceSpecificPermissions")
+    if rsc is None:  # older payloads carried application permissions only, under another name
+        legacy = definition.get("requiredResourceSpecificApplicationPermissions") or []
+        return tuple(Permission(v, "application") for v in legacy if isinstance(v, str))
+    return tuple(
+        Permission(p["permissionValue"], p.get("permissionType", "application"))
+        for p in rsc
+        if isinstance(p, dict) and p.get("permissionValue")
+    )
+
+
+def choose_target(app: dict, version: str | None) -> TargetApp:
+    definitions = [d for d in app.get("appDefinitions") or [] if isinstance(d, dict) and d.get("version")]
+    published = [d for d in definitions if str(d.get("publishingState", "")).lower() == "published"]
+    name = app.get("displayName") or app["id"]
+    if not published:
+        raise RunFailure("versionNotPublished", f"App '{name}' has no published version in the tenant app catalog.")
+    newest = max(published, key=lambda d: version_key(d["version"]))
+    if version is not None and version_key(version) != version_key(newest["version"]):
+        other = next((d for d in definitions if version_key(d["version"]) == version_key(version)), None)
+        state = f" (its state is '{other.get('publishingState')}')" if other else ""
+        raise RunFailure(
+            "versionNotPublished",
+            f"Version {version} of app '{name}' is not the newest published version{state}; "
+            f"the newest published version is {newest['version']}.",
+        )
+    return TargetApp(
+        teams_app_id=app["id"],
+        external_id=app.get("externalId") or None,
+        display_name=name,
+        definition_id=newest.get("id", ""),
+        version=newest["version"],
+        permissions=_permissions(newest),
+    )

@@ -1,0 +1,64 @@
+"""Structured log records with a fixed vocabulary of properties.
+
+Each record carries `event` plus properties in `extra`. The Python worker does not forward `extra`
+to the Functions host, so the deployed app exports its logs with the Azure Monitor OpenTelemetry
+distro (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true, logger `upgrader`): there, each property
+becomes a column of AppTraces.Properties (customDimensions). Nothing here ever logs a token, a key
+or a connection string.
+
+Events and their properties:
+  runQueued       runId appId trigger (api: externalId chats dryRun; catalogWatcher: version)
+  runStarted      runId appId targetVersion dryRun discoveryMode
+  runFailed       runId errorCode
+  targetOutcome   runId appId scope targetId chatId|teamId|userId outcome targetVersion installedVersion
+                  graphStatus graphCode
+  throttled       bucket graphStatus retryAfter
+  pacing          bucket reserved used dropped (per process, every 30 s)
+  rescheduled     runId appId scope targetId outcome graphStatus graphCode retryAfter
+  userSkipped     runId scope userId graphStatus graphCode
+  poisoned        queue runId step | appId
+  queueDepth      queue depth
+  watcher         appId version runId trigger
+  registry        appId scope targetId change
+  subscription    appId subscriptionId lifecycleEvent graphStatus graphCode
+"""
+
+from __future__ import annotations
+
+import logging
+
+LOGGER = "upgrader"
+events = logging.getLogger(f"{LOGGER}.events")
+
+
+def event(name: str, message: str, *args, level: int = logging.INFO, **props) -> None:
+    """Logs `message` with `event=name` and the non-empty properties."""
+    extra = {"event": name, **{k: v for k, v in props.items() if v is not None}}
+    events.log(level, message, *args, extra=extra)
+
+
+def log_outcome(run, outcome) -> None:
+    """One line per target outcome: the record an operator searches for."""
+    failure = outcome.failure or {}
+    detail = f": {failure.get('status')} {failure.get('code')} {failure.get('message')}" if failure else ""
+    target = outcome.target
+    event(
+        "targetOutcome",
+        "%s %s %s (run %s)%s",
+        target.label,
+        target.id,
+        outcome.outcome,
+        run.run_id,
+        detail,
+        level=logging.WARNING if outcome.outcome == "failed" else logging.INFO,
+        runId=run.run_id,
+        appId=run.target.teams_app_id if run.target else run.teams_app_id,
+        scope=target.scope,
+        targetId=target.id,
+        **{target.id_field: target.id},
+        outcome=outcome.outcome,
+        targetVersion=run.target.version if run.target else None,
+        installedVersion=outcome.version,
+        graphStatus=failure.get("status"),
+        graphCode=failure.get("code"),
+    )

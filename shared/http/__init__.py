@@ -1,0 +1,1 @@
+"""HTTP routes (entry points): publish, run status, apps, Graph change notifications."""

@@ -1,0 +1,154 @@
+"""Pacing that holds across processes and instances.
+
+Every Graph request first takes a send slot. Slots come from a schedule shared by all instances: a
+row per throttling bucket in a storage table, holding the time of the next free slot. An instance
+reserves a block of slots (as many as it has requests waiting) with one conditional update
+(ETag), so slots never overlap, whatever the number of instances; each request then waits for its
+slot. A 429 pushes the bucket's schedule past Retry-After, so every instance backs off together.
+
+Slots are spaced 1 / (rate * HEADROOM) apart: the headroom absorbs send-time jitter, so the
+arrivals at Graph stay under `rate` in any one-second window. Clocks are the hosts' own (NTP-synced
+on Azure); a skew between instances shows up as jitter.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from shared.foundation.telemetry import event
+from shared.pacing.schedule import TableSchedule
+
+HEADROOM = 0.95
+# A request that leaves late shares a one-second window with the ones after it: 31 requests at the
+# 5% headroom span 30 slots (about 52 ms more than a second at 30/s), so the lateness of one send,
+# taking a slot late plus its send time, must stay well under that, or Graph counts 31 in a second.
+LATE_TOLERANCE = 0.015  # a slot this far in the past is still used; older ones are dropped
+RESERVE_SECONDS = 0.5  # at most this much schedule is reserved at once
+REPORT_SECONDS = 30.0
+
+
+@dataclass
+class _Bucket:
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    slots: list[float] = field(default_factory=list)
+    waiting: int = 0
+    reserving: bool = False
+    reserved: int = 0
+    used: int = 0
+    dropped: int = 0  # reserved slots that passed unused
+    reported: float = 0.0
+
+
+class Pacer:
+    def __init__(
+        self,
+        *,
+        schedule: TableSchedule,
+        rate: float,
+        headroom: float = HEADROOM,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.interval = 1.0 / (rate * headroom)
+        self._schedule = schedule
+        self._clock = clock
+        self._sleep = sleep
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+        self._max_block = max(1, int(rate * RESERVE_SECONDS))
+        self._reserve_time = 0.02  # seconds a reservation takes (moving average): blocks start after it
+
+    def _bucket(self, name: str) -> _Bucket:
+        with self._lock:
+            return self._buckets.setdefault(name, _Bucket())
+
+    def acquire(self, bucket: str, not_before: float = 0.0) -> float:
+        """Blocks until this caller may send one request to `bucket`; returns its slot time."""
+        early = not_before - self._clock() - 0.05
+        if early > 0:
+            self._sleep(early)
+        state = self._bucket(bucket)
+        with state.cond:
+            state.waiting += 1
+            try:
+                slot = self._take(bucket, state, not_before)
+            finally:
+                state.waiting -= 1
+        delay = slot - self._clock()
+        if delay > 0:
+            self._sleep(delay)
+        return slot
+
+    def _take(self, bucket: str, state: _Bucket, not_before: float) -> float:
+        ours: float | None = None  # the block this caller reserved stays usable, late or not (slow storage)
+        while True:
+            now = self._clock()
+            cutoff = now - LATE_TOLERANCE if ours is None else min(now - LATE_TOLERANCE, ours)
+            stale = bisect.bisect_left(state.slots, cutoff)
+            del state.slots[:stale]
+            state.dropped += stale
+            usable = bisect.bisect_left(state.slots, not_before)
+            if usable < len(state.slots):
+                state.used += 1
+                self._report(bucket, state, now)
+                return state.slots.pop(usable)
+            if state.reserving:
+                state.cond.wait(timeout=1.0)
+                continue
+            # one table write per block, for the requests waiting now: a slot reserved for a request
+            # that is not there yet may pass unused, and that is throughput lost for good
+            count = min(max(state.waiting, 1), self._max_block)
+            state.reserving = True
+            state.cond.release()
+            try:
+                # an idle schedule starts the block now: by the time the reservation returns, its
+                # first slots would be late, so start it when the reservation is expected back
+                start = self._schedule.reserve(bucket, count, self.interval, max(now + self._reserve_time, not_before))
+            finally:
+                state.cond.acquire()
+                state.reserving = False
+                state.cond.notify_all()
+            self._reserve_time = 0.8 * self._reserve_time + 0.2 * min(self._clock() - now, 1.0)
+            state.slots = sorted(state.slots + [start + i * self.interval for i in range(count)])
+            state.reserved += count
+            ours = start
+
+    @staticmethod
+    def _report(bucket: str, state: _Bucket, now: float) -> None:
+        """Every half minute: how this process used the slots it reserved (dropped ones are lost throughput)."""
+        if now - state.reported < REPORT_SECONDS:
+            return
+        if state.reported:
+            event(
+                "pacing",
+                "Pacing %s: %d slots reserved, %d used, %d dropped",
+                bucket,
+                state.reserved,
+                state.used,
+                state.dropped,
+                bucket=bucket,
+                reserved=state.reserved,
+                used=state.used,
+                dropped=state.dropped,
+            )
+        state.reported, state.reserved, state.used, state.dropped = now, 0, 0, 0
+
+    def backoff(self, bucket: str, seconds: float) -> None:
+        """Graph said Retry-After: nobody sends to this bucket for `seconds`."""
+        until = self._clock() + seconds
+        self._schedule.push(bucket, until)
+        state = self._bucket(bucket)
+        with state.cond:
+            del state.slots[: bisect.bisect_left(state.slots, until)]
+
+    def plan(self, bucket: str, count: int, *, speedup: float = 1.0) -> float:
+        """Reserves release times for `count` future requests (queue fan-out); returns the first.
+
+        Request i of the block is released at start + i * interval / speedup.
+        """
+        return self._schedule.reserve(f"plan:{bucket}", count, self.interval / speedup, self._clock())

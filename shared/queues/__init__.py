@@ -1,0 +1,1 @@
+"""Queue- and timer-triggered entry points."""

@@ -1,0 +1,69 @@
+"""Runs the control steps of a run: start, list users, scan users' chats and teams, list teams,
+load stored targets.
+
+Each step is idempotent under redelivery: its targets are recorded (each target once per run) and
+queued, then one transaction marks the step done and counts the steps it emits, then those are
+sent. A redelivered step that finds itself done re-sends what it emitted; a duplicate copy of a
+step (another message id) that finds it done by someone else stops.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from shared.domain.messages import ListTeams, ListUsers, LoadTargets, ScanUserChats, ScanUserTeams, StartRun, Step
+from shared.domain.runs import FATAL_ERRORS, RunRecord
+from shared.foundation.errors import MalformedMessage
+from shared.steps import discovery
+from shared.steps.base import StepOutput, add_targets, resend
+from shared.steps.start import start
+
+log = logging.getLogger(f"upgrader.{__name__}")
+
+
+def load(services, run: RunRecord, step: LoadTargets) -> StepOutput:
+    add_targets(services, step, services.runs.load_input(step.run_id, step.input_key))
+    return StepOutput()
+
+
+WORK = {
+    StartRun: start,
+    ListUsers: discovery.list_users,
+    ScanUserChats: discovery.scan_user_chats,
+    ScanUserTeams: discovery.scan_user_teams,
+    ListTeams: discovery.list_teams,
+    LoadTargets: load,
+}
+
+
+class StepRunner:
+    def __init__(self, services) -> None:
+        self._s = services
+
+    def handle(self, step: Step, message_id: str, dequeue_count: int) -> None:
+        runs = self._s.runs
+        run = runs.get_run(step.run_id)
+        if run is None:
+            raise MalformedMessage(f"run {step.run_id} does not exist")
+        done = runs.get_step(step.run_id, step.step_id)
+        if done is not None:
+            # our own earlier attempt died after marking the step done, or another copy did it: make
+            # sure what the step recorded went out (a copy that died may have recorded targets too)
+            resend(self._s, step, done.children if done.message_id == message_id else [])
+            return
+        if dequeue_count > 1:  # an earlier attempt may have recorded targets without queueing them
+            resend(self._s, step, [])
+        work = WORK.get(type(step))
+        if work is None:
+            raise MalformedMessage(f"unexpected step {step.kind}")
+        # a run that failed for good winds down: its remaining steps complete without more work
+        output = StepOutput() if run.error is not None and run.error.code in FATAL_ERRORS else work(self._s, run, step)
+        self._finish(step, message_id, output)
+
+    def _finish(self, step: Step, message_id: str, output: StepOutput) -> None:
+        children = [(child.encode(), delay) for child, delay in output.children]
+        if self._s.runs.complete_step(step.run_id, step.step_id, message_id, children, **output.counts) is None:
+            log.info("Step %s of run %s was completed by another copy", step.step_id, step.run_id)
+            resend(self._s, step, [])
+            return
+        self._s.dispatcher.send_steps(children)

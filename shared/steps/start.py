@@ -1,0 +1,110 @@
+"""The start step: resolve the app and its newest published version, take the app's one running
+slot, choose how each scope finds its targets (the given ids, the registry, or a scan), and emit
+the steps that do it."""
+
+from __future__ import annotations
+
+from shared.domain.messages import ListTeams, ListUsers, LoadTargets, Step
+from shared.domain.runs import EXPLICIT, RunRecord
+from shared.foundation.errors import ErrorInfo, GraphError, GraphRetryable, RunFailure
+from shared.foundation.telemetry import event
+from shared.graph.catalog import resolve_target
+from shared.steps.base import StepOutput, fail_run
+from shared.stores.tracking import utcnow
+
+RUNNING = ("queued", "discovering", "upgrading")
+# a scope's registry is complete once its seeding run is past discovery (chats are recorded as
+# they are listed), or through (teams and users are recorded as each is checked)
+SEEDED_STATES = {"chat": ("upgrading", "completed"), "team": ("completed",), "personal": ("completed",)}
+
+
+def start(services, run: RunRecord, step: Step) -> StepOutput:
+    try:
+        target = resolve_target(
+            services.graph, teams_app_id=run.teams_app_id, external_id=run.external_id, version=run.requested_version
+        )
+    except RunFailure as failure:
+        fail_run(services, run.run_id, failure.info)
+        return StepOutput()
+    except GraphRetryable:
+        raise  # the host retries the start step
+    except GraphError as exc:
+        message = f"Reading the app catalog failed: {exc.status} {exc.code}: {exc.message}"
+        fail_run(services, run.run_id, ErrorInfo("catalogError", message))
+        return StepOutput()
+    app_id = target.teams_app_id
+    if not run.dry_run:
+        blocker = services.tracking.begin_run(app_id, run.run_id, lambda other: _running(services, other))
+        if blocker:
+            message = f"Run {blocker} is upgrading this app now; its status shows when it is done."
+            fail_run(services, run.run_id, ErrorInfo("runInProgress", message))
+            return StepOutput()
+    discovery = discovery_modes(services, run, app_id)
+    scanned = tuple(s for s in run.scopes if discovery[s] == "scan")
+    seeding = scanned if services.settings.discovery_group_id is None else ()  # a full scan seeds the registry
+    services.runs.set_target(run.run_id, target, discovery, seeding)
+    if not run.explicit and not run.dry_run:  # so that the catalog watcher does not start it again
+        services.tracking.advance(app_id, target.version, run.run_id)
+    event(
+        "runStarted",
+        "Run %s targets %s version %s in %s",
+        run.run_id,
+        target.display_name,
+        target.version,
+        ", ".join(run.scopes),
+        runId=run.run_id,
+        appId=app_id,
+        targetVersion=target.version,
+        dryRun=run.dry_run,
+        scopes=",".join(run.scopes),
+        discoveryMode=",".join(f"{s}:{m}" for s, m in discovery.items()),
+    )
+    if seeding:
+        services.tracking.begin_seed(app_id, run.run_id, seeding)
+    return StepOutput(children=[(child, 0) for child in _first_steps(services, run, app_id, discovery)])
+
+
+def _first_steps(services, run: RunRecord, app_id: str, discovery: dict[str, str]) -> list[Step]:
+    scanned = {s for s, mode in discovery.items() if mode == "scan"}
+    grouped = services.settings.discovery_group_id is not None
+    keys = list(run.input_keys)
+    from_registry = [t for s, mode in discovery.items() if mode == "registry" for t in services.registry.targets(app_id, s)]
+    if from_registry:
+        keys += services.runs.add_inputs(run.run_id, from_registry, prefix="r")
+    steps: list[Step] = [LoadTargets(run_id=run.run_id, step_id=f"input-{i}", input_key=k) for i, k in enumerate(keys)]
+    if scanned & {"chat", "personal"} or ("team" in scanned and grouped):
+        steps.append(ListUsers(run_id=run.run_id, step_id="users-0", page=0))
+    if "team" in scanned and not grouped:
+        steps.append(ListTeams(run_id=run.run_id, step_id="teams-0", page=0))
+    return steps
+
+
+def _running(services, run_id: str) -> bool:
+    status = services.runs.status(run_id)
+    return status is not None and status["state"] in RUNNING
+
+
+def discovery_modes(services, run: RunRecord, app_id: str) -> dict[str, str]:
+    """How each scope of the run finds its targets: explicit, registry or scan."""
+    if run.explicit:
+        return dict.fromkeys(run.scopes, EXPLICIT)
+    mode = services.settings.discovery_mode
+    if mode != "auto":
+        return dict.fromkeys(run.scopes, mode)
+    return {s: "registry" if registry_ready(services, app_id, s) else "scan" for s in run.scopes}
+
+
+def registry_ready(services, app_id: str, scope: str) -> bool:
+    """A scope of the registry is complete when a full scan seeded it after the subscription began
+    covering the scope, and nothing since (an unreadable installation id, a lost subscription) put
+    it in doubt."""
+    subscription = services.tracking.subscription(app_id)
+    seed = services.tracking.registry(app_id).seed(scope)
+    if subscription is None or subscription.expires_at <= utcnow() or scope not in subscription.scopes:
+        return False
+    if not seed.run_id or not seed.started_at or seed.started_at < subscription.started_at:
+        return False
+    if seed.invalidated_at and seed.invalidated_at >= seed.started_at:
+        return False
+    status = services.runs.status(seed.run_id)
+    return status is not None and status["state"] in SEEDED_STATES[scope] and status["error"] is None

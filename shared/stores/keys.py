@@ -1,0 +1,97 @@
+"""Where a run's rows live in the runs table: partitions, row keys, and packed lists.
+
+Rows of the run partition (PartitionKey = run id): the run row, counter shards, step rows and input
+chunks. Rows of a target partition (PartitionKey = run id + "-NN", NN from a hash of the target key):
+target rows (`t-<scope>:<id>`), failure rows (`f-...`) and those partitions' counter shards.
+
+Spreading the targets keeps every partition small: a point write costs the store a look-up within
+its partition, and one partition per run would make every claim and record slower as the run grows
+(and would concentrate a large run's writes on one partition server).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import TypeVar
+from urllib.parse import quote
+
+from shared.domain.targets import Target
+
+T = TypeVar("T")
+TARGET_PARTITIONS = 32
+MAX_OPS = 100  # per table transaction
+CHANGED = "UpdateConditionNotSatisfied"  # an ETag-conditional write found the entity changed
+EXISTS = "EntityAlreadyExists"
+# The SDK does not resend a POST whose answer was lost (the connection died under it). Our
+# transactions may be resent: each holds an ETag-conditional or create operation, so a resent
+# transaction that had gone through fails on it, and the callers re-read what they find changed.
+REPLAYABLE_METHODS = frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST"})
+INPUT_CHUNK_BYTES = 60_000  # raw; stays under the 64 KiB binary property limit once compressed
+RUN_PARTITIONS = "PartitionKey ge @run and PartitionKey lt @end"  # with run_range(run_id)
+TARGET_ROWS = "RowKey ge 't-' and RowKey lt 't.'"
+FAILURE_ROWS = "RowKey ge 'f-' and RowKey lt 'f.'"
+COUNTER_ROWS = "RowKey ge 'count-' and RowKey lt 'count.'"
+
+
+def now_iso() -> str:
+    return iso(datetime.now(UTC))
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def pack(values: list[str]) -> bytes:
+    return zlib.compress(json.dumps(values, separators=(",", ":")).encode())
+
+
+def unpack(blob: bytes | None) -> list[str]:
+    return json.loads(zlib.decompress(blob)) if blob else []
+
+
+def run_range(run_id: str) -> dict[str, str]:
+    """Parameters for RUN_PARTITIONS: the run partition and its target partitions ("<run>-NN"); run
+    ids are 32 hex digits, so no other run's partition falls inside."""
+    return {"run": run_id, "end": run_id + "."}
+
+
+def target_partition(run_id: str, target: Target) -> str:
+    return f"{run_id}-{zlib.crc32(target.key.encode()) % TARGET_PARTITIONS:02d}"
+
+
+def row_key(target: Target, prefix: str = "t-") -> str:
+    """RowKeys may not hold / \\ # ? or control characters; percent-encode all but the usual."""
+    return prefix + quote(target.key, safe=":@._-")
+
+
+def by_partition(run_id: str, items: Iterable[T], target_of: Callable[[T], Target]) -> dict[str, list[T]]:
+    """Groups items by the partition of their target, keeping their order within each group."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(target_partition(run_id, target_of(item)), []).append(item)
+    return groups
+
+
+def partition_batches(
+    run_id: str, items: Iterable[T], size: int, target_of: Callable[[T], Target]
+) -> Iterator[tuple[str, list[T]]]:
+    """Items by target partition, in batches of at most `size`: one table transaction each."""
+    for partition, group in by_partition(run_id, items, target_of).items():
+        for start in range(0, len(group), size):
+            yield partition, group[start : start + size]
+
+
+def chunk_keys(keys: list[str]) -> list[list[str]]:
+    """Target keys in chunks that each fit one table property once packed."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for key in keys:
+        if chunks[-1] and size + len(key) + 4 > INPUT_CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(key)
+        size += len(key) + 4
+    return [c for c in chunks if c]
