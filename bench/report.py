@@ -1,4 +1,4 @@
-"""Renders a benchmark result (bench/results/latest.json) as the Markdown table the README shows."""
+"""Renders a benchmark result (bench/results/latest.json) as the Markdown tables the README shows."""
 
 from __future__ import annotations
 
@@ -7,38 +7,45 @@ import sys
 from pathlib import Path
 
 
+def _what(s: dict) -> str:
+    parts = [f"{s[k]:,} {noun}" for k, noun in (("chats", "chats"), ("teams", "teams"), ("users_with_app", "users")) if s[k]]
+    how = f", discovery among {s['discovery_users']:,} users" if s["discovery_users"] else ""
+    return " + ".join(parts) + how
+
+
+def _shape(s: dict) -> str:
+    polling = f", polling ≤ {s['polling']:g} s" if s["polling"] else ""
+    return f"{s['workers']} workers, {s['limit']}/s, {s['latency'] * 1000:.0f} ms{polling}"
+
+
 def render(results: dict) -> str:
-    limit = results["settings"]["limit"]
     lines = [
         f"Measured {results['date']} on {results['machine']['cpus']} CPUs (Python {results['machine']['python']}), "
-        f"`{results['command'].strip()}`: emulator limit and `GRAPH_MAX_RPS` {limit} requests/s per bucket, "
-        f"1 request/s per chat, {results['settings']['latency'] * 1000:.0f} ms latency per request, "
-        f"{results['settings']['workers']} worker processes; Retry-After is the time until Graph would admit the request.",
+        f"`{results['command'].strip()}`. In each scenario the emulator's limit per bucket equals `GRAPH_MAX_RPS`, "
+        "1 request/s per chat and 4 per team; Retry-After is the time until Graph would admit the request; "
+        "upgrades/s run from the publish request to the last successful upgrade.",
         "",
-        "| scenario | upgrades/s (ratio to ceiling) | steady state | publish → last upgrade "
-        "| Graph requests per chat | 429s (limit hit) | peak RSS per worker |",
-        "|---|---|---|---|---|---|---|",
+        "| scenario | outdated targets | shape | upgrades/s (of the ceiling) | steady state | first GET | publish → last upgrade "
+        "| most requests in any 1 s | 429s (limit hit) | Graph requests per upgrade |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in results["scenarios"]:
         o = s["ours"]
-        per_chat = ", ".join(f"{k} {v:g}" for k, v in o["graphRequestsPerUpgradedChat"].items() if v >= 0.01)
-        if s["discovery"] and "teams.get" in o.get("acceptedRequestsPerSecondByBucket", {}):
-            per_chat += f" (List chats at {o['acceptedRequestsPerSecondByBucket']['teams.get']:g}/s)"
-        once = "" if o["everyOutdatedChatUpgradedOnce"] else " (NOT once per chat!)"
-        what = f"{s['outdatedChats']:,} outdated chats" + (f", {s['users']:,} users, discovery" if s["discovery"] else "")
-        rate = f"{o['upgradesPerSecond']:g} ({o['ratioToCeiling']:.2f})"
-        steady = f"{o['steadyUpgradesPerSecond']:g} ({o['steadyRatioToCeiling']:.2f})"
+        per = ", ".join(f"{k} {v:g}" for k, v in o["graphRequestsPerUpgrade"].items() if v >= 0.01)
+        once = "" if o["everyOutdatedTargetUpgradedOnce"] else " (NOT once per target!)"
+        peak = max(o["maxRequestsInAnyOneSecond"].values(), default=0)
         throttled = f"{o['limiter429']} ({o['limiter429Share'] * 100:.3f}%)"
         if o.get("limiter429ByLimit"):
             throttled += ": " + ", ".join(f"{k} {v}" for k, v in o["limiter429ByLimit"].items())
-        rss = max((r for r in o["peakRssMbPerWorker"] if r), default=None)  # None where /proc is missing
         lines.append(
-            f"| {s['name']} ({what}) | {rate} | {steady} | {o['secondsPublishToLastUpgrade']:g} s "
-            f"| {per_chat}{once} | {throttled} | {'n/a' if rss is None else f'{rss:g} MB'} |"
+            f"| {s['name']} | {_what(s)} | {_shape(s)} | {o['upgradesPerSecond']:g} ({o['ratioToCeiling']:.2f}) "
+            f"| {o['steadyUpgradesPerSecond']:g} ({o['steadyRatioToCeiling']:.2f}) | {o['secondsPublishToFirstGet']} s "
+            f"| {o['secondsPublishToLastUpgrade']:g} s | {peak} | {throttled} | {per}{once} |"
         )
-    lines += ["", "| scenario | peer | upgrades/s | ours / peer | projected time for all chats |", "|---|---|---|---|---|"]
-    for s in results["scenarios"]:
-        for name, p in s["peers"].items():
+    peers = [(s, name, p) for s in results["scenarios"] for name, p in s["peers"].items()]
+    if peers:
+        lines += ["", "| scenario | peer | upgrades/s | ours / peer | projected time for all chats |", "|---|---|---|---|---|"]
+        for s, name, p in peers:
             ratio = "n/a" if p["oursOverPeer"] is None else f"**{p['oursOverPeer']:g}x**"  # the peer upgraded nothing
             projected = "n/a" if p["projectedSecondsForAll"] is None else f"{p['projectedSecondsForAll'] / 3600:.1f} h"
             lines.append(

@@ -123,6 +123,11 @@ class Azurite:
         for table in tables.list_tables():
             tables.delete_table(table.name)
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "not started"
+        return self._process.pid
+
     def url(self, service: str) -> str:
         return f"{self.scheme}://127.0.0.1:{self.ports[service]}/{ACCOUNT}"
 

@@ -522,8 +522,9 @@ class LocalHost:
         if self.queue_workers == 0:
             self.start_queue_listeners()
         elif self.queue_workers is not None:  # None: HTTP and timers only
-            for _ in range(self.queue_workers):
-                self.workers.append(self.spawn_worker())
+            self.workers = [self.spawn_worker(wait=False) for _ in range(self.queue_workers)]
+            for worker in self.workers:
+                self._wait_ready(worker)
         log.info("Host started: %d functions (%s)", len(self.specs), ", ".join(s.name for s in self.specs))
         return self
 
@@ -541,7 +542,8 @@ class LocalHost:
         for listener in self.listeners:
             listener.start()
 
-    def spawn_worker(self) -> subprocess.Popen:
+    def spawn_worker(self, *, wait: bool = True) -> subprocess.Popen:
+        """A worker process for the queue triggers; with `wait`, once it listens (its app is loaded)."""
         args = [
             sys.executable,
             "-m",
@@ -556,7 +558,17 @@ class LocalHost:
         ]
         if self.worker_log:
             args += ["--log-file", self.worker_log]
-        return subprocess.Popen(args, cwd=ROOT, env=os.environ.copy())
+        worker = subprocess.Popen(args, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, text=True)
+        if wait:
+            self._wait_ready(worker)
+        return worker
+
+    @staticmethod
+    def _wait_ready(worker: subprocess.Popen) -> None:
+        line = worker.stdout.readline()  # the worker says "listening" once its listeners run
+        if line.strip() != "listening":
+            raise RuntimeError(f"worker process {worker.pid} did not start (exit code {worker.poll()})")
+        worker.stdout.close()
 
     def stop(self) -> None:
         for worker in self.workers:
@@ -600,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-file", help="append logs to this file instead of the console")
     parser.add_argument("--queues-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S", filename=args.log_file)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt=None, filename=args.log_file)
     logging.getLogger("azure").setLevel(logging.WARNING)
     if args.settings:
         load_settings_file(Path(args.settings))
@@ -610,6 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.queues_only:
         host = LocalHost(args.app, http_port=None, run_timers=False, lease=args.lease, queue_overrides=args.queue_overrides)
         host.start_queue_listeners()
+        print("listening", flush=True)
     else:
         host = LocalHost(
             args.app,

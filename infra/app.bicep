@@ -285,7 +285,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       DISCOVERY_MODE: discoveryMode
       DISCOVERY_USERS_PER_STEP: '10'
       UPGRADE_SCOPES: upgradeScopes
-      UPGRADE_TARGETS_PER_MESSAGE: '10'
+      UPGRADE_TARGETS_PER_MESSAGE: '20'
       UPGRADE_MAX_ATTEMPTS: '8'
       GRAPH_INLINE_RETRY_SECONDS: '5'
       WATCHED_APP_IDS: watchedAppIds

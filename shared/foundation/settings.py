@@ -111,7 +111,7 @@ def _client_state(env: Mapping[str, str], notifications: bool) -> str | None:
 
 
 def _targets_per_message(env: Mapping[str, str]) -> int:
-    value = int(_float(env, "UPGRADE_TARGETS_PER_MESSAGE", 10, minimum=1))
+    value = int(_float(env, "UPGRADE_TARGETS_PER_MESSAGE", 20, minimum=1))
     if value > 50:  # a batch is claimed in one table transaction (100 operations) and fits a queue message
         raise ConfigError(f"UPGRADE_TARGETS_PER_MESSAGE must be at most 50, got {value}")
     return value
@@ -142,7 +142,7 @@ class Settings:
     graph_max_rps: float = 25.0
     upgrade_scopes: tuple[str, ...] = ("chat",)  # the scopes whose Graph permissions the deployment granted
     # Advanced tuning; the defaults suit Graph's documented limits.
-    targets_per_message: int = 10
+    targets_per_message: int = 20
     users_per_step: int = 10
     inline_retry_seconds: float = 5.0
     max_attempts: int = 8

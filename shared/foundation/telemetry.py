@@ -13,7 +13,7 @@ Events and their properties:
   targetOutcome   runId appId scope targetId chatId|teamId|userId outcome targetVersion installedVersion
                   graphStatus graphCode
   throttled       bucket graphStatus retryAfter
-  pacing          bucket reserved used dropped (per process, every 30 s)
+  pacing          bucket reserved blocks used overslept dropped (per process, every 30 s)
   rescheduled     runId appId scope targetId outcome graphStatus graphCode retryAfter
   userSkipped     runId scope userId graphStatus graphCode
   poisoned        queue runId step | appId

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
+from azure.identity import ManagedIdentityCredential  # at import: not on the first invocation's path
 
 from shared.foundation.errors import GraphError, GraphThrottled, GraphUnavailable
 from shared.foundation.telemetry import event
@@ -62,9 +64,17 @@ class TokenSource:
 
 
 def managed_identity_tokens(client_id: str | None) -> TokenSource:
-    from azure.identity import ManagedIdentityCredential
-
     return TokenSource(ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential())
+
+
+def graph_session(base_url: str) -> requests.Session:
+    """A session that reads the environment (proxies, a CA bundle) once: by default requests reads
+    it, and looks for a .netrc file, on every request, which costs more CPU than the request."""
+    session = requests.Session()
+    session.proxies = requests.utils.get_environ_proxies(base_url)
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.trust_env = False
+    return session
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ class GraphClient:
         self._origin = urlsplit(self.base_url)[:2]
         self._tokens = tokens
         self._pacer = pacer
-        self._session = session or requests.Session()
+        self._session = session or graph_session(self.base_url)
         self._timeout = timeout
         self._inline_retry_seconds = inline_retry_seconds
         self._max_attempts = max_attempts

@@ -14,8 +14,10 @@ on Azure); a skew between instances shows up as jitter.
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,11 +25,19 @@ from shared.foundation.telemetry import event
 from shared.pacing.schedule import TableSchedule
 
 HEADROOM = 0.95
+MIN_HEADROOM = 0.85
+HEADROOM_STEP = 0.02  # per 429; recovered by half a step per HEADROOM_RECOVERY without one
+HEADROOM_RECOVERY = 60.0
 # A request that leaves late shares a one-second window with the ones after it: 31 requests at the
 # 5% headroom span 30 slots (about 52 ms more than a second at 30/s), so the lateness of one send,
 # taking a slot late plus its send time, must stay well under that, or Graph counts 31 in a second.
 LATE_TOLERANCE = 0.015  # a slot this far in the past is still used; older ones are dropped
+WAKE_TOLERANCE = 0.03  # a caller waking this much after its slot sends in a later one
 RESERVE_SECONDS = 0.5  # at most this much schedule is reserved at once
+# a block covers at least this much of the demand this process has been sending to the bucket: one
+# table write per request or two (under steady, spread-out demand) would cost more than the slots a
+# demand that stops leaves unused
+DEMAND_SECONDS = 0.25
 REPORT_SECONDS = 30.0
 
 
@@ -40,7 +50,12 @@ class _Bucket:
     reserved: int = 0
     used: int = 0
     dropped: int = 0  # reserved slots that passed unused
+    blocks: int = 0  # reservations: one table write each
+    overslept: int = 0  # slots given up by callers that woke too late
+    headroom: float = HEADROOM  # lowered by each 429, raised again while none comes
+    throttled_at: float = 0.0
     reported: float = 0.0
+    taken: deque = field(default_factory=deque)  # when slots were taken in the last second: the demand
 
 
 class Pacer:
@@ -68,21 +83,29 @@ class Pacer:
             return self._buckets.setdefault(name, _Bucket())
 
     def acquire(self, bucket: str, not_before: float = 0.0) -> float:
-        """Blocks until this caller may send one request to `bucket`; returns its slot time."""
+        """Blocks until this caller may send one request to `bucket`; returns its slot time.
+
+        A caller that wakes too late for its slot (a busy machine, a pause of the process) takes
+        another: several late callers sending at once would crowd the next second."""
         early = not_before - self._clock() - 0.05
         if early > 0:
             self._sleep(early)
         state = self._bucket(bucket)
-        with state.cond:
-            state.waiting += 1
-            try:
-                slot = self._take(bucket, state, not_before)
-            finally:
-                state.waiting -= 1
-        delay = slot - self._clock()
-        if delay > 0:
-            self._sleep(delay)
-        return slot
+        while True:
+            with state.cond:
+                state.waiting += 1
+                try:
+                    slot = self._take(bucket, state, not_before)
+                finally:
+                    state.waiting -= 1
+            delay = slot - self._clock()
+            if delay > 0:
+                self._sleep(delay)
+                if self._clock() - slot > WAKE_TOLERANCE:
+                    with state.cond:
+                        state.overslept += 1
+                    continue
+            return slot
 
     def _take(self, bucket: str, state: _Bucket, not_before: float) -> float:
         ours: float | None = None  # the block this caller reserved stays usable, late or not (slow storage)
@@ -95,27 +118,34 @@ class Pacer:
             usable = bisect.bisect_left(state.slots, not_before)
             if usable < len(state.slots):
                 state.used += 1
+                state.taken.append(now)
+                while state.taken[0] < now - 1.0:
+                    state.taken.popleft()
                 self._report(bucket, state, now)
                 return state.slots.pop(usable)
             if state.reserving:
                 state.cond.wait(timeout=1.0)
                 continue
-            # one table write per block, for the requests waiting now: a slot reserved for a request
-            # that is not there yet may pass unused, and that is throughput lost for good
-            count = min(max(state.waiting, 1), self._max_block)
+            # one table write per block, for the requests waiting now and the demand expected while
+            # it lasts: a slot reserved for a request that does not come passes unused, and that is
+            # throughput lost for good
+            expected = math.ceil(len(state.taken) * DEMAND_SECONDS) if state.taken and state.taken[-1] > now - 0.1 else 0
+            count = min(max(state.waiting, expected, 1), self._max_block)
             state.reserving = True
             state.cond.release()
             try:
                 # an idle schedule starts the block now: by the time the reservation returns, its
                 # first slots would be late, so start it when the reservation is expected back
-                start = self._schedule.reserve(bucket, count, self.interval, max(now + self._reserve_time, not_before))
+                interval = self._interval(state, now)
+                start = self._schedule.reserve(bucket, count, interval, max(now + self._reserve_time, not_before))
             finally:
                 state.cond.acquire()
                 state.reserving = False
                 state.cond.notify_all()
             self._reserve_time = 0.8 * self._reserve_time + 0.2 * min(self._clock() - now, 1.0)
-            state.slots = sorted(state.slots + [start + i * self.interval for i in range(count)])
+            state.slots = sorted(state.slots + [start + i * interval for i in range(count)])
             state.reserved += count
+            state.blocks += 1
             ours = start
 
     @staticmethod
@@ -126,25 +156,41 @@ class Pacer:
         if state.reported:
             event(
                 "pacing",
-                "Pacing %s: %d slots reserved, %d used, %d dropped",
+                "Pacing %s: %d slots reserved in %d blocks, %d used (%d overslept), %d dropped",
                 bucket,
                 state.reserved,
+                state.blocks,
                 state.used,
+                state.overslept,
                 state.dropped,
                 bucket=bucket,
                 reserved=state.reserved,
+                blocks=state.blocks,
                 used=state.used,
+                overslept=state.overslept,
                 dropped=state.dropped,
             )
-        state.reported, state.reserved, state.used, state.dropped = now, 0, 0, 0
+        state.reported, state.reserved, state.used, state.dropped, state.blocks, state.overslept = now, 0, 0, 0, 0, 0
+
+    def _interval(self, state: _Bucket, now: float) -> float:
+        """Slot spacing for the bucket: a 429 means requests reached Graph closer together than they
+        were sent (send-time jitter, on a busy host), and costs the whole bucket Retry-After, so
+        each one widens the spacing a little; a minute without one narrows it back."""
+        if state.headroom < HEADROOM and now - state.throttled_at > HEADROOM_RECOVERY:
+            state.headroom = min(HEADROOM, state.headroom + HEADROOM_STEP / 2)
+            state.throttled_at = now
+        return 1.0 / (self.rate * state.headroom)
 
     def backoff(self, bucket: str, seconds: float) -> None:
         """Graph said Retry-After: nobody sends to this bucket for `seconds`."""
-        until = self._clock() + seconds
+        now = self._clock()
+        until = now + seconds
         self._schedule.push(bucket, until)
         state = self._bucket(bucket)
         with state.cond:
             del state.slots[: bisect.bisect_left(state.slots, until)]
+            state.headroom = max(MIN_HEADROOM, state.headroom - HEADROOM_STEP)
+            state.throttled_at = now
 
     def plan(self, bucket: str, count: int, *, speedup: float = 1.0) -> float:
         """Reserves release times for `count` future requests (queue fan-out); returns the first.

@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shared.domain.messages import Step
 from shared.domain.targets import Target
 from shared.foundation.errors import ErrorInfo
 from shared.foundation.telemetry import event
+from shared.steps.upgrade import BatchUpgrader
+from shared.stores.targets import TargetRow
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Which delivery of a step's message this is: its id stays the same on every redelivery."""
+
+    message_id: str
+    dequeue_count: int
+
+    def chain(self, step: Step) -> str:
+        """The claim chain of the batches this attempt of `step` processes inline (no ":": a claim
+        is "<chain>:<attempt>"); see TargetRow.open_to."""
+        return f"{inline_chains(step)}{self.message_id}.{self.dequeue_count}"
+
+    def earlier(self, step: Step) -> str:
+        """The prefix of the chains of this message's earlier attempts, dead since it was redelivered."""
+        return f"{inline_chains(step)}{self.message_id}."
+
+
+def inline_chains(step: Step) -> str:
+    return f"inline.{step.step_id}."
 
 
 @dataclass
@@ -28,10 +51,33 @@ def add_targets(services, step: Step, targets: list[Target]) -> dict[Target, str
     return added
 
 
-def resend(services, step: Step, children: list[tuple[str, int]]) -> None:
-    """Queues again what a step recorded: its targets still pending, and the steps it emitted."""
-    services.dispatcher.send_targets(step.run_id, services.targets.pending_from(step.run_id, step.step_id))
+def resend(services, step: Step, children: list[tuple[str, int]], delivery: Delivery | None = None) -> list[TargetRow]:
+    """Queues again what a step recorded: its targets still pending, and the steps it emitted.
+
+    Targets that batches of the step's own inline work had claimed are not queued: on a
+    redelivery of the step's message (`delivery`) they are taken over here, at once, since only
+    this message's earlier (dead) attempts could hold them; returns the others (for the poison
+    handler)."""
+    rows = services.targets.pending_from(step.run_id, step.step_id)
+    inline = [r for r in rows if r.state == "claimed" and (r.chain or "").startswith(inline_chains(step))]
+    services.dispatcher.send_targets(step.run_id, [r.target for r in rows if r not in inline])
     services.dispatcher.send_steps(children)
+    if delivery is None:
+        return inline
+    adopted = [r for r in inline if (r.chain or "").startswith(delivery.earlier(step))]
+    if adopted:
+        run = services.runs.get_run(step.run_id)
+        upgrader = BatchUpgrader(
+            graph=services.graph,
+            targets=services.targets,
+            max_attempts=services.settings.max_attempts,
+            requeue=services.dispatcher.requeue,
+        )
+        for planned in services.dispatcher.plan(step.run_id, [r.target for r in adopted]):
+            claim = delivery.chain(step)
+            message = replace(planned.message, claim=claim)
+            upgrader.process(run, message, claim, dequeue_count=2, adopt=delivery.earlier(step), requeue=False)
+    return [r for r in inline if r not in adopted]
 
 
 def fail_run(services, run_id: str, error: ErrorInfo) -> None:

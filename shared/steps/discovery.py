@@ -22,7 +22,7 @@ from shared.foundation.telemetry import event
 from shared.graph.directory import list_users_page
 from shared.scopes.chat import chats_with_app
 from shared.scopes.team import joined_teams, list_teams_page
-from shared.steps.base import StepOutput, add_targets
+from shared.steps.base import Delivery, StepOutput, add_targets
 
 
 def _scanned(run: RunRecord, scope: str) -> bool:
@@ -33,7 +33,7 @@ def _next_page(step: ListUsers | ListTeams, prefix: str, cursor: str) -> ListUse
     return replace(step, step_id=f"{prefix}-{step.page + 1}", page=step.page + 1, cursor=cursor)
 
 
-def list_users(services, run: RunRecord, step: ListUsers) -> StepOutput:
+def list_users(services, run: RunRecord, step: ListUsers, delivery: Delivery) -> StepOutput:
     settings = services.settings
     users, cursor = list_users_page(services.graph, group_id=settings.discovery_group_id, cursor=step.cursor)
     output = StepOutput()
@@ -56,7 +56,7 @@ def list_users(services, run: RunRecord, step: ListUsers) -> StepOutput:
     return output
 
 
-def list_teams(services, run: RunRecord, step: ListTeams) -> StepOutput:
+def list_teams(services, run: RunRecord, step: ListTeams, delivery: Delivery) -> StepOutput:
     teams, cursor = list_teams_page(services.graph, step.cursor)
     output = StepOutput()
     added = add_targets(services, step, [Target("team", t) for t in teams])
@@ -66,7 +66,7 @@ def list_teams(services, run: RunRecord, step: ListTeams) -> StepOutput:
     return output
 
 
-def scan_user_chats(services, run: RunRecord, step: ScanUserChats) -> StepOutput:
+def scan_user_chats(services, run: RunRecord, step: ScanUserChats, delivery: Delivery) -> StepOutput:
     app_id = run.target.teams_app_id
     seed = "chat" in run.seeding  # a full scan seeds the installation registry with the chats it lists
 
@@ -80,7 +80,7 @@ def scan_user_chats(services, run: RunRecord, step: ScanUserChats) -> StepOutput
     return _per_user(services, step, "chat", chats)
 
 
-def scan_user_teams(services, run: RunRecord, step: ScanUserTeams) -> StepOutput:
+def scan_user_teams(services, run: RunRecord, step: ScanUserTeams, delivery: Delivery) -> StepOutput:
     def teams(user_id: str) -> int:
         return len(add_targets(services, step, [Target("team", t) for t in joined_teams(services.graph, user_id)]))
 

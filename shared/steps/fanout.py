@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from shared.domain.messages import UpgradeTargets
 from shared.domain.targets import Target
@@ -18,6 +19,15 @@ from shared.stores.keys import by_partition
 
 MAX_VISIBILITY_DELAY = 7 * 24 * 3600 - 60
 RELEASE_SPEEDUP = 1.25
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A batch to queue, and when it should become visible (epoch seconds)."""
+
+    message: UpgradeTargets
+    targets: tuple[Target, ...]
+    due: float
 
 
 def _delay(seconds: float) -> int | None:
@@ -37,41 +47,54 @@ class Dispatcher:
         for text, delay in steps:
             queue.send_message(text, visibility_timeout=_delay(delay))
 
-    def send_targets(self, run_id: str, targets: Iterable[Target] | Mapping[Target, str]) -> int:
+    def send_targets(self, run_id: str, targets: Iterable[Target] | Mapping[Target, str], *, claim: str | None = None) -> int:
         """Queues targets in batches of one scope, scheduled at the pacing rate of the scope's GET
-        bucket; returns the number of messages.
+        bucket; returns the number of messages. `targets` maps targets to the ETags of their rows
+        when the caller knows them; `claim` lets the batches take over targets claimed by that chain."""
+        planned = self.plan(run_id, targets, claim=claim)
+        self.send(planned)
+        return len(planned)
 
-        `targets` maps targets to the ETags of their rows when the caller knows them. Targets are
-        ordered by partition, so that most batches are recorded in one table transaction, and the
-        batches are then taken one partition after another, so that batches processed at the same
-        time do not contend for the same counter rows."""
+    def plan(self, run_id: str, targets: Iterable[Target] | Mapping[Target, str], *, claim: str | None = None) -> list[Planned]:
+        """The batches for these targets and when each should become visible.
+
+        Targets are ordered by partition, so that most batches are recorded in one table
+        transaction, and the batches are then taken one partition after another, so that batches
+        processed at the same time do not contend for the same counter rows. One release plan is
+        reserved per scope, for all its targets at once."""
         etags = targets if isinstance(targets, Mapping) else {}
         by_scope: dict[str, list[Target]] = {}
         for target in targets:
             by_scope.setdefault(target.scope, []).append(target)
-        return sum(self._send_scope(run_id, name, group, etags) for name, group in by_scope.items())
+        return [p for name, group in by_scope.items() for p in self._plan_scope(run_id, name, group, etags, claim)]
 
-    def _send_scope(self, run_id: str, name: str, targets: list[Target], etags: Mapping[Target, str]) -> int:
+    def _plan_scope(
+        self, run_id: str, name: str, targets: list[Target], etags: Mapping[Target, str], claim: str | None
+    ) -> list[Planned]:
         groups = by_partition(run_id, targets, lambda t: t)
         ordered = [t for group in groups.values() for t in group]
         batches = [ordered[i : i + self._size] for i in range(0, len(ordered), self._size)]
         stride = -(-len(batches) // len(groups))  # batches per partition, about
         batches = [batch for first in range(stride) for batch in batches[first::stride]]
-        queue = self._storage.queue(TARGETS_QUEUE)
         start = self._pacer.plan(scope_named(name).get_bucket, len(targets), speedup=RELEASE_SPEEDUP)
-        now = self._clock()
-        sent = 0
+        planned, sent = [], 0
         for batch in batches:
-            due = start + sent * self._pacer.interval / RELEASE_SPEEDUP
             message = UpgradeTargets(
                 run_id=run_id,
                 scope=name,
                 ids=tuple(t.id for t in batch),
+                claim=claim,
                 etags=tuple(etags[t] for t in batch) if etags else (),
             )
-            queue.send_message(message.encode(), visibility_timeout=_delay(due - now))
+            planned.append(Planned(message, tuple(batch), start + sent * self._pacer.interval / RELEASE_SPEEDUP))
             sent += len(batch)
-        return len(batches)
+        return planned
+
+    def send(self, planned: Iterable[Planned]) -> None:
+        queue = self._storage.queue(TARGETS_QUEUE)
+        now = self._clock()
+        for p in planned:
+            queue.send_message(p.message.encode(), visibility_timeout=_delay(p.due - now))
 
     def requeue(self, message: UpgradeTargets, delay: int) -> None:
         self._storage.queue(TARGETS_QUEUE).send_message(message.encode(), visibility_timeout=_delay(delay))

@@ -30,7 +30,11 @@ def poisoned_step(services, step: Step, message_id: str, queue: str) -> None:
         services.targets.pending_from(step.run_id, step.step_id)  # counts rows a dying attempt left uncounted
         fail_targets(services, step.run_id, targets, "Loading these targets failed on every attempt.")
     else:
-        resend(services, step, [])  # targets it recorded before failing are targets all the same
+        # targets it recorded before failing are targets all the same; those its own inline
+        # batches held when they died may have been upgraded: they end failed, saying so
+        held = resend(services, step, [])
+        if held:
+            fail_targets(services, step.run_id, [r.target for r in held], "Its start step failed on every attempt.")
         if isinstance(step, StartRun):
             error = ErrorInfo("startFailed", "The run could not be started: every attempt failed.")
         else:

@@ -15,14 +15,15 @@ from shared.domain.messages import ListTeams, ListUsers, LoadTargets, ScanUserCh
 from shared.domain.runs import FATAL_ERRORS, RunRecord
 from shared.foundation.errors import MalformedMessage
 from shared.steps import discovery
-from shared.steps.base import StepOutput, add_targets, resend
+from shared.steps.base import Delivery, StepOutput, resend
+from shared.steps.layout import lay_out
 from shared.steps.start import start
 
 log = logging.getLogger(f"upgrader.{__name__}")
 
 
-def load(services, run: RunRecord, step: LoadTargets) -> StepOutput:
-    add_targets(services, step, services.runs.load_input(step.run_id, step.input_key))
+def load(services, run: RunRecord, step: LoadTargets, delivery: Delivery) -> StepOutput:
+    lay_out(services, run, step, services.runs.load_input(step.run_id, step.input_key))
     return StepOutput()
 
 
@@ -45,19 +46,21 @@ class StepRunner:
         run = runs.get_run(step.run_id)
         if run is None:
             raise MalformedMessage(f"run {step.run_id} does not exist")
+        delivery = Delivery(message_id, dequeue_count)
         done = runs.get_step(step.run_id, step.step_id)
         if done is not None:
             # our own earlier attempt died after marking the step done, or another copy did it: make
             # sure what the step recorded went out (a copy that died may have recorded targets too)
-            resend(self._s, step, done.children if done.message_id == message_id else [])
+            own = done.message_id == message_id
+            resend(self._s, step, done.children if own else [], delivery if own else None)
             return
         if dequeue_count > 1:  # an earlier attempt may have recorded targets without queueing them
-            resend(self._s, step, [])
+            resend(self._s, step, [], delivery)
         work = WORK.get(type(step))
         if work is None:
             raise MalformedMessage(f"unexpected step {step.kind}")
         # a run that failed for good winds down: its remaining steps complete without more work
-        output = StepOutput() if run.error is not None and run.error.code in FATAL_ERRORS else work(self._s, run, step)
+        output = StepOutput() if run.error is not None and run.error.code in FATAL_ERRORS else work(self._s, run, step, delivery)
         self._finish(step, message_id, output)
 
     def _finish(self, step: Step, message_id: str, output: StepOutput) -> None:

@@ -4,21 +4,27 @@ the steps that do it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shared.domain.messages import ListTeams, ListUsers, LoadTargets, Step
 from shared.domain.runs import EXPLICIT, RunRecord
 from shared.foundation.errors import ErrorInfo, GraphError, GraphRetryable, RunFailure
 from shared.foundation.telemetry import event
 from shared.graph.catalog import resolve_target
-from shared.steps.base import StepOutput, fail_run
+from shared.steps.base import Delivery, StepOutput, fail_run
+from shared.steps.layout import lay_out
 from shared.stores.tracking import utcnow
 
 RUNNING = ("queued", "discovering", "upgrading")
+# batches an explicit run's start step processes itself, while it lays out the rest: enough GETs
+# to keep the bucket busy until the first queued batches are picked up (a queue poll can take a second)
+INLINE_BATCHES = 4
 # a scope's registry is complete once its seeding run is past discovery (chats are recorded as
 # they are listed), or through (teams and users are recorded as each is checked)
 SEEDED_STATES = {"chat": ("upgrading", "completed"), "team": ("completed",), "personal": ("completed",)}
 
 
-def start(services, run: RunRecord, step: Step) -> StepOutput:
+def start(services, run: RunRecord, step: Step, delivery: Delivery) -> StepOutput:
     try:
         target = resolve_target(
             services.graph, teams_app_id=run.teams_app_id, external_id=run.external_id, version=run.requested_version
@@ -61,13 +67,19 @@ def start(services, run: RunRecord, step: Step) -> StepOutput:
     )
     if seeding:
         services.tracking.begin_seed(app_id, run.run_id, seeding)
+    if run.explicit:  # laid out and begun right here: the first GETs wait for no other step
+        started = replace(run, target=target, discovery=discovery)
+        targets = [t for key in run.input_keys for t in services.runs.load_input(run.run_id, key)]
+        inline = INLINE_BATCHES if delivery.dequeue_count == 1 else 0  # a redelivery's rows exist: resend queued them
+        lay_out(services, started, step, targets, inline=inline, chain=delivery.chain(step))
+        return StepOutput()
     return StepOutput(children=[(child, 0) for child in _first_steps(services, run, app_id, discovery)])
 
 
 def _first_steps(services, run: RunRecord, app_id: str, discovery: dict[str, str]) -> list[Step]:
     scanned = {s for s, mode in discovery.items() if mode == "scan"}
     grouped = services.settings.discovery_group_id is not None
-    keys = list(run.input_keys)
+    keys: list[str] = []
     from_registry = [t for s, mode in discovery.items() if mode == "registry" for t in services.registry.targets(app_id, s)]
     if from_registry:
         keys += services.runs.add_inputs(run.run_id, from_registry, prefix="r")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -58,15 +58,20 @@ class TargetRow:
     def stale_claim(self) -> bool:
         return self.claimed_at is None or datetime.now(UTC) - self.claimed_at > STALE_CLAIM
 
-    def open_to(self, chain: str | None) -> bool:
+    @property
+    def chain(self) -> str | None:
+        return self.claim.split(":")[0] if self.claim else None
+
+    def open_to(self, chain: str | None, adopt: str | None = None) -> bool:
         """Whether a batch of this chain may decide the target: it is pending, or claimed by an
-        earlier attempt of the same batch, or by an attempt that died long ago. `None` (the
-        poison-queue handler, the last resort) may decide any target without an outcome."""
+        earlier attempt of the same batch, by a chain starting with `adopt` (dead attempts the
+        batch takes over), or by an attempt that died long ago. `None` (the poison-queue handler,
+        the last resort) may decide any target without an outcome."""
         if self.state == "pending":
             return True
         if self.state != "claimed":
             return False
-        if chain is None or (self.claim and self.claim.split(":")[0] == chain):
+        if chain is None or self.chain == chain or (adopt and self.chain and self.chain.startswith(adopt)):
             return True
         return self.stale_claim
 
@@ -80,9 +85,12 @@ class TargetStore:
 
     # ---- adding -------------------------------------------------------------------------------
 
-    def add(self, run_id: str, targets: Iterable[Target], source: str) -> dict[Target, str]:
+    def add(
+        self, run_id: str, targets: Iterable[Target], source: str, *, each: Callable[[dict[Target, str]], None] | None = None
+    ) -> dict[Target, str]:
         """Records targets as pending; returns those that were new (each target once per run), with
-        the ETags of their rows.
+        the ETags of their rows. `each`, if given, is called with the new targets of each
+        transaction as soon as it is committed (so that they can be queued at once).
 
         Usually one transaction per 99 targets creates the rows and counts them. When some already
         exist (a group chat listed under several members, a redelivered step), the rows of that
@@ -97,16 +105,23 @@ class TargetStore:
         fresh = [t for t in dict.fromkeys(targets) if t not in known]
         added: dict[Target, str] = {}
         for partition, batch in partition_batches(run_id, fresh, MAX_OPS - 1, lambda t: t):
-            rows = [self._row(run_id, t, source, counted=True) for t in batch]
-            try:
-                results = self._counters.commit(partition, [("create", row) for row in rows], _pending(batch))
-                added.update((t, r["etag"]) for t, r in zip(batch, results, strict=True))
-            except TableTransactionError as exc:
-                if exc.error_code != EXISTS:
-                    raise
-                added.update(self._add_one_by_one(run_id, batch, source))
-            known.update(batch)
+            new = self._add_batch(run_id, partition, batch, source)
+            with self._lock:
+                known.update(batch)
+            added.update(new)
+            if each is not None and new:
+                each(new)
         return added
+
+    def _add_batch(self, run_id: str, partition: str, batch: list[Target], source: str) -> dict[Target, str]:
+        rows = [self._row(run_id, t, source, counted=True) for t in batch]
+        try:
+            results = self._counters.commit(partition, [("create", row) for row in rows], _pending(batch))
+        except TableTransactionError as exc:
+            if exc.error_code != EXISTS:
+                raise
+            return self._add_one_by_one(run_id, batch, source)
+        return {t: r["etag"] for t, r in zip(batch, results, strict=True)}
 
     @staticmethod
     def _row(run_id: str, target: Target, source: str, *, counted: bool) -> dict:
@@ -163,18 +178,25 @@ class TargetStore:
                 break
         return counted
 
-    def pending_from(self, run_id: str, source: str) -> list[Target]:
-        """Targets a step added that have no outcome yet, counted (for a step that is redelivered)."""
+    def pending_from(self, run_id: str, source: str) -> list[TargetRow]:
+        """Rows a step added that have no outcome yet, counted (for a step that is redelivered)."""
         rows = list(
             self._table.query_entities(
                 f"{RUN_PARTITIONS} and {TARGET_ROWS} and source eq @source and (state eq 'pending' or state eq 'claimed')",
                 parameters={**run_range(run_id), "source": source},
-                select=["scope", "resourceId", "counted"],
+                select=["scope", "resourceId", "counted", "state", "claim", "claimedAt"],
             )
         )
-        uncounted = [(Target(r["scope"], r["resourceId"]), r.metadata["etag"]) for r in rows if r.get("counted") is False]
-        self._count(run_id, uncounted)
-        return [Target(row["scope"], row["resourceId"]) for row in rows]
+        found = [
+            TargetRow(Target(r["scope"], r["resourceId"]), r["state"], r.metadata["etag"], r.get("claim"), r.get("claimedAt"))
+            for r in rows
+        ]
+        counted = self._count(
+            run_id, [(row.target, row.etag) for row, r in zip(found, rows, strict=True) if r.get("counted") is False]
+        )
+        for row in found:
+            row.etag = counted.get(row.target, row.etag)
+        return found
 
     # ---- deciding -----------------------------------------------------------------------------
 
@@ -234,7 +256,9 @@ class TargetStore:
             return rows
         return []
 
-    def record(self, run_id: str, rows: dict[Target, TargetRow], outcomes: list[Outcome], chain: str | None) -> list[Outcome]:
+    def record(
+        self, run_id: str, rows: dict[Target, TargetRow], outcomes: list[Outcome], chain: str | None, adopt: str | None = None
+    ) -> list[Outcome]:
         """Records final outcomes; returns those recorded here.
 
         A target whose row changed since it was read is re-read: it is left alone when it has its
@@ -242,11 +266,17 @@ class TargetStore:
         recorded: list[Outcome] = []
         known = [o for o in outcomes if o.target in rows]
         for partition, pending in by_partition(run_id, known, lambda o: o.target).items():
-            recorded += self._record_in(partition, run_id, rows, pending, chain)
+            recorded += self._record_in(partition, run_id, rows, pending, chain, adopt)
         return recorded
 
     def _record_in(
-        self, partition: str, run_id: str, rows: dict[Target, TargetRow], pending: list[Outcome], chain: str | None
+        self,
+        partition: str,
+        run_id: str,
+        rows: dict[Target, TargetRow],
+        pending: list[Outcome],
+        chain: str | None,
+        adopt: str | None,
     ) -> list[Outcome]:
         recorded: list[Outcome] = []
         while pending:
@@ -267,7 +297,7 @@ class TargetStore:
                 if fresh is not None and fresh.recorded_by == token:
                     recorded.extend(batch)  # this very transaction, resent after its answer was lost
                     del pending[: len(batch)]
-                elif fresh is None or not fresh.open_to(chain):
+                elif fresh is None or not fresh.open_to(chain, adopt):
                     pending.remove(o)
                 else:
                     rows[o.target] = fresh

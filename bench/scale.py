@@ -1,0 +1,193 @@
+"""The storage simulation (`python -m bench.run --scale`): how a run's use of storage grows with its
+size, to plan runs of 100,000 targets and more.
+
+Runs of growing size (every user's personal scope, discovered, so that no API cap on given ids
+applies) go through the local stack with Graph's limits raised far above Azure Storage's needs
+and a short latency; a counting proxy in front of the storage emulator records every table
+transaction, entity write, read and query, and every queue message. The figures per target stay
+flat as runs grow; multiplied by the rate Graph allows, they give the storage load of a run of any
+size, which the report compares with Azure Storage's scalability targets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import requests
+
+from bench.storage_meter import StorageMeter
+from devtools.azurite import Azurite
+from devtools.funchost import LocalHost
+from devtools.graph_emulator import GraphEmulator, Limits
+from devtools.identity import IdentityEndpoint
+from devtools.tenant import Tenant
+from shared import bootstrap
+
+ROOT = Path(__file__).resolve().parent.parent
+LIMIT = 300  # requests/s per bucket, emulator and GRAPH_MAX_RPS: Graph is not what binds here
+GRAPH_RPS = 30  # what Graph allows per bucket in a real tenant: the rate the projection uses
+# Azure Storage scalability targets (standard general-purpose v2 account)
+TABLE_PARTITION_ENTITIES = 2000  # entities per second per table partition
+ACCOUNT_ENTITIES = 20000  # entities (table) or messages (queue) per second per account
+QUEUE_MESSAGES = 2000  # messages per second per queue
+
+
+def _tenant(users: int) -> tuple[Tenant, str]:
+    tenant = Tenant(5)
+    app = tenant.add_app("Contoso Scale", versions=("1.0.0", "1.1.0"))
+    for _ in range(users):
+        tenant.add_user().installed[app.id] = "1.0.0"
+    return tenant, app.id
+
+
+def _run(size: int, azurite: Azurite, identity: IdentityEndpoint, log: str) -> dict:
+    tenant, app_id = _tenant(size)
+    emulator = GraphEmulator(
+        tenant, authority=identity.authority, limits=Limits(bucket_rps=LIMIT, directory_rps=LIMIT), latency=0.005
+    ).start()
+    meter = StorageMeter(azurite.queue_url, azurite.table_url)
+    os.environ.update(
+        {
+            "AzureWebJobsStorage": meter.connection_string,
+            "GRAPH_BASE_URL": emulator.base_url,
+            "GRAPH_MAX_RPS": str(LIMIT),
+            "UPGRADE_SCOPES": "personal",
+            "DISCOVERY_MODE": "scan",
+        }
+    )
+    azurite.clear()
+    bootstrap.reset()
+    host = LocalHost(ROOT / "function_app.py", http_port=0, queue_workers=2, run_timers=False, worker_log=log).start()
+    try:
+        meter.reset()
+        started = time.time()
+        run_id = requests.post(f"{host.base_url}/api/publish", json={"teamsAppId": app_id}).json()["runId"]
+        polls = 0
+        while True:
+            status = requests.get(f"{host.base_url}/api/runs/{run_id}").json()
+            polls += 1
+            if status["state"] in ("completed", "failed") and status["counts"]["pending"] == 0:
+                break
+            time.sleep(1.0)
+        elapsed = time.time() - started
+    finally:
+        host.stop()
+        emulator.stop()
+    try:
+        usage = meter.usage
+        before = Counter(usage.operations)
+        bootstrap.get().runs.status(run_id)  # one more status read, metered alone now that all is still
+        status_cost = Counter(meter.usage.operations) - before
+    finally:
+        meter.close()
+        bootstrap.reset()
+    targets = status["counts"]["targets"]
+    ops = Counter(usage.operations)
+    per_second = Counter(int(t - started) for t, _ in usage.entity_writes)
+    per_partition_second = Counter((int(t - started), p) for t, p in usage.entity_writes)
+    messages = Counter(int(t - started) for t, _ in usage.messages_sent)
+    return {
+        "targets": targets,
+        "upgraded": status["counts"]["upgraded"],
+        "state": status["state"],
+        "seconds": round(elapsed, 1),
+        "targetsPerSecond": round(targets / elapsed, 1),
+        "perTarget": {
+            "tableTransactions": round(ops["tableTransaction"] / targets, 3),
+            "entityWrites": round(len(usage.entity_writes) / targets, 3),
+            "tableReads": round(ops["tableRead"] / targets, 3),
+            "tableQueries": round(ops["tableQuery"] / targets, 3),
+            "queueMessagesSent": round(ops["queueSend"] / targets, 3),
+            "queueReceives": round(ops["queueReceive"] / targets, 3),
+            "queueDeletes": round(ops["queueDelete"] / targets, 3),
+            "queueUpdates": round(ops["queueUpdate"] / targets, 3),
+        },
+        "statusReadCost": dict(status_cost),
+        "statusPolls": polls,
+        "peak": {
+            "entityWritesPerSecond": max(per_second.values(), default=0),
+            "entityWritesPerSecondOnOnePartition": max(per_partition_second.values(), default=0),
+            "messagesPerSecond": max(messages.values(), default=0),
+        },
+        "achievedPeakShare": round(max(per_second.values(), default=0) / max(1, targets / elapsed), 2),
+    }
+
+
+def projection(runs: list[dict]) -> dict:
+    """The storage load of a run at Graph's real rate, from the per-target figures of the largest run."""
+    largest = max(runs, key=lambda r: r["targets"])
+    per = largest["perTarget"]
+    upgrades = GRAPH_RPS * 0.95  # one GET and one POST per target, each bucket at the pacing target
+    entities = per["entityWrites"] * upgrades
+    return {
+        "targetsPerSecond": round(upgrades, 1),
+        "entityWritesPerSecond": round(entities, 1),
+        "entityWritesPerSecondPerPartition": round(entities / 32, 1),
+        "queueMessagesPerSecond": round(per["queueMessagesSent"] * upgrades, 2),
+        "shareOfPartitionTarget": round(entities / 32 / TABLE_PARTITION_ENTITIES, 4),
+        "shareOfAccountTarget": round((entities + per["queueMessagesSent"] * upgrades) / ACCOUNT_ENTITIES, 4),
+        "shareOfQueueTarget": round(per["queueMessagesSent"] * upgrades / QUEUE_MESSAGES, 4),
+        "hoursFor100000": round(100_000 / upgrades / 3600, 2),
+        "tableTransactionsFor100000": round(per["tableTransactions"] * 100_000),
+        "queueMessagesFor100000": round(per["queueMessagesSent"] * 100_000),
+    }
+
+
+def render(results: dict) -> str:
+    lines = [
+        f"Storage per target, `python -m bench.run --scale` ({results['date']}): every user's personal scope discovered, "
+        f"Graph limits {LIMIT}/s, 5 ms latency, 2 worker processes, a counting proxy in front of the storage emulator.",
+        "",
+        "| targets | run time | table transactions | entity writes | point reads | queries | queue messages sent "
+        "| received / deleted | peak entity writes/s (one partition) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["runs"]:
+        p = r["perTarget"]
+        lines.append(
+            f"| {r['targets']:,} | {r['seconds']:g} s | {p['tableTransactions']:g} | {p['entityWrites']:g} | {p['tableReads']:g} "
+            f"| {p['tableQueries']:g} | {p['queueMessagesSent']:g} | {p['queueReceives']:g} / {p['queueDeletes']:g} "
+            f"| {r['peak']['entityWritesPerSecond']} ({r['peak']['entityWritesPerSecondOnOnePartition']}) |"
+        )
+    pr = results["projection"]
+    status = results["runs"][-1]["statusReadCost"]
+    lines += [
+        "",
+        f"A status read costs {', '.join(f'{v} {k}' for k, v in status.items())}, whatever the size. At Graph's "
+        f"{GRAPH_RPS}/s per bucket a run upgrades {pr['targetsPerSecond']} targets/s, so it writes "
+        f"{pr['entityWritesPerSecond']:g} entities/s ({pr['entityWritesPerSecondPerPartition']:g} per partition: "
+        f"{pr['shareOfPartitionTarget']:.2%} of the 2,000/s a partition takes) and sends "
+        f"{pr['queueMessagesPerSecond']:g} messages/s ({pr['shareOfQueueTarget']:.2%} of a queue's 2,000/s; "
+        f"{pr['shareOfAccountTarget']:.2%} of the account's 20,000/s in all). 100,000 targets take "
+        f"{pr['hoursFor100000']:g} h of Graph's limits, {pr['tableTransactionsFor100000']:,} table transactions and "
+        f"{pr['queueMessagesFor100000']:,} queue messages.",
+    ]
+    return "\n".join(lines)
+
+
+def run_scale(args) -> int:
+    from datetime import UTC, datetime
+
+    azurite = Azurite().start()
+    identity = IdentityEndpoint().start()
+    os.environ.update(identity.env())
+    try:
+        runs = []
+        for size in args.scale_sizes:
+            print(f"== scale: {size} targets ==", flush=True)
+            result = _run(size, azurite, identity, args.log)
+            print("  " + json.dumps(result), flush=True)
+            runs.append(result)
+    finally:
+        identity.stop()
+        azurite.stop()
+    results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": runs, "projection": projection(runs)}
+    out = Path(args.out).with_name("scale.json")
+    out.write_text(json.dumps(results, indent=2))
+    out.with_suffix(".md").write_text(render(results) + "\n")
+    print(render(results))
+    return 0

@@ -1,0 +1,118 @@
+"""A loopback proxy in front of Azurite that counts what the app asks of storage: table
+transactions and the entity operations inside them, point reads, queries, queue messages sent,
+received, deleted and updated; per second and per table partition, so a run's storage load per
+target can be measured and compared with Azure Storage's scalability targets."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import unquote, urlsplit
+
+import requests
+
+from devtools.azurite import ACCOUNT, ACCOUNT_KEY
+from devtools.loopback import reply, serve_calls, shutdown
+
+SUB_REQUEST = re.compile(rb"^(GET|PUT|POST|MERGE|PATCH|DELETE) (\S+) HTTP/1\.1", re.M)
+PARTITION_IN_URL = re.compile(r"PartitionKey='([^']*)'")
+PARTITION_IN_BODY = re.compile(rb'"PartitionKey"\s*:\s*"([^"]*)"')
+HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "content-encoding", "host"}
+
+
+@dataclass
+class Usage:
+    operations: Counter = field(default_factory=Counter)  # kind -> count
+    entity_writes: list[tuple[float, str]] = field(default_factory=list)  # (time, table partition)
+    messages_sent: list[tuple[float, str]] = field(default_factory=list)  # (time, queue)
+
+
+class StorageMeter:
+    """`connection_string` points the app at the proxy; `usage` holds what went through."""
+
+    def __init__(self, queue_url: str, table_url: str, clock=None) -> None:
+        import time
+
+        self._clock = clock or time.time
+        self._targets = {"queue": queue_url.rstrip("/").rsplit("/", 1)[0], "table": table_url.rstrip("/").rsplit("/", 1)[0]}
+        self._session = threading.local()
+        self._lock = threading.Lock()
+        self.usage = Usage()
+        self._servers = {name: serve_calls(lambda h, b, n=name: self._forward(n, h, b)) for name in self._targets}
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self._servers[service].server_address[1]}/{ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"QueueEndpoint={self.url('queue')};TableEndpoint={self.url('table')};"
+        )
+
+    def reset(self) -> None:
+        with self._lock:
+            self.usage = Usage()
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            shutdown(server)
+
+    def _http(self) -> requests.Session:
+        session = getattr(self._session, "value", None)
+        if session is None:
+            session = self._session.value = requests.Session()
+        return session
+
+    def _forward(self, service: str, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        self._count(service, handler.command, handler.path, body)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
+        answer = self._http().request(
+            handler.command, self._targets[service] + handler.path, headers=headers, data=body, timeout=60
+        )
+        reply(
+            handler, answer.status_code, answer.content, {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+        )
+
+    def _count(self, service: str, method: str, path: str, body: bytes) -> None:
+        now = self._clock()
+        url = urlsplit(path)
+        with self._lock:
+            usage = self.usage
+            if service == "queue":
+                queue = url.path.split("/")[2] if url.path.count("/") >= 2 else ""
+                kind = {"POST": "queueSend", "GET": "queueReceive", "DELETE": "queueDelete", "PUT": "queueUpdate"}.get(method)
+                if not url.path.endswith("/messages") and "/messages/" not in url.path:
+                    kind = "queueOther"
+                usage.operations[kind or "queueOther"] += 1
+                if kind == "queueSend":
+                    usage.messages_sent.append((now, queue))
+                return
+            if url.path.endswith("/$batch"):
+                subs = list(SUB_REQUEST.finditer(body))
+                usage.operations["tableTransaction"] += 1
+                usage.operations["tableTransactionEntities"] += len(subs)
+                for i, sub in enumerate(subs):
+                    if sub.group(1) == b"GET":
+                        continue
+                    chunk = body[sub.start() : subs[i + 1].start() if i + 1 < len(subs) else len(body)]
+                    usage.entity_writes.append((now, _partition(unquote(sub.group(2).decode()), chunk)))
+                return
+            if method == "GET":
+                usage.operations["tableQuery" if "(" not in url.path or "$filter" in (url.query or "") else "tableRead"] += 1
+            elif method in ("PUT", "POST", "MERGE", "PATCH", "DELETE"):
+                usage.operations["tableWrite"] += 1
+                usage.entity_writes.append((now, _partition(unquote(url.path), body)))
+            else:
+                usage.operations["tableOther"] += 1
+
+
+def _partition(path: str, body: bytes) -> str:
+    match = PARTITION_IN_URL.search(path)
+    if match:
+        return match.group(1)
+    found = PARTITION_IN_BODY.search(body)
+    return found.group(1).decode() if found else "?"

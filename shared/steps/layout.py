@@ -1,0 +1,92 @@
+"""Laying out a run's known targets (the ids given, or the registry's): their rows are written
+batch by batch, in the order the batches are due at a release plan reserved once for all of them,
+each batch is queued as soon as its rows exist, and the first batches are processed right here,
+starting with their GETs while their rows are still being written: the first requests wait
+neither for the layout nor for a queue poll."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from shared.domain.messages import Step
+from shared.domain.runs import RunRecord
+from shared.domain.targets import Target
+from shared.steps.fanout import Planned
+from shared.steps.upgrade import BatchUpgrader
+
+WRITERS = 2  # transactions written at once: bulk writes must leave storage time for the claims of the first batches
+
+
+def lay_out(services, run: RunRecord, step: Step, targets: list[Target], *, inline: int = 0, chain: str = "") -> None:
+    """Records and queues `targets` as `step`'s; the first `inline` batches (in release order) are
+    processed in this invocation, under `chain`, instead of being queued (and retried here, not
+    queued again, so that no message but this step's owns `chain`)."""
+    plan = services.dispatcher.plan(run.run_id, targets)
+    inline = min(inline, len(plan))
+    remaining = {i: set(p.targets) for i, p in enumerate(plan)}  # batch -> targets whose rows are not written yet
+    etags: dict[Target, str] = {}
+    lock = threading.Lock()
+    rows_ready = [threading.Event() for _ in range(inline)]
+    writes_done = threading.Event()
+
+    def complete(batch: Planned) -> Planned:
+        return replace(batch, message=replace(batch.message, etags=tuple(etags[t] for t in batch.targets)))
+
+    def written(new: dict[Target, str]) -> None:
+        ready = []
+        with lock:
+            etags.update(new)
+            for i in [i for i, left in remaining.items() if not left.isdisjoint(new)]:
+                remaining[i].difference_update(new)
+                if not remaining[i]:
+                    del remaining[i]
+                    ready.append(i)
+        for i in ready:
+            if i < inline:
+                rows_ready[i].set()
+        services.dispatcher.send(complete(plan[i]) for i in ready if i >= inline)
+
+    def rows_of(i: int) -> dict[Target, str]:
+        """The batch's rows this step wrote, once written (those that existed already are not ours)."""
+        while not rows_ready[i].wait(timeout=0.05):
+            if writes_done.is_set():
+                break
+        with lock:
+            return {t: etags[t] for t in plan[i].targets if t in etags}
+
+    failures: list[BaseException] = []
+
+    def process(i: int) -> None:
+        upgrader = BatchUpgrader(
+            graph=services.graph,
+            targets=services.targets,
+            max_attempts=services.settings.max_attempts,
+            requeue=services.dispatcher.requeue,
+        )
+        try:
+            message = replace(plan[i].message, claim=chain)
+            upgrader.process(run, message, chain, requeue=False, written=lambda: rows_of(i))
+        except Exception as exc:  # the step fails, and its redelivery queues what is still pending
+            failures.append(exc)
+
+    processors = [threading.Thread(target=process, args=(i,), name=f"inline-{i}", daemon=True) for i in range(inline)]
+    for thread in processors:
+        thread.start()
+    try:
+        # a transaction per batch, in the order they are due: each batch is queued as soon as it
+        # can be, and the first ones are not held up by bulk writes (which cost storage more time
+        # per row, but hold back every batch of their partition)
+        with ThreadPoolExecutor(WRITERS, thread_name_prefix="layout") as pool:
+            writes = [pool.submit(services.targets.add, run.run_id, list(p.targets), step.step_id, each=written) for p in plan]
+            for future in writes:
+                future.result()
+    finally:
+        writes_done.set()
+        for thread in processors:
+            thread.join()
+    if failures:
+        raise failures[0]
+    # rows that existed already (a redelivered step) were not reported as written: queue their batches as planned
+    services.dispatcher.send(plan[i] for i in remaining if i >= inline)
