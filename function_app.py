@@ -5,7 +5,7 @@ import typing
 import azure.functions as func
 
 from shared.foundation.storage import CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX, TARGETS_QUEUE
-from shared.http import apps, notifications, runs
+from shared.http import apps, notifications, openapi, runs
 from shared.http import publish as publishing
 from shared.queues import handlers, timers
 
@@ -19,9 +19,34 @@ def publish(req: func.HttpRequest, control: func.Out[typing.List[str]]) -> func.
     return publishing.publish(req, control)
 
 
+@app.route(route="runs", methods=["GET"])
+def run_history(req: func.HttpRequest) -> func.HttpResponse:
+    return runs.list_runs(req)
+
+
 @app.route(route="runs/{runId}", methods=["GET"])
 def run_status(req: func.HttpRequest) -> func.HttpResponse:
     return runs.run_status(req)
+
+
+@app.route(route="runs/{runId}/cancel", methods=["POST"])
+def cancel_run(req: func.HttpRequest) -> func.HttpResponse:
+    return runs.cancel_run(req)
+
+
+@app.route(route="runs/{runId}/resume", methods=["POST"])
+def resume_run(req: func.HttpRequest) -> func.HttpResponse:
+    return runs.resume_run(req)
+
+
+@app.route(route="runs/{runId}/retry", methods=["POST"])
+def retry_run(req: func.HttpRequest) -> func.HttpResponse:
+    return runs.retry_run(req)
+
+
+@app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    return openapi.document(req)
 
 
 @app.route(route="apps", methods=["GET"])

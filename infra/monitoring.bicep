@@ -118,5 +118,34 @@ resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview'
   }
 }
 
+resource missingPermissionsAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+  name: 'alert-upgrader-missing-permissions-${token}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Teams App Upgrader: the identity lacks a Graph permission'
+    description: 'A run failed with missingPermissions: its error message names the permissions to grant (scripts/grant-graph-permissions.sh). Then retry the run.'
+    severity: 1
+    enabled: true
+    scopes: [workspace.id]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: 'AppTraces | where tostring(Properties.event) == "runFailed" and tostring(Properties.errorCode) == "missingPermissions"'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: { numberOfEvaluationPeriods: 1, minFailingPeriodsToAlert: 1 }
+        }
+      ]
+    }
+    actions: actions
+  }
+}
+
 output workbookId string = workbook.id
 output appInsightsId string = appInsightsId

@@ -4,10 +4,11 @@ app settings, and handed to the steps as `services`."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from shared.domain.runs import RunRecord
+from shared.domain.runs import Control, RunRecord
 from shared.foundation.settings import Settings
 from shared.foundation.storage import PACING_TABLE, REGISTRY_TABLE, RUNS_TABLE, WATCH_TABLE, Storage
 from shared.graph.client import GraphClient, managed_identity_tokens
@@ -19,6 +20,8 @@ from shared.stores.registry import Registry
 from shared.stores.runs import RunStore
 from shared.stores.targets import TargetStore
 from shared.stores.tracking import Tracking
+
+CONTROL_TTL = 0.25  # seconds a process trusts what it read of a run's control state
 
 
 @dataclass(kw_only=True)
@@ -33,6 +36,7 @@ class Services:
     tracking: Tracking
     registry: Registry
     _run_cache: OrderedDict = field(default_factory=OrderedDict)
+    _controls: dict = field(default_factory=dict)  # run id -> (read at, Control)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -72,6 +76,22 @@ class Services:
                 while len(self._run_cache) > 256:
                     self._run_cache.popitem(last=False)
         return run
+
+    def control(self, run_id: str) -> Control:
+        """How the run is steered now (cancelled, paused, canary phase), read at most every
+        CONTROL_TTL seconds per process: a cancel is answered only after that long, so no upgrade
+        leaves after the answer."""
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._controls.get(run_id)
+        if cached is not None and now - cached[0] < CONTROL_TTL:
+            return cached[1]
+        control = self.runs.control(run_id) or Control()
+        with self._cache_lock:
+            self._controls[run_id] = (now, control)
+            while len(self._controls) > 256:
+                del self._controls[next(iter(self._controls))]
+        return control
 
 
 _lock = threading.Lock()

@@ -99,9 +99,16 @@ class Api:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def act(self, run_id: str, action: str) -> requests.Response:
+        """POST /api/runs/{runId}/cancel, /resume or /retry."""
+        return self.session.post(f"{self.base_url}/api/runs/{run_id}/{action}")
+
+    def runs(self, **params) -> requests.Response:
+        return self.session.get(f"{self.base_url}/api/runs", params=params)
+
     def wait(self, run_id: str, timeout: float = 60.0, until: Callable[[dict], bool] | None = None) -> dict:
         """Polls the run status until it is final (or `until` holds)."""
-        until = until or (lambda s: s["state"] in ("completed", "failed") and s["counts"]["pending"] == 0)
+        until = until or (lambda s: s["state"] in ("completed", "failed", "cancelled") and s["counts"]["pending"] == 0)
         deadline = time.monotonic() + timeout
         while True:
             status = self.status(run_id)

@@ -37,7 +37,7 @@ def test_short_benchmark_holds_the_ceiling(tmp_path):
 
     assert ours["state"] == "completed" and ours["counts"]["upgraded"] == 400
     assert ours["everyOutdatedTargetUpgradedOnce"] is True
-    assert ours["graphRequestsPerUpgrade"]["upgrade"] == 1.0
+    assert ours["graphRequestsPerUpgrade"]["upgrade"] <= 1.01  # a POST answered 429 was not applied: sent again
     assert ours["graphRequestsPerUpgrade"]["getInstalledApps"] <= 1.01
     assert all(n <= scenario["limit"] for n in ours["maxRequestsInAnyOneSecond"].values())
     assert ours["minSecondsBetweenRequestsOnOneChat"] >= 1.0
@@ -56,4 +56,6 @@ def test_storage_work_per_target_does_not_grow_with_the_run(tmp_path):
     for name, value in large["perTarget"].items():
         # flat, or falling as fixed costs spread: anything that grew with the run would be several times more
         assert value <= small["perTarget"][name] * 1.5 + 0.2, name
-    assert large["statusReadCost"] == small["statusReadCost"] == {"tableQuery": 1}
+    # one range query per partition of the run (its row and counters, then each target partition's
+    # counters): never a scan of its targets
+    assert large["statusReadCost"] == small["statusReadCost"] == {"tableQuery": 33}

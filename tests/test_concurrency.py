@@ -57,6 +57,7 @@ def test_duplicate_steps_and_batches_on_two_workers_keep_counts_exact(app_env, a
         "alreadyCurrent": 10,
         "notInstalled": 0,
         "failed": 0,
+        "cancelled": 0,
         "pending": 0,
     }
     assert emulator.upgrades == {c.id: 1 for c in outdated}

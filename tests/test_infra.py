@@ -181,7 +181,8 @@ def logged_events_and_properties() -> tuple[set[str], set[str]]:
     events, props = set(), {"event"}
     for path in (ROOT / "shared").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "event" and node.args:
+            # event("name", ...), and log_control("name", ...) for the events operators cause
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("event", "log_control") and node.args:
                 if isinstance(node.args[0], ast.Constant):
                     events.add(node.args[0].value)
                 props |= {k.arg for k in node.keywords if k.arg and k.arg != "level"}
@@ -203,7 +204,7 @@ def test_workbook_queries_and_alerts_reference_only_what_the_code_logs():
     events, props = logged_events_and_properties()
     assert {"targetOutcome", "runQueued", "throttled", "queueDepth", "poisoned"} <= events
     queries = monitoring_queries()
-    assert len([q for q in queries if q.startswith("alert:")]) == 2
+    assert len([q for q in queries if q.startswith("alert:")]) == 3
     for name, query in queries.items():
         used = set(re.findall(r"Properties\.(\w+)", query))
         assert used, name
@@ -213,7 +214,8 @@ def test_workbook_queries_and_alerts_reference_only_what_the_code_logs():
             assert named <= events, f"{name} filters on events the code never logs: {sorted(named - events)}"
 
 
-def test_alerts_cover_failed_targets_and_poison_queues():
+def test_alerts_cover_failed_targets_poison_queues_and_missing_permissions():
     queries = [q for n, q in monitoring_queries().items() if n.startswith("alert:")]
     assert any('"targetOutcome"' in q and '"failed"' in q for q in queries)
     assert any('"poisoned"' in q and "-poison" in q for q in queries)
+    assert any('"runFailed"' in q and '"missingPermissions"' in q for q in queries)

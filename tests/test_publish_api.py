@@ -166,8 +166,11 @@ def test_status_of_a_new_run_shows_the_contract_shape(api):
         "updatedAt",
     }
     assert status["runId"] == run_id
-    assert set(status["counts"]) == {"targets", "upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed", "pending"}
+    outcomes = {"upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed", "cancelled"}
+    assert set(status["counts"]) == {"targets", *outcomes, "pending"}
     assert status["state"] in ("queued", "discovering", "upgrading", "failed", "completed")
+    assert (status["trigger"], status["retryOf"], status["canary"], status["pause"]) == ("api", None, None, None)
+    assert status["startedBy"] == {"objectId": None, "name": "function key"}
 
 
 def test_a_malformed_setting_is_a_500_that_names_it(api, app_env):

@@ -29,6 +29,7 @@ def test_explicit_chats_end_on_the_target_version_and_counts_are_exact(api, tena
         "alreadyCurrent": 2,
         "notInstalled": 2,
         "failed": 0,
+        "cancelled": 0,
         "pending": 0,
     }
     assert status["failures"] == [] and status["error"] is None

@@ -11,7 +11,7 @@ from tests.builders import group_chats, org_app, people, personal, teams
 from tests.conftest import Api, run_killing_a_worker, start_host, tight_limits
 
 ALL_SCOPES = "chat,team,personal"
-ZERO = {"upgraded": 0, "wouldUpgrade": 0, "alreadyCurrent": 0, "notInstalled": 0, "failed": 0, "pending": 0}
+ZERO = {"upgraded": 0, "wouldUpgrade": 0, "alreadyCurrent": 0, "notInstalled": 0, "failed": 0, "cancelled": 0, "pending": 0}
 
 
 def counts(**given: int) -> dict:

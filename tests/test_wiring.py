@@ -35,6 +35,16 @@ def test_http_routes_methods_and_auth_levels(bindings):
         assert by_type(bindings[name], "http") == {"direction": "OUT", "type": "http", "name": "$return"}
 
 
+def test_operator_routes_and_the_public_api_description(bindings):
+    routes = {
+        name: (t["route"], t["methods"], t["authLevel"]) for name, b in bindings.items() for t in b if t["type"] == "httpTrigger"
+    }
+    assert routes["run_history"] == ("runs", ["GET"], "FUNCTION")
+    for action in ("cancel", "resume", "retry"):
+        assert routes[f"{action}_run"] == (f"runs/{{runId}}/{action}", ["POST"], "FUNCTION")
+    assert routes["openapi_document"] == ("openapi.json", ["GET"], "ANONYMOUS")  # no data in it, for API Management
+
+
 def test_publish_writes_the_control_queue_through_an_output_binding(bindings):
     output = by_type(bindings["publish"], "queue")
     assert output == {
@@ -84,7 +94,8 @@ def test_entry_file_only_declares_and_delegates():
             [statement] = node.body
             call = statement.value if isinstance(statement, (ast.Return, ast.Expr)) else None
             assert isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute), node.name
-            assert call.func.value.id in ("publishing", "runs", "apps", "notifications", "handlers", "timers"), node.name
+            delegates = ("publishing", "runs", "apps", "notifications", "openapi", "handlers", "timers")
+            assert call.func.value.id in delegates, node.name
 
 
 def test_host_json_queue_settings():

@@ -1,14 +1,20 @@
-"""teams-upgrader: start a run and follow it, against a deployed Function App or the local stack.
+"""teams-upgrader: start runs, follow them, and steer them, against a deployed Function App or the
+local stack.
 
   teams-upgrader publish --app-id GUID [--version 1.4.0] [--scope chat|team|personal ...]
                          [--chat ID ...] [--team ID ...] [--user ID ...] [--chats-file FILE] [--teams-file FILE]
-                         [--users-file FILE] [--dry-run] [--watch]
+                         [--users-file FILE] [--dry-run] [--canary N [--max-failed-percent P] [--pause]] [--watch]
   teams-upgrader status RUN_ID [--watch] [--json]
+  teams-upgrader runs [--app-id GUID] [--state STATE] [--top N] [--all] [--json]
+  teams-upgrader cancel RUN_ID
+  teams-upgrader resume RUN_ID [--watch]
+  teams-upgrader retry RUN_ID [--watch]
 
 The app URL comes from --url or UPGRADER_URL (default http://127.0.0.1:7071); the function key from
 --key or UPGRADER_FUNCTION_KEY. The key is sent in the x-functions-key header and never printed.
-Exit codes: 0 the run completed and no chat failed; 1 the run failed or some chats failed;
-2 a usage, connection or API error.
+Exit codes: 0 the run completed and no target failed; 1 the run failed or some targets failed;
+2 a usage, connection or API error; 3 the run is paused (a canary waits for an operator);
+4 the run was cancelled; 130 interrupted (the run goes on).
 """
 
 from __future__ import annotations
@@ -18,68 +24,19 @@ import json
 import os
 import sys
 import time
-from collections import deque
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import requests
+from upgrader_cli.client import Client, CliError
+from upgrader_cli.render import Progress, exit_code, history_table, settled, summary
 
 DEFAULT_URL = "http://127.0.0.1:7071"
-OUTCOMES = ("upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed")
 SCOPES = ("chat", "team", "personal")
+STATES = ("queued", "discovering", "upgrading", "paused", "cancelling", "cancelled", "completed", "failed")
 ID_OPTIONS = {  # scope -> (API field, option, file option)
     "chat": ("chatIds", "chat", "chats_file"),
     "team": ("teamIds", "team", "teams_file"),
     "personal": ("userIds", "user", "users_file"),
 }
-ID_FIELDS = {"chat": "chatId", "team": "teamId", "personal": "userId"}
-
-
-class CliError(Exception):
-    """One line for the user; exit code 2."""
-
-
-class Client:
-    def __init__(self, url: str, key: str | None, *, timeout: float = 30.0) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise CliError(f"--url must be an http(s) URL such as https://myapp.azurewebsites.net, got {url!r}")
-        self.url = url.rstrip("/")
-        self.session = requests.Session()
-        if key:
-            self.session.headers["x-functions-key"] = key
-        self.timeout = timeout
-
-    def _call(self, method: str, path: str, **kwargs) -> dict:
-        target = f"{self.url}{path}"
-        try:
-            response = self.session.request(method, target, timeout=self.timeout, **kwargs)
-        except requests.ConnectionError:
-            raise CliError(f"cannot reach {self.url}: is the URL right and the app running?") from None
-        except requests.Timeout:
-            raise CliError(f"{self.url} did not answer within {self.timeout:.0f} s") from None
-        if response.status_code in (401, 403):
-            raise CliError(f"the function key was rejected ({response.status_code}): pass --key or set UPGRADER_FUNCTION_KEY")
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code >= 400:
-            error = (body or {}).get("error") if isinstance(body, dict) else None
-            if isinstance(error, dict):
-                raise CliError(f"{error.get('code')}: {error.get('message')}")
-            if response.status_code == 404:
-                raise CliError(f"no upgrader API at {self.url} (404 for {path})")
-            raise CliError(f"{method} {path} answered {response.status_code}")
-        if not isinstance(body, dict):
-            raise CliError(f"{method} {path} did not answer with JSON: is {self.url} the upgrader?")
-        return body
-
-    def publish(self, body: dict) -> dict:
-        return self._call("POST", "/api/publish", json=body)
-
-    def status(self, run_id: str) -> dict:
-        return self._call("GET", f"/api/runs/{run_id}")
 
 
 def read_ids_file(path: str) -> list[str]:
@@ -98,97 +55,6 @@ def read_ids_file(path: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _done(counts: dict) -> int:
-    return sum(counts.get(k, 0) for k in OUTCOMES)
-
-
-def _final(status: dict) -> bool:
-    return status["state"] in ("completed", "failed") and status["counts"].get("pending", 0) == 0
-
-
-class Progress:
-    """A live line: bar, counts by outcome, rate and ETA (rate over the last 30 s)."""
-
-    def __init__(self, stream, *, tty: bool) -> None:
-        self.stream = stream
-        self.tty = tty
-        self.samples: deque[tuple[float, int]] = deque()
-        self.last_line = ""
-        self.last_print = 0.0
-
-    def update(self, status: dict) -> None:
-        counts = status["counts"]
-        done, targets = _done(counts), counts.get("targets", 0)
-        now = time.monotonic()
-        self.samples.append((now, done))
-        while len(self.samples) > 2 and now - self.samples[0][0] > 30:
-            self.samples.popleft()
-        (t0, d0), (t1, d1) = self.samples[0], self.samples[-1]
-        rate = (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
-        remaining = counts.get("pending", 0)
-        eta = f"{remaining / rate:4.0f}s" if rate > 0 and remaining else "   -"
-        width = 24
-        filled = int(width * done / targets) if targets else 0
-        bar = "#" * filled + "." * (width - filled)
-        parts = " ".join(f"{k}={counts.get(k, 0)}" for k in OUTCOMES if counts.get(k, 0))
-        line = f"{status['state']:<11} [{bar}] {done}/{targets} {parts} {rate:5.1f}/s eta {eta}"
-        by_scope = status.get("countsByScope") or {}
-        if len(by_scope) > 1:  # where each scope stands
-            line += "  (" + ", ".join(f"{s} {_done(c)}/{c.get('targets', 0)}" for s, c in by_scope.items()) + ")"
-        if self.tty:
-            self.stream.write("\r" + line.ljust(len(self.last_line)))
-            self.stream.flush()
-        elif line != self.last_line and (now - self.last_print >= 5 or _final(status)):
-            self.stream.write(line + "\n")
-            self.last_print = now
-        self.last_line = line
-
-    def close(self) -> None:
-        if self.tty and self.last_line:
-            self.stream.write("\n")
-
-
-COLUMN_NAMES = {"chat": "chats", "team": "teams", "personal": "users"}
-
-
-def summary(status: dict) -> str:
-    counts = status["counts"]
-    by_scope = status.get("countsByScope") or {"chat": counts}
-    columns = [(COLUMN_NAMES.get(s, s), c) for s, c in by_scope.items()]
-    if len(columns) > 1:
-        columns.append(("total", counts))
-    lines = [
-        f"Run {status['runId']}  app {status.get('teamsAppId')}  version {status.get('targetVersion')}"
-        + ("  (dry run)" if status.get("dryRun") else ""),
-        f"State: {status['state']}",
-        "",
-        f"  {'outcome':<16}" + "".join(f"{name:>10}" for name, _ in columns),
-    ]
-    for key in ("targets", *OUTCOMES, "pending"):
-        lines.append(f"  {key:<16}" + "".join(f"{c.get(key, 0):>10}" for _, c in columns))
-    discovery = status.get("discovery") or {}
-    if discovery.get("usersFailed"):
-        lines.append(f"\n  warning: the chats or teams of {discovery['usersFailed']} users could not be listed")
-    if status.get("error"):
-        lines.append(f"\nError: {status['error']['code']}: {status['error']['message']}")
-    failures = status.get("failures") or []
-    if failures:
-        scopes = {f.get("scope", "chat") for f in failures}
-        what = COLUMN_NAMES.get(s := scopes.pop(), s) + " " if len(scopes) == 1 else ""
-        lines.append(f"\nFailed {what}({counts.get('failed', len(failures))}):")
-        for failure in failures[:20]:
-            scope = failure.get("scope", "chat")
-            where = f"{scope:<8} {failure.get(ID_FIELDS.get(scope, 'chatId'))}"
-            lines.append(f"  {where}  {failure.get('status') or '-'} {failure['code']}: {failure['message']}")
-        if counts.get("failed", 0) > 20:
-            lines.append(f"  ... and {counts['failed'] - 20} more (teams-upgrader status {status['runId']} --json)")
-    return "\n".join(lines)
-
-
-def exit_code(status: dict) -> int:
-    return 0 if status["state"] == "completed" and status["counts"].get("failed", 0) == 0 and not status.get("error") else 1
-
-
 def watch(client: Client, run_id: str, *, interval: float, stream, timeout: float | None = None) -> dict:
     progress = Progress(stream, tty=stream.isatty())
     deadline = time.monotonic() + timeout if timeout else None
@@ -196,7 +62,7 @@ def watch(client: Client, run_id: str, *, interval: float, stream, timeout: floa
         while True:
             status = client.status(run_id)
             progress.update(status)
-            if _final(status):
+            if settled(status):
                 return status
             if deadline and time.monotonic() > deadline:
                 raise CliError(f"run {run_id} still {status['state']} after {timeout:.0f} s")
@@ -222,12 +88,20 @@ def publish_body(args: argparse.Namespace) -> dict:
             raise CliError(f"ids are given for the {', '.join(extra)} scope but --scope does not name it")
     elif scopes:
         body["scopes"] = scopes
+    if args.version:
+        body["version"] = args.version
+    if args.dry_run:
+        body["dryRun"] = True
+    if args.canary is not None:
+        body["canary"] = {"targets": args.canary, "maxFailedPercent": args.max_failed_percent, "pause": args.pause}
+    elif args.max_failed_percent or args.pause:
+        raise CliError("--max-failed-percent and --pause go with --canary N")
     return body
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="teams-upgrader", description="Upgrade a Teams app in every chat, team and personal scope, and follow the run."
+        prog="teams-upgrader", description="Upgrade a Teams app in every chat, team and personal scope, and steer the run."
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=os.environ.get("UPGRADER_URL", DEFAULT_URL), help="Function App URL (UPGRADER_URL)")
@@ -250,40 +124,89 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--teams-file", help="only the teams in this file")
     publish.add_argument("--users-file", help="only the users in this file")
     publish.add_argument("--dry-run", action="store_true", help="count what would be upgraded, change nothing")
-    publish.add_argument("--watch", action="store_true", help="follow the run until it completes")
+    publish.add_argument("--canary", type=int, metavar="N", help="decide N targets first; the rest only if few failed")
+    publish.add_argument(
+        "--max-failed-percent",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="pause if more than P%% of the canary failed (default 0)",
+    )
+    publish.add_argument("--pause", action="store_true", help="pause after a canary that passed, until resumed")
+    publish.add_argument("--watch", action="store_true", help="follow the run until it completes or pauses")
 
     status = sub.add_parser("status", parents=[common], help="show a run")
     status.add_argument("run_id")
-    status.add_argument("--watch", action="store_true", help="follow the run until it completes")
+    status.add_argument("--watch", action="store_true", help="follow the run until it completes or pauses")
     status.add_argument("--json", action="store_true", help="print the raw status JSON")
+
+    runs = sub.add_parser("runs", parents=[common], help="list runs, newest first")
+    runs.add_argument("--app-id", help="only this app's runs")
+    runs.add_argument("--state", choices=STATES, help="only runs in this state")
+    runs.add_argument("--top", type=int, default=20, help="runs per page (1-100, default 20)")
+    runs.add_argument("--all", action="store_true", help="every page, not just the first")
+    runs.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    for name, text in (
+        ("cancel", "cancel a run"),
+        ("resume", "resume a paused run"),
+        ("retry", "retry what failed or was cancelled"),
+    ):
+        action = sub.add_parser(name, parents=[common], help=text)
+        action.add_argument("run_id")
+        if name != "cancel":
+            action.add_argument("--watch", action="store_true", help="follow the run until it completes or pauses")
     return parser
+
+
+def _history(client: Client, args: argparse.Namespace, stdout) -> int:
+    page = client.runs({"appId": args.app_id, "state": args.state, "top": args.top})
+    found = list(page["value"])
+    while args.all and page.get("nextLink"):
+        page = client.page(page["nextLink"])
+        found += page["value"]
+    if args.json:
+        print(json.dumps({"value": found, "nextLink": page.get("nextLink")}, indent=2), file=stdout)
+    else:
+        print(history_table(found), file=stdout)
+        if page.get("nextLink"):
+            print("(more: --all)", file=stdout)
+    return 0
+
+
+def _command(client: Client, args: argparse.Namespace, stdout) -> int:
+    """Runs one command; returns the exit code (or None to watch `args.run_id`)."""
+    if args.command == "runs":
+        return _history(client, args, stdout)
+    if args.command == "publish":
+        started = client.publish(publish_body(args))
+        args.run_id = started["runId"]
+        print(f"Run {args.run_id} started: {started['statusUrl']}", file=stdout)
+    elif args.command == "retry":
+        started = client.act(args.run_id, "retry")
+        print(f"Run {started['runId']} retries run {args.run_id}: {started['statusUrl']}", file=stdout)
+        args.run_id = started["runId"]
+    elif args.command in ("cancel", "resume"):
+        status = client.act(args.run_id, args.command)
+        print(f"Run {args.run_id} is {status['state']}.", file=stdout)
+        if args.command == "cancel":
+            return 0
+    if not getattr(args, "watch", False):
+        if args.command != "status":
+            return 0
+        status = client.status(args.run_id)
+        print(json.dumps(status, indent=2) if args.json else summary(status), file=stdout)
+        return exit_code(status)
+    status = watch(client, args.run_id, interval=args.interval, stream=stdout)
+    print(json.dumps(status, indent=2) if getattr(args, "json", False) else "\n" + summary(status), file=stdout)
+    return exit_code(status)
 
 
 def run(argv: list[str] | None = None, *, stdout=None, stderr=None) -> int:
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     args = build_parser().parse_args(argv)
     try:
-        client = Client(args.url, args.key)
-        if args.command == "publish":
-            body = publish_body(args)
-            if args.version:
-                body["version"] = args.version
-            if args.dry_run:
-                body["dryRun"] = True
-            started = client.publish(body)
-            run_id = started["runId"]
-            print(f"Run {run_id} started: {started['statusUrl']}", file=stdout)
-            if not args.watch:
-                return 0
-        else:
-            run_id = args.run_id
-            if not args.watch:
-                status = client.status(run_id)
-                print(json.dumps(status, indent=2) if args.json else summary(status), file=stdout)
-                return exit_code(status)
-        status = watch(client, run_id, interval=args.interval, stream=stdout)
-        print(json.dumps(status, indent=2) if getattr(args, "json", False) else "\n" + summary(status), file=stdout)
-        return exit_code(status)
+        return _command(Client(args.url, args.key), args, stdout)
     except CliError as exc:
         print(f"teams-upgrader: error: {exc}", file=stderr)
         return 2

@@ -17,7 +17,7 @@ from azure.data.tables import TableTransactionError
 
 from shared.domain.app import choose_target
 from shared.domain.messages import StartRun
-from shared.domain.runs import RunSpec
+from shared.domain.runs import Caller, RunSpec
 from shared.domain.versions import version_key
 from shared.foundation.errors import RunFailure
 from shared.foundation.telemetry import event
@@ -104,7 +104,16 @@ def _check_app(services, target) -> bool:
         return False
     run_id = run_id_for(app_id, target.version)
     scopes = services.settings.upgrade_scopes
-    spec = RunSpec(run_id=run_id, teams_app_id=app_id, external_id=None, version=target.version, dry_run=False, scopes=scopes)
+    spec = RunSpec(
+        run_id=run_id,
+        teams_app_id=app_id,
+        external_id=None,
+        version=target.version,
+        dry_run=False,
+        scopes=scopes,
+        trigger="catalogWatcher",
+        started_by=Caller(None, "catalogWatcher"),
+    )
     try:
         runs.create_run(spec)
         send = True
@@ -127,6 +136,7 @@ def _check_app(services, target) -> bool:
             appId=app_id,
             version=target.version,
             trigger="catalogWatcher",
+            startedBy="catalogWatcher",
             scopes=",".join(scopes),
         )
     # only now: had the start message been lost, the next check would find the version unseen and send it

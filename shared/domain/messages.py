@@ -115,6 +115,22 @@ class UpgradeTargets(RunMessage):
     attempt: int = 0
     claim: str | None = None
     etags: tuple[str, ...] = ()  # of the targets' rows when queued: spares a read per target
+    canary: bool = False  # targets of a canary run's first set
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepRun(RunMessage):
+    """A stopped run (cancelled, or failed for good): its undecided targets end cancelled."""
+
+    kind: ClassVar[str] = "sweepRun"
+    round: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseTargets(RunMessage):
+    """Targets held back (a paused run resumed, a canary passed) are queued."""
+
+    kind: ClassVar[str] = "releaseTargets"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,7 +143,18 @@ class Notifications(Message):
 
 KINDS: dict[str, type[Message]] = {
     cls.kind: cls
-    for cls in (StartRun, ListUsers, ScanUserChats, ScanUserTeams, ListTeams, LoadTargets, UpgradeTargets, Notifications)
+    for cls in (
+        StartRun,
+        ListUsers,
+        ScanUserChats,
+        ScanUserTeams,
+        ListTeams,
+        LoadTargets,
+        UpgradeTargets,
+        SweepRun,
+        ReleaseTargets,
+        Notifications,
+    )
 }
 
 
@@ -146,6 +173,8 @@ def _check(value: object, annotation: object, where: str) -> object:
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise MalformedMessage(f"{where} must be a list of objects")
         return value
+    if annotation is bool and not isinstance(value, bool):
+        raise MalformedMessage(f"{where} must be true or false")
     if annotation is int and (not isinstance(value, int) or isinstance(value, bool)):
         raise MalformedMessage(f"{where} must be an integer")
     if annotation is str and not isinstance(value, str):

@@ -1,28 +1,70 @@
-"""A run: what was asked, what the start step resolved, and the status document built from its counters."""
+"""A run: what was asked, who asked, what the start step resolved, and how operators steer it
+(cancel, canary pause, resume)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 
 from shared.domain.app import TargetApp
-from shared.domain.targets import COUNTS, ID_FIELDS, Target, counter
+from shared.domain.targets import Target
 from shared.foundation.errors import ErrorInfo
 
 # run errors that stop the run; after any other (discoveryIncomplete) the targets found are still processed
-FATAL_ERRORS = {"appNotFound", "appAmbiguous", "versionNotPublished", "catalogError", "startFailed", "runInProgress"}
-# discovery counters per scope: users whose chats or joined teams were listed (or skipped: no Teams, or
-# failed), teams listed, users listed as personal targets
-DISCOVERY_COUNTS = {
-    "chat": ("usersScanned", "usersSkipped", "usersFailed"),
-    "team": ("teamsListed", "usersScanned", "usersSkipped", "usersFailed"),
-    "personal": ("usersListed",),
+FATAL_ERRORS = {
+    "appNotFound",
+    "appAmbiguous",
+    "versionNotPublished",
+    "catalogError",
+    "startFailed",
+    "runInProgress",
+    "missingPermissions",
 }
 EXPLICIT = "explicit"  # discovery mode of a run given its targets
+TRIGGERS = ("api", "catalogWatcher", "retry")
+STATES = ("queued", "discovering", "upgrading", "paused", "cancelling", "cancelled", "completed", "failed")
+FINAL_STATES = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asked: an Entra identity (object id and name), or a description of the trigger."""
+
+    object_id: str | None
+    name: str
+
+    def to_dict(self) -> dict:
+        return {"objectId": self.object_id, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> Caller:
+        data = data or {}
+        return cls(data.get("objectId"), data.get("name") or "unknown")
+
+
+@dataclass(frozen=True)
+class Canary:
+    """Decide `targets` first; then pause if more than `max_failed_percent` of them failed, or if
+    `pause` asks to; otherwise go on."""
+
+    targets: int
+    max_failed_percent: float = 0.0
+    pause: bool = False
+
+    def to_dict(self) -> dict:
+        return {"targets": self.targets, "maxFailedPercent": self.max_failed_percent, "pause": self.pause}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Canary:
+        return cls(int(data["targets"]), float(data.get("maxFailedPercent", 0)), bool(data.get("pause", False)))
+
+    def failed_too_many(self, decided: int, failed: int) -> bool:
+        return decided > 0 and failed * 100 > self.max_failed_percent * decided
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunSpec:
-    """What POST /api/publish (or the catalog watcher) asked for."""
+    """What POST /api/publish, the catalog watcher or a retry asked for."""
 
     run_id: str
     teams_app_id: str | None
@@ -31,6 +73,31 @@ class RunSpec:
     dry_run: bool
     scopes: tuple[str, ...] = ("chat",)
     targets: list[Target] | None = None  # explicit targets; None: discover
+    trigger: str = "api"
+    started_by: Caller = Caller(None, "api")
+    retry_of: str | None = None
+    canary: Canary | None = None
+
+
+@dataclass(frozen=True)
+class Control:
+    """How operators and the canary steer a run, as its run row says now."""
+
+    cancelled_at: str | None = None
+    cancelled_by: Caller | None = None
+    pause: dict | None = None  # {"reason", "decided", "failed", "at"} while paused
+    phase: str = "running"  # "canary" until a canary run's first targets are decided
+    error: ErrorInfo | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """No more upgrades: cancelled, or failed for good."""
+        return self.cancelled_at is not None or (self.error is not None and self.error.code in FATAL_ERRORS)
+
+    @property
+    def holding(self) -> bool:
+        """No upgrade for now: paused (and not stopped)."""
+        return self.pause is not None and not self.stopped
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,63 +114,16 @@ class RunRecord:
     error: ErrorInfo | None
     discovery: dict[str, str] = field(default_factory=dict)  # scope -> scan | registry | explicit, once started
     seeding: tuple[str, ...] = ()  # scopes whose full scan seeds the installation registry
+    trigger: str = "api"
+    started_by: Caller = Caller(None, "api")
+    retry_of: str | None = None
+    canary: Canary | None = None
+    control: Control = Control()
 
     @property
     def explicit(self) -> bool:
-        return bool(self.input_keys)
+        return bool(self.input_keys) or self.retry_of is not None
 
 
-def run_state(*, started: bool, error: ErrorInfo | None, steps_pending: int, pending: int) -> str:
-    if not started:
-        return "queued"
-    if error and error.code in FATAL_ERRORS:
-        return "failed"
-    if steps_pending > 0:
-        return "discovering"
-    if pending > 0:
-        return "upgrading"
-    return "failed" if error else "completed"  # a run that lost targets in discovery ends failed
-
-
-def overall_mode(discovery: dict[str, str]) -> str | None:
-    modes = set(discovery.values())
-    return None if not modes else modes.pop() if len(modes) == 1 else "mixed"
-
-
-def status_document(run: RunRecord, totals: dict[str, int], failures: list[dict], updated_at: str) -> dict:
-    """GET /api/runs/{runId}: the run, its counts (in total and per scope) and discovery figures."""
-    by_scope = {scope: {name: totals.get(counter(scope, name), 0) for name in COUNTS} for scope in run.scopes}
-    counts = {name: sum(c[name] for c in by_scope.values()) for name in COUNTS}
-    state = run_state(
-        started=run.target is not None or run.error is not None,
-        error=run.error,
-        steps_pending=totals.get("stepsPending", 0),
-        pending=counts["pending"],
-    )
-    discovery: dict = {"mode": overall_mode(run.discovery), "usersScanned": 0, "usersSkipped": 0, "usersFailed": 0}
-    discovery["scopes"] = {}
-    for scope in run.scopes:
-        figures = {name: totals.get(counter(scope, name), 0) for name in DISCOVERY_COUNTS[scope]}
-        for name in ("usersScanned", "usersSkipped", "usersFailed"):
-            discovery[name] += figures.get(name, 0)
-        discovery["scopes"][scope] = {"mode": run.discovery.get(scope), **figures}
-    return {
-        "runId": run.run_id,
-        "teamsAppId": run.teams_app_id,
-        "targetVersion": run.target.version if run.target else run.requested_version,
-        "dryRun": run.dry_run,
-        "scopes": list(run.scopes),
-        "state": state,
-        "counts": {"targets": sum(counts.values()), **counts},
-        "countsByScope": {scope: {"targets": sum(c.values()), **c} for scope, c in by_scope.items()},
-        "failures": failures,
-        "error": run.error.to_dict() if run.error else None,
-        "createdAt": run.created_at,
-        "updatedAt": updated_at,
-        "discovery": discovery,
-    }
-
-
-def failure_entry(target: Target, status: int | None, code: str, message: str) -> dict:
-    """One entry of a run's `failures`: the scope, the resource under its API name, Graph's answer."""
-    return {"scope": target.scope, ID_FIELDS[target.scope]: target.id, "status": status, "code": code, "message": message}
+def to_json(value) -> str:
+    return json.dumps(value if isinstance(value, dict) else asdict(value), separators=(",", ":"))

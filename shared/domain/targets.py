@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from shared.foundation.settings import SCOPES
 
-OUTCOMES = ("upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed")
+OUTCOMES = ("upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed", "cancelled")
 COUNTS = (*OUTCOMES, "pending")
 ID_FIELDS = {"chat": "chatId", "team": "teamId", "personal": "userId"}  # how the API names each scope's resource
 LABELS = {"chat": "Chat", "team": "Team", "personal": "User"}

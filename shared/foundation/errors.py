@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -29,6 +30,10 @@ class RunFailure(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.info = ErrorInfo(code, message)
+
+
+class RunHalted(Exception):
+    """A request not sent: its run was cancelled or paused while it waited for its pacing slot."""
 
 
 class MalformedMessage(Exception):
@@ -60,3 +65,44 @@ class GraphThrottled(GraphRetryable):
 
 class GraphUnavailable(GraphRetryable):
     """5xx, timeout or connection failure. A POST may or may not have been applied."""
+
+
+MISSING_ROLE = re.compile(r"Missing role permissions on the request\. API requires one of '([^']*)'", re.IGNORECASE)
+
+
+class MissingPermissions(Exception):
+    """The identity lacks an application permission: the whole run stops at once. `needs` maps
+    what it could not do to the permissions that would allow it (any one of them)."""
+
+    def __init__(self, needs: dict[str, list[str]], detail: str = "") -> None:
+        self.needs = needs
+        self.detail = detail
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        wants = "; ".join(f"{what} needs one of {', '.join(options)}" for what, options in self.needs.items())
+        said = f" Graph said: {self.detail}" if self.detail else ""
+        return (
+            f"The Function App's identity lacks Graph permissions: {wants}. Grant them (scripts/grant-graph-permissions.sh), "
+            f"then retry the run; a new token can take a while (managed identity tokens are cached).{said}"
+        )
+
+
+def missing_permissions(error: GraphError, what: str = "this request") -> MissingPermissions | None:
+    """The permissions a 403 says are missing; None for other 403s (an app blocked by policy in one
+    chat is that chat's failure, not the run's)."""
+    if error.status != 403:
+        return None
+    match = MISSING_ROLE.search(error.message or "")
+    if match is None:
+        return None
+    options = [p.strip() for p in match.group(1).split(",") if p.strip()]
+    return MissingPermissions({what: options}, error.message)
+
+
+def raise_missing_permissions(error: GraphError, what: str = "this request") -> None:
+    """Raises MissingPermissions when `error` is Graph saying a permission is missing."""
+    missing = missing_permissions(error, what)
+    if missing is not None:
+        raise missing from error

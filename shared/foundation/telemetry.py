@@ -7,9 +7,14 @@ becomes a column of AppTraces.Properties (customDimensions). Nothing here ever l
 or a connection string.
 
 Events and their properties:
-  runQueued       runId appId trigger (api: externalId chats dryRun; catalogWatcher: version)
+  runQueued       runId appId trigger startedBy (api: externalId targets dryRun canary; catalogWatcher: version;
+                  retry: retryOf targets)
   runStarted      runId appId targetVersion dryRun discoveryMode
   runFailed       runId errorCode
+  runCancelled    runId appId startedBy byObjectId (who cancelled)
+  runPaused       runId appId startedBy (canary) byObjectId
+  runResumed      runId appId startedBy byObjectId (an operator, or the canary passing)
+  runRetried      runId appId startedBy byObjectId newRunId targets
   targetOutcome   runId appId scope targetId chatId|teamId|userId outcome targetVersion installedVersion
                   graphStatus graphCode
   throttled       bucket graphStatus retryAfter

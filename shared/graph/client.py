@@ -20,8 +20,9 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 from azure.identity import ManagedIdentityCredential  # at import: not on the first invocation's path
 
-from shared.foundation.errors import GraphError, GraphThrottled, GraphUnavailable
+from shared.foundation.errors import GraphError, GraphThrottled, GraphUnavailable, RunHalted
 from shared.foundation.telemetry import event
+from shared.graph.permissions import token_roles
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 RETRYABLE_STATUS = {500, 502, 503, 504}
@@ -151,11 +152,32 @@ class GraphClient:
         return self.send("GET", self.url(path, params), bucket=bucket, not_before=not_before)
 
     def post(
-        self, path: str, body: dict, *, bucket: str, not_before: float = 0.0, retry_unavailable: bool = True
+        self,
+        path: str,
+        body: dict,
+        *,
+        bucket: str,
+        not_before: float = 0.0,
+        retry_unavailable: bool = True,
+        proceed: Callable[[], bool] | None = None,
     ) -> GraphResponse:
         return self.send(
-            "POST", self.url(path), body=body, bucket=bucket, not_before=not_before, retry_unavailable=retry_unavailable
+            "POST",
+            self.url(path),
+            body=body,
+            bucket=bucket,
+            not_before=not_before,
+            retry_unavailable=retry_unavailable,
+            proceed=proceed,
         )
+
+    def roles(self) -> set[str] | None:
+        """The application permissions in the current token (None when it does not say)."""
+        return token_roles(self._tokens.token())
+
+    def renew_token(self) -> None:
+        """The next request fetches a new token: permissions were granted since this one was issued."""
+        self._tokens.invalidate()
 
     def send(
         self,
@@ -166,8 +188,12 @@ class GraphClient:
         body: dict | None = None,
         not_before: float = 0.0,
         retry_unavailable: bool = True,
+        proceed: Callable[[], bool] | None = None,
     ) -> GraphResponse:
         """Sends one request in its pacing slot; retries here only what fits in a short wait.
+
+        `proceed`, asked once the slot has come, may still stop the request (RunHalted): a run
+        cancelled while its POST waited for its slot sends nothing more.
 
         429 is always safe to retry (nothing was applied). A 5xx or timeout on a POST may have been
         applied, so callers that must not repeat a POST pass retry_unavailable=False and re-check.
@@ -180,6 +206,8 @@ class GraphClient:
         for attempt in range(self._max_attempts):
             if self._pacer is not None:
                 self._pacer.acquire(bucket, not_before)
+            if proceed is not None and not proceed():
+                raise RunHalted(f"{method} not sent: the run stopped")
             headers = {
                 "Authorization": f"Bearer {self._tokens.token()}",
                 "Accept": "application/json",

@@ -7,6 +7,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from shared.domain.runs import Canary
 from shared.domain.targets import Target
 from shared.foundation.errors import RequestError
 from shared.foundation.settings import GUID, SCOPES
@@ -14,7 +15,9 @@ from shared.foundation.settings import GUID, SCOPES
 MAX_BODY_BYTES = 1024 * 1024
 MAX_IDS = 10_000  # chatIds, teamIds and userIds together
 MAX_CHAT_ID_LENGTH = 512
-FIELDS = ("teamsAppId", "externalId", "version", "scopes", "chatIds", "teamIds", "userIds", "dryRun")
+FIELDS = ("teamsAppId", "externalId", "version", "scopes", "chatIds", "teamIds", "userIds", "dryRun", "canary")
+CANARY_FIELDS = ("targets", "maxFailedPercent", "pause")
+MAX_CANARY = 10_000
 ID_LISTS = (("chatIds", "chat", "chat ids"), ("teamIds", "team", "team ids (GUIDs)"), ("userIds", "personal", "user ids (GUIDs)"))
 VERSION = re.compile(r"^\d{1,9}(\.\d{1,9}){0,3}$")
 CHAT_ID = re.compile(r"^19:[^@]+@[^@]+$")
@@ -30,6 +33,7 @@ class PublishRequest:
     dry_run: bool
     scopes: tuple[str, ...] | None  # None: the deployment's UPGRADE_SCOPES
     targets: list[Target] | None  # explicit targets; None: discover
+    canary: Canary | None = None
 
     @property
     def run_scopes(self) -> tuple[str, ...] | None:
@@ -100,6 +104,33 @@ def _scopes(data: dict, explicit: bool) -> tuple[str, ...] | None:
     return tuple(s for s in SCOPES if s in scopes)
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _canary(data: dict, dry_run: bool) -> Canary | None:
+    canary = data.get("canary")
+    if canary is None:
+        return None
+    if dry_run:
+        raise _bad("canaryWithDryRun", "canary and dryRun exclude each other: a dry run upgrades nothing.")
+    if not isinstance(canary, dict):
+        raise _bad("invalidCanary", 'canary must be an object: {"targets": N, "maxFailedPercent": P, "pause": false}.')
+    unknown = sorted(set(canary) - set(CANARY_FIELDS))
+    if unknown:
+        raise _bad("invalidCanary", f"Unknown canary field(s): {', '.join(unknown)}. Allowed: {', '.join(CANARY_FIELDS)}.")
+    size = canary.get("targets")
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_CANARY:
+        raise _bad("invalidCanary", f"canary.targets must be an integer from 1 to {MAX_CANARY}.")
+    percent = canary.get("maxFailedPercent", 0)
+    if not _number(percent) or not 0 <= percent <= 100:
+        raise _bad("invalidCanary", "canary.maxFailedPercent must be a number from 0 to 100.")
+    pause = canary.get("pause", False)
+    if not isinstance(pause, bool):
+        raise _bad("invalidCanary", "canary.pause must be true or false.")
+    return Canary(size, float(percent), pause)
+
+
 def check_enabled(request: PublishRequest, enabled: tuple[str, ...]) -> None:
     """A scope the deployment does not upgrade (UPGRADE_SCOPES) lacks its Graph permissions."""
     missing = [s for s in request.run_scopes or () if s not in enabled]
@@ -150,5 +181,11 @@ def parse_publish(body: bytes) -> PublishRequest:
         raise _bad("tooManyIds", f"chatIds, teamIds and userIds hold {len(explicit)} ids together; at most {MAX_IDS}.")
     scopes = _scopes(data, explicit is not None)
     return PublishRequest(
-        teams_app_id=app_id, external_id=external_id, version=version, dry_run=dry_run, scopes=scopes, targets=explicit
+        teams_app_id=app_id,
+        external_id=external_id,
+        version=version,
+        dry_run=dry_run,
+        scopes=scopes,
+        targets=explicit,
+        canary=_canary(data, dry_run),
     )

@@ -14,6 +14,7 @@ from shared.domain.runs import RunSpec
 from shared.foundation.errors import RequestError
 from shared.foundation.telemetry import event
 from shared.http.bodies import MAX_BODY_BYTES, check_enabled, parse_publish
+from shared.http.callers import caller
 from shared.http.responses import error_response, json_response, services_or_error, storage_error
 
 
@@ -42,6 +43,9 @@ def publish(req: func.HttpRequest, control: func.Out, services=None) -> func.Htt
         dry_run=request.dry_run,
         scopes=request.run_scopes or services.settings.upgrade_scopes,
         targets=request.targets,
+        trigger="api",
+        started_by=caller(req),
+        canary=request.canary,
     )
     try:
         services.runs.create_run(spec)
@@ -61,5 +65,7 @@ def publish(req: func.HttpRequest, control: func.Out, services=None) -> func.Htt
         targets=len(request.targets or ()),
         dryRun=request.dry_run,
         trigger="api",
+        startedBy=spec.started_by.name,
+        canary=request.canary.targets if request.canary else None,
     )
     return json_response(202, {"runId": run_id, "statusUrl": status_url}, headers={"Location": status_url})

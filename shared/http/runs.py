@@ -1,26 +1,125 @@
-"""GET /api/runs/{runId}: the run's status document."""
+"""The run routes: GET /api/runs (history), GET /api/runs/{runId} (status), and the operator's
+POST /api/runs/{runId}/cancel, /resume and /retry."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from urllib.parse import urlencode, urljoin
 
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
 from shared.domain.messages import RUN_ID
-from shared.foundation.errors import ErrorInfo, RequestError
+from shared.domain.runs import STATES
+from shared.foundation.errors import RequestError
+from shared.foundation.settings import GUID
+from shared.http.callers import caller
 from shared.http.responses import error_response, json_response, services_or_error, storage_error
+from shared.steps import operator
+from shared.stores.history import HISTORY_KEY
+
+HISTORY_PARAMETERS = ("appId", "state", "top", "continuationToken", "code")  # code: the function key
+DEFAULT_TOP, MAX_TOP = 20, 100
+TOP = re.compile(r"^[0-9]{1,3}$")
 
 
-def run_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
-    run_id = (req.route_params.get("runId") or "").lower()
-    if not RUN_ID.match(run_id):
-        return error_response(404, ErrorInfo("runNotFound", "No run with this id (run ids are 32 hex digits)."))
+def _answer(what: str, work: Callable[[], func.HttpResponse]) -> func.HttpResponse:
+    """Runs a route's work: bad input and conflicts become their error, storage trouble a 503."""
     try:
-        services = services_or_error(services)
-        status = services.runs.status(run_id)
+        return work()
     except RequestError as exc:
         return error_response(exc.status, exc.info)
     except AzureError as exc:
-        return storage_error(f"The status of run {run_id} could not be read", exc)
-    if status is None:
-        return error_response(404, ErrorInfo("runNotFound", f"No run with id {run_id}."))
-    return json_response(200, status)
+        return storage_error(what, exc)
+
+
+def _run_id(req: func.HttpRequest) -> str:
+    run_id = (req.route_params.get("runId") or "").lower()
+    if not RUN_ID.match(run_id):
+        raise RequestError("runNotFound", "No run with this id (run ids are 32 hex digits).", status=404)
+    return run_id
+
+
+def _url(req: func.HttpRequest, path: str) -> str:
+    return urljoin(req.url.split("?", 1)[0], path)
+
+
+def run_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        run_id = _run_id(req)
+        status = services_or_error(services).runs.status(run_id)
+        if status is None:
+            raise RequestError("runNotFound", f"No run with id {run_id}.", status=404)
+        return json_response(200, status)
+
+    return _answer("The status of the run could not be read", work)
+
+
+def cancel_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
+    return _answer(
+        "The run could not be cancelled",
+        lambda: json_response(202, operator.cancel(services_or_error(services), _run_id(req), caller(req))),
+    )
+
+
+def resume_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
+    return _answer(
+        "The run could not be resumed",
+        lambda: json_response(202, operator.resume(services_or_error(services), _run_id(req), caller(req))),
+    )
+
+
+def retry_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        run_id = operator.retry(services_or_error(services), _run_id(req), caller(req))
+        # .../runs/{old}/retry -> .../runs/{new}
+        status_url = _url(req, f"../{run_id}")
+        return json_response(202, {"runId": run_id, "statusUrl": status_url}, headers={"Location": status_url})
+
+    return _answer("The retry could not be recorded", work)
+
+
+def list_runs(req: func.HttpRequest, services=None) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        query = _history_query(req.params)
+        runs = services_or_error(services).runs
+        documents, after = runs.history(
+            app_id=query.get("appId"), state=query.get("state"), after=query.get("continuationToken"), limit=query["top"]
+        )
+        next_link = None
+        if after:
+            kept = {k: v for k, v in req.params.items() if k != "continuationToken"}
+            next_link = f"{req.url.split('?', 1)[0]}?{urlencode({**kept, 'continuationToken': after})}"
+        return json_response(200, {"value": documents, "nextLink": next_link})
+
+    return _answer("The run history could not be read", work)
+
+
+def _history_query(params) -> dict:
+    unknown = sorted(set(params) - set(HISTORY_PARAMETERS))
+    if unknown:
+        allowed = ", ".join(HISTORY_PARAMETERS[:-1])
+        raise RequestError("unknownParameter", f"Unknown query parameter(s): {', '.join(unknown)}. Allowed: {allowed}.")
+    query: dict = {"top": DEFAULT_TOP}
+    app_id = params.get("appId")
+    if app_id is not None:
+        if not GUID.match(app_id):
+            raise RequestError("invalidAppId", "appId must be a GUID, the app's id in the tenant app catalog.")
+        query["appId"] = app_id.lower()
+    state = params.get("state")
+    if state is not None:
+        if state not in STATES:
+            raise RequestError("invalidState", f"state must be one of {', '.join(STATES)}.")
+        query["state"] = state
+    top = params.get("top")
+    if top is not None:
+        if not TOP.match(top) or not 1 <= int(top) <= MAX_TOP:
+            raise RequestError("invalidTop", f"top must be an integer from 1 to {MAX_TOP}.")
+        query["top"] = int(top)
+    token = params.get("continuationToken")
+    if token is not None:
+        if not HISTORY_KEY.match(token):
+            raise RequestError("invalidContinuationToken", "continuationToken must be one a nextLink gave.")
+        query["continuationToken"] = token
+    return query

@@ -8,16 +8,20 @@ import azure.functions as func
 
 from shared import bootstrap
 from shared.automatic.installations import process as process_notifications
-from shared.domain.messages import Notifications, RunMessage, Step, UpgradeTargets, decode
+from shared.domain.messages import Notifications, ReleaseTargets, RunMessage, Step, SweepRun, UpgradeTargets, decode
 from shared.foundation.errors import MalformedMessage
 from shared.foundation.storage import CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX, TARGETS_QUEUE
 from shared.foundation.telemetry import event
+from shared.steps.batch import upgrade_batch
+from shared.steps.control import sweep
+from shared.steps.holding import release
 from shared.steps.poison import poisoned_batch, poisoned_step
 from shared.steps.runner import StepRunner
-from shared.steps.upgrade import upgrade_batch
+
+CONTROL_MESSAGES = (Step, SweepRun, ReleaseTargets)
 
 
-def _decode(msg: func.QueueMessage, expected: type) -> object:
+def _decode(msg: func.QueueMessage, expected: type | tuple[type, ...]) -> object:
     message = decode(msg.get_body())
     if not isinstance(message, expected):
         raise MalformedMessage(f"{message.kind} does not belong on this queue")
@@ -26,7 +30,13 @@ def _decode(msg: func.QueueMessage, expected: type) -> object:
 
 def handle_control(msg: func.QueueMessage, services=None) -> None:
     services = services or bootstrap.get()
-    StepRunner(services).handle(_decode(msg, Step), msg.id, msg.dequeue_count or 1)
+    message = _decode(msg, CONTROL_MESSAGES)
+    if isinstance(message, SweepRun):
+        sweep(services, message)
+    elif isinstance(message, ReleaseTargets):
+        release(services, message)
+    else:
+        StepRunner(services).handle(message, msg.id, msg.dequeue_count or 1)
 
 
 def handle_targets(msg: func.QueueMessage, services=None) -> None:
@@ -39,7 +49,7 @@ def handle_notifications(msg: func.QueueMessage, services=None) -> None:
     process_notifications(services, _decode(msg, Notifications))
 
 
-def _poisoned(msg: func.QueueMessage, expected: type, queue: str, services):
+def _poisoned(msg: func.QueueMessage, expected: type | tuple[type, ...], queue: str, services):
     """The message of a poison queue, or None (logged, dropped) when it is not one of ours."""
     try:
         message = _decode(msg, expected)
@@ -63,9 +73,19 @@ def _poisoned(msg: func.QueueMessage, expected: type, queue: str, services):
 def handle_control_poison(msg: func.QueueMessage, services=None) -> None:
     services = services or bootstrap.get()
     queue = CONTROL_QUEUE + POISON_SUFFIX
-    step = _poisoned(msg, Step, queue, services)
-    if step is not None:
-        poisoned_step(services, step, msg.id, queue)
+    message = _poisoned(msg, CONTROL_MESSAGES, queue, services)
+    if isinstance(message, Step):
+        poisoned_step(services, message, msg.id, queue)
+    elif message is not None:  # a sweep or release that failed every attempt: the operator repeats it
+        event(
+            "poisoned",
+            "%s of run %s failed every attempt; cancel or resume the run again",
+            message.kind,
+            message.run_id,
+            runId=message.run_id,
+            queue=queue,
+            level=logging.ERROR,
+        )
 
 
 def handle_targets_poison(msg: func.QueueMessage, services=None) -> None:

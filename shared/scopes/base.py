@@ -4,6 +4,7 @@ POST into one Graph throttling bucket."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.domain.app import TargetApp
@@ -55,11 +56,20 @@ class Scope:
         )
         return find_installation(response.body, teams_app_id), response.received_at
 
-    def post_upgrade(self, graph: GraphClient, resource_id: str, installation_id: str, app: TargetApp, not_before: float) -> None:
+    def post_upgrade(
+        self,
+        graph: GraphClient,
+        resource_id: str,
+        installation_id: str,
+        app: TargetApp,
+        not_before: float,
+        proceed: Callable[[], bool] | None = None,
+    ) -> None:
         graph.post(
             f"{self.installations(resource_id)}/{segment(installation_id)}/upgrade",
             app.upgrade_body(),
             bucket=INSTALLED_APPS_POST,
             not_before=not_before,
             retry_unavailable=False,  # a 5xx may have upgraded it: re-check with a GET before any retry
+            proceed=proceed,
         )

@@ -6,10 +6,12 @@ import logging
 from dataclasses import dataclass, field, replace
 
 from shared.domain.messages import Step
+from shared.domain.runs import RunRecord
 from shared.domain.targets import Target
 from shared.foundation.errors import ErrorInfo
 from shared.foundation.telemetry import event
-from shared.steps.upgrade import BatchUpgrader
+from shared.steps.holding import canary_candidates, give_back_slots, going_on, queue_if_going
+from shared.steps.upgrade import batch_upgrader
 from shared.stores.targets import TargetRow
 
 
@@ -43,11 +45,28 @@ class StepOutput:
         self.counts[name] = self.counts.get(name, 0) + n
 
 
-def add_targets(services, step: Step, targets: list[Target]) -> dict[Target, str]:
+def add_targets(services, run: RunRecord, step: Step, targets: list[Target]) -> dict[Target, str]:
     """Records targets found by a step and queues the new ones at once, so upgrades start early;
-    returns the new ones (with their rows' ETags)."""
-    added = services.targets.add(step.run_id, targets, source=step.step_id)
-    services.dispatcher.send_targets(step.run_id, added)
+    returns the new ones (with their rows' ETags). While the run is in its canary, the first
+    targets found join it and the others are held; while it is paused, all are held."""
+    added: dict[Target, str] = {}
+    rest = list(dict.fromkeys(targets))
+    while rest:
+        slots = canary_candidates(services, run, len(rest))
+        if slots == 0:
+            break
+        chosen, rest = rest[:slots], rest[slots:]
+        new = services.targets.add(step.run_id, chosen, source=step.step_id, canary=True)
+        give_back_slots(services, run, slots - len(new))  # duplicates: found before
+        services.dispatcher.send_targets(step.run_id, new, canary=True)
+        added.update(new)
+    if rest:
+        new = services.targets.add(step.run_id, rest, source=step.step_id)
+        if going_on(services.control(step.run_id)):
+            services.dispatcher.send_targets(step.run_id, new)
+        else:
+            queue_if_going(services, step.run_id, new)
+        added.update(new)
     return added
 
 
@@ -60,19 +79,16 @@ def resend(services, step: Step, children: list[tuple[str, int]], delivery: Deli
     handler)."""
     rows = services.targets.pending_from(step.run_id, step.step_id)
     inline = [r for r in rows if r.state == "claimed" and (r.chain or "").startswith(inline_chains(step))]
-    services.dispatcher.send_targets(step.run_id, [r.target for r in rows if r not in inline])
+    waiting = [r for r in rows if r not in inline]
+    services.dispatcher.send_targets(step.run_id, [r.target for r in waiting if r.canary], canary=True)
+    queue_if_going(services, step.run_id, [r.target for r in waiting if not r.canary])  # others may be held
     services.dispatcher.send_steps(children)
     if delivery is None:
         return inline
     adopted = [r for r in inline if (r.chain or "").startswith(delivery.earlier(step))]
     if adopted:
         run = services.runs.get_run(step.run_id)
-        upgrader = BatchUpgrader(
-            graph=services.graph,
-            targets=services.targets,
-            max_attempts=services.settings.max_attempts,
-            requeue=services.dispatcher.requeue,
-        )
+        upgrader = batch_upgrader(services)
         for planned in services.dispatcher.plan(step.run_id, [r.target for r in adopted]):
             claim = delivery.chain(step)
             message = replace(planned.message, claim=claim)
@@ -82,6 +98,10 @@ def resend(services, step: Step, children: list[tuple[str, int]], delivery: Deli
 
 def fail_run(services, run_id: str, error: ErrorInfo) -> None:
     services.runs.fail_run(run_id, error)
+    log_failed(run_id, error)
+
+
+def log_failed(run_id: str, error: ErrorInfo) -> None:
     event(
         "runFailed",
         "Run %s failed: %s %s",

@@ -17,7 +17,7 @@ from dataclasses import replace
 from shared.domain.messages import ListTeams, ListUsers, ScanUserChats, ScanUserTeams
 from shared.domain.runs import RunRecord
 from shared.domain.targets import Target, counter
-from shared.foundation.errors import GraphError, GraphRetryable
+from shared.foundation.errors import GraphError, GraphRetryable, raise_missing_permissions
 from shared.foundation.telemetry import event
 from shared.graph.directory import list_users_page
 from shared.scopes.chat import chats_with_app
@@ -38,7 +38,7 @@ def list_users(services, run: RunRecord, step: ListUsers, delivery: Delivery) ->
     users, cursor = list_users_page(services.graph, group_id=settings.discovery_group_id, cursor=step.cursor)
     output = StepOutput()
     if _scanned(run, "personal"):
-        add_targets(services, step, [Target("personal", u) for u in users])
+        add_targets(services, run, step, [Target("personal", u) for u in users])
         output.count(counter("personal", "usersListed"), len(users))
     size = settings.users_per_step
     scans: list[tuple[type, str]] = []
@@ -59,7 +59,7 @@ def list_users(services, run: RunRecord, step: ListUsers, delivery: Delivery) ->
 def list_teams(services, run: RunRecord, step: ListTeams, delivery: Delivery) -> StepOutput:
     teams, cursor = list_teams_page(services.graph, step.cursor)
     output = StepOutput()
-    added = add_targets(services, step, [Target("team", t) for t in teams])
+    added = add_targets(services, run, step, [Target("team", t) for t in teams])
     output.count(counter("team", "teamsListed"), len(added))
     if cursor:
         output.children.append((_next_page(step, "teams", cursor), 0))
@@ -72,7 +72,7 @@ def scan_user_chats(services, run: RunRecord, step: ScanUserChats, delivery: Del
 
     def chats(user_id: str) -> int:
         targets = [Target("chat", c) for c in chats_with_app(services.graph, user_id, app_id)]
-        added = add_targets(services, step, targets)
+        added = add_targets(services, run, step, targets)
         if seed and targets:
             services.registry.add(app_id, targets, source="scan")
         return len(added)
@@ -82,7 +82,7 @@ def scan_user_chats(services, run: RunRecord, step: ScanUserChats, delivery: Del
 
 def scan_user_teams(services, run: RunRecord, step: ScanUserTeams, delivery: Delivery) -> StepOutput:
     def teams(user_id: str) -> int:
-        return len(add_targets(services, step, [Target("team", t) for t in joined_teams(services.graph, user_id)]))
+        return len(add_targets(services, run, step, [Target("team", t) for t in joined_teams(services.graph, user_id)]))
 
     return _per_user(services, step, "team", teams, found="teamsListed")
 
@@ -96,6 +96,8 @@ def _per_user(
     output = StepOutput(counts={counter(scope, n): 0 for n in ("usersScanned", "usersSkipped", "usersFailed")})
     what = "chats" if scope == "chat" else "joined teams"
     for index, user_id in enumerate(step.user_ids):
+        if services.control(step.run_id).stopped:
+            break  # cancelled (or failed for good) meanwhile: the users left are not scanned
         try:
             new = scan(user_id)
         except GraphRetryable as exc:
@@ -119,6 +121,7 @@ def _per_user(
             output.children.append((rest, int(exc.retry_after + 0.999)))
             break
         except GraphError as exc:
+            raise_missing_permissions(exc, f"listing users' {what}")
             if exc.status == 404:  # not a Teams user (no license, deleted meanwhile)
                 output.count(counter(scope, "usersSkipped"))
                 continue

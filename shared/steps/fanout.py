@@ -47,15 +47,20 @@ class Dispatcher:
         for text, delay in steps:
             queue.send_message(text, visibility_timeout=_delay(delay))
 
-    def send_targets(self, run_id: str, targets: Iterable[Target] | Mapping[Target, str], *, claim: str | None = None) -> int:
+    def send_targets(
+        self, run_id: str, targets: Iterable[Target] | Mapping[Target, str], *, claim: str | None = None, canary: bool = False
+    ) -> int:
         """Queues targets in batches of one scope, scheduled at the pacing rate of the scope's GET
         bucket; returns the number of messages. `targets` maps targets to the ETags of their rows
-        when the caller knows them; `claim` lets the batches take over targets claimed by that chain."""
-        planned = self.plan(run_id, targets, claim=claim)
+        when the caller knows them; `claim` lets the batches take over targets claimed by that chain;
+        `canary` marks them as their run's canary."""
+        planned = self.plan(run_id, targets, claim=claim, canary=canary)
         self.send(planned)
         return len(planned)
 
-    def plan(self, run_id: str, targets: Iterable[Target] | Mapping[Target, str], *, claim: str | None = None) -> list[Planned]:
+    def plan(
+        self, run_id: str, targets: Iterable[Target] | Mapping[Target, str], *, claim: str | None = None, canary: bool = False
+    ) -> list[Planned]:
         """The batches for these targets and when each should become visible.
 
         Targets are ordered by partition, so that most batches are recorded in one table
@@ -66,10 +71,10 @@ class Dispatcher:
         by_scope: dict[str, list[Target]] = {}
         for target in targets:
             by_scope.setdefault(target.scope, []).append(target)
-        return [p for name, group in by_scope.items() for p in self._plan_scope(run_id, name, group, etags, claim)]
+        return [p for name, group in by_scope.items() for p in self._plan_scope(run_id, name, group, etags, claim, canary)]
 
     def _plan_scope(
-        self, run_id: str, name: str, targets: list[Target], etags: Mapping[Target, str], claim: str | None
+        self, run_id: str, name: str, targets: list[Target], etags: Mapping[Target, str], claim: str | None, canary: bool
     ) -> list[Planned]:
         groups = by_partition(run_id, targets, lambda t: t)
         ordered = [t for group in groups.values() for t in group]
@@ -85,6 +90,7 @@ class Dispatcher:
                 ids=tuple(t.id for t in batch),
                 claim=claim,
                 etags=tuple(etags[t] for t in batch) if etags else (),
+                canary=canary,
             )
             planned.append(Planned(message, tuple(batch), start + sent * self._pacer.interval / RELEASE_SPEEDUP))
             sent += len(batch)

@@ -13,17 +13,34 @@ from dataclasses import replace
 from shared.domain.messages import Step
 from shared.domain.runs import RunRecord
 from shared.domain.targets import Target
+from shared.foundation.errors import MissingPermissions
+from shared.steps.control import fail_for_permissions
 from shared.steps.fanout import Planned
-from shared.steps.upgrade import BatchUpgrader
+from shared.steps.holding import GATE, queue_if_going
+from shared.steps.upgrade import batch_upgrader
 
 WRITERS = 2  # transactions written at once: bulk writes must leave storage time for the claims of the first batches
 
 
-def lay_out(services, run: RunRecord, step: Step, targets: list[Target], *, inline: int = 0, chain: str = "") -> None:
+def lay_out_canary(services, run: RunRecord, step: Step, targets: list[Target], *, inline: int = 0, chain: str = "") -> None:
+    """A canary run's given targets: the first `canary.targets` are laid out (and begun) as its
+    canary; the others are recorded, held until the canary is decided (see steps.holding)."""
+    size = run.canary.targets
+    lay_out(services, run, step, targets[:size], inline=inline, chain=chain, canary=True)
+    held = targets[size:]
+    services.targets.add(run.run_id, held, step.step_id)
+    services.runs.take_slots(run.run_id, GATE, min(size, len(targets)), size)  # now the canary is complete
+    queue_if_going(services, run.run_id, held)
+
+
+def lay_out(
+    services, run: RunRecord, step: Step, targets: list[Target], *, inline: int = 0, chain: str = "", canary: bool = False
+) -> None:
     """Records and queues `targets` as `step`'s; the first `inline` batches (in release order) are
     processed in this invocation, under `chain`, instead of being queued (and retried here, not
-    queued again, so that no message but this step's owns `chain`)."""
-    plan = services.dispatcher.plan(run.run_id, targets)
+    queued again, so that no message but this step's owns `chain`). `canary`: they are the
+    canary of their run."""
+    plan = [replace(p, message=replace(p.message, canary=canary)) for p in services.dispatcher.plan(run.run_id, targets)]
     inline = min(inline, len(plan))
     remaining = {i: set(p.targets) for i, p in enumerate(plan)}  # batch -> targets whose rows are not written yet
     etags: dict[Target, str] = {}
@@ -59,15 +76,12 @@ def lay_out(services, run: RunRecord, step: Step, targets: list[Target], *, inli
     failures: list[BaseException] = []
 
     def process(i: int) -> None:
-        upgrader = BatchUpgrader(
-            graph=services.graph,
-            targets=services.targets,
-            max_attempts=services.settings.max_attempts,
-            requeue=services.dispatcher.requeue,
-        )
+        upgrader = batch_upgrader(services)
         try:
             message = replace(plan[i].message, claim=chain)
             upgrader.process(run, message, chain, requeue=False, written=lambda: rows_of(i))
+        except MissingPermissions as missing:  # the run fails; the layout goes on (the sweep ends its targets)
+            fail_for_permissions(services, run.run_id, missing.message)
         except Exception as exc:  # the step fails, and its redelivery queues what is still pending
             failures.append(exc)
 
@@ -79,7 +93,10 @@ def lay_out(services, run: RunRecord, step: Step, targets: list[Target], *, inli
         # can be, and the first ones are not held up by bulk writes (which cost storage more time
         # per row, but hold back every batch of their partition)
         with ThreadPoolExecutor(WRITERS, thread_name_prefix="layout") as pool:
-            writes = [pool.submit(services.targets.add, run.run_id, list(p.targets), step.step_id, each=written) for p in plan]
+            writes = [
+                pool.submit(services.targets.add, run.run_id, list(p.targets), step.step_id, each=written, canary=canary)
+                for p in plan
+            ]
             for future in writes:
                 future.result()
     finally:

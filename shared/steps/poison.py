@@ -10,6 +10,7 @@ from shared.domain.targets import Outcome, Target, counter
 from shared.foundation.errors import ErrorInfo
 from shared.foundation.telemetry import event, log_outcome
 from shared.steps.base import fail_run, resend
+from shared.steps.control import evaluate_canary
 
 RETRIES_EXHAUSTED = "retriesExhausted"
 
@@ -71,6 +72,9 @@ def poisoned_batch(services, batch: UpgradeTargets, queue: str) -> None:
     )
     targets = [Target(batch.scope, i) for i in batch.ids]
     fail_targets(services, batch.run_id, targets, "Processing failed on every attempt; the message was poisoned.")
+    run = services.runs.get_run(batch.run_id)
+    if run is not None and run.canary is not None:  # these may have been the canary's last
+        evaluate_canary(services, run)
 
 
 def fail_targets(services, run_id: str, targets: list[Target], message: str) -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 
 from shared.domain.messages import ListTeams, ListUsers, LoadTargets, ScanUserChats, ScanUserTeams, StartRun, Step
-from shared.domain.runs import FATAL_ERRORS, RunRecord
-from shared.foundation.errors import MalformedMessage
+from shared.domain.runs import RunRecord
+from shared.foundation.errors import GraphError, MalformedMessage, MissingPermissions, missing_permissions
 from shared.steps import discovery
 from shared.steps.base import Delivery, StepOutput, resend
+from shared.steps.control import evaluate_canary, fail_for_permissions
 from shared.steps.layout import lay_out
 from shared.steps.start import start
 
@@ -59,9 +60,23 @@ class StepRunner:
         work = WORK.get(type(step))
         if work is None:
             raise MalformedMessage(f"unexpected step {step.kind}")
-        # a run that failed for good winds down: its remaining steps complete without more work
-        output = StepOutput() if run.error is not None and run.error.code in FATAL_ERRORS else work(self._s, run, step, delivery)
+        # a stopped run (cancelled, failed for good) winds down: its remaining steps complete without work
+        output = StepOutput() if run.control.stopped else self._work(work, run, step, delivery)
         self._finish(step, message_id, output)
+        if run.canary is not None:  # the last discovery step done may decide the canary
+            evaluate_canary(self._s, run)
+
+    def _work(self, work, run: RunRecord, step: Step, delivery: Delivery) -> StepOutput:
+        try:
+            return work(self._s, run, step, delivery)
+        except MissingPermissions as missing:
+            fail_for_permissions(self._s, run.run_id, missing.message)
+        except GraphError as exc:
+            missing = missing_permissions(exc, f"the {step.kind} step")
+            if missing is None:
+                raise
+            fail_for_permissions(self._s, run.run_id, missing.message)
+        return StepOutput()
 
     def _finish(self, step: Step, message_id: str, output: StepOutput) -> None:
         children = [(child.encode(), delay) for child, delay in output.children]

@@ -8,14 +8,16 @@ from dataclasses import replace
 
 from shared.domain.messages import ListTeams, ListUsers, LoadTargets, Step
 from shared.domain.runs import EXPLICIT, RunRecord
-from shared.foundation.errors import ErrorInfo, GraphError, GraphRetryable, RunFailure
+from shared.foundation.errors import ErrorInfo, GraphError, GraphRetryable, MissingPermissions, RunFailure, missing_permissions
 from shared.foundation.telemetry import event
 from shared.graph.catalog import resolve_target
+from shared.graph.permissions import missing_upgrade_roles
 from shared.steps.base import Delivery, StepOutput, fail_run
-from shared.steps.layout import lay_out
+from shared.steps.control import fail_for_permissions
+from shared.steps.layout import lay_out, lay_out_canary
 from shared.stores.tracking import utcnow
 
-RUNNING = ("queued", "discovering", "upgrading")
+RUNNING = ("queued", "discovering", "upgrading", "paused", "cancelling")  # the app's one run at a time
 # batches an explicit run's start step processes itself, while it lays out the rest: enough GETs
 # to keep the bucket busy until the first queued batches are picked up (a queue poll can take a second)
 INLINE_BATCHES = 4
@@ -35,9 +37,22 @@ def start(services, run: RunRecord, step: Step, delivery: Delivery) -> StepOutpu
     except GraphRetryable:
         raise  # the host retries the start step
     except GraphError as exc:
+        missing = missing_permissions(exc, "reading the app catalog")
+        if missing is not None:
+            fail_for_permissions(services, run.run_id, missing.message)
+            return StepOutput()
         message = f"Reading the app catalog failed: {exc.status} {exc.code}: {exc.message}"
         fail_run(services, run.run_id, ErrorInfo("catalogError", message))
         return StepOutput()
+    if not run.dry_run:
+        lacking = missing_upgrade_roles(services.graph.roles(), run.scopes)
+        if lacking:  # granted since this token was issued? look once at a new one
+            services.graph.renew_token()
+            lacking = missing_upgrade_roles(services.graph.roles(), run.scopes)
+        if lacking:
+            needs = {f"upgrading {scope} installations": list(roles) for scope, roles in lacking.items()}
+            fail_for_permissions(services, run.run_id, MissingPermissions(needs).message)
+            return StepOutput()
     app_id = target.teams_app_id
     if not run.dry_run:
         blocker = services.tracking.begin_run(app_id, run.run_id, lambda other: _running(services, other))
@@ -71,7 +86,10 @@ def start(services, run: RunRecord, step: Step, delivery: Delivery) -> StepOutpu
         started = replace(run, target=target, discovery=discovery)
         targets = [t for key in run.input_keys for t in services.runs.load_input(run.run_id, key)]
         inline = INLINE_BATCHES if delivery.dequeue_count == 1 else 0  # a redelivery's rows exist: resend queued them
-        lay_out(services, started, step, targets, inline=inline, chain=delivery.chain(step))
+        if run.canary is None:
+            lay_out(services, started, step, targets, inline=inline, chain=delivery.chain(step))
+        else:
+            lay_out_canary(services, started, step, targets, inline=inline, chain=delivery.chain(step))
         return StepOutput()
     return StepOutput(children=[(child, 0) for child in _first_steps(services, run, app_id, discovery)])
 

@@ -19,17 +19,17 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from shared.domain.messages import UpgradeTargets
-from shared.domain.runs import RunRecord
+from shared.domain.runs import Control, RunRecord
 from shared.domain.targets import Outcome, Target
 from shared.domain.versions import is_at_least
-from shared.foundation.errors import GraphError, GraphRetryable, MalformedMessage
+from shared.foundation.errors import GraphRetryable
 from shared.foundation.telemetry import event, log_outcome
 from shared.graph.client import GraphClient
 from shared.scopes import scope as scope_named
-from shared.scopes.base import Installation, Scope
+from shared.steps.batch_state import CLAIM_TIME, BatchState, Settle, call_graph, failure_of
+from shared.steps.holding import give_back
 from shared.stores.targets import TargetRow, TargetStore
 
 # Batches GETting at once in this process. All the GETs of all batches in flight share the pacing
@@ -39,87 +39,25 @@ from shared.stores.targets import TargetRow, TargetStore
 GET_PHASES = threading.BoundedSemaphore(4)
 
 
-class _Average:
-    """A moving average, shared by this process's batches."""
-
-    def __init__(self, value: float, *, cap: float) -> None:
-        self.value = value
-        self._cap = cap
-        self._lock = threading.Lock()
-
-    def add(self, sample: float) -> None:
-        with self._lock:
-            self.value = 0.8 * self.value + 0.2 * min(sample, self._cap)
-
-
-CLAIM_TIME = _Average(0.2, cap=0.8)  # how long a claim takes here: claims start that much before they are due
-
-
-def failure_of(error: GraphError) -> dict:
-    return {"status": error.status, "code": error.code, "message": error.message}
-
-
-def graph_outcome(target: Target, error: GraphError) -> Outcome:
-    """A final Graph error on a target's GET or POST: 404 means the resource or the app is gone."""
-    if error.status == 404:
-        return Outcome(target, "notInstalled")
-    return Outcome(target, "failed", failure=failure_of(error))
-
-
-class _Settle:
-    """Once: waits for rows being written and puts their ETags in the batch's rows; targets whose
-    row this step did not create (another copy's, an earlier attempt's) leave the batch."""
-
-    def __init__(self, rows: dict[Target, TargetRow], written: Callable[[], dict[Target, str]]) -> None:
-        self.rows = rows
-        self._written = written
-        self._lock = threading.Lock()
-        self._done = False
-
-    def __call__(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            etags = self._written()
-            for target in list(self.rows):
-                if target in etags:
-                    self.rows[target].etag = etags[target]
-                else:
-                    del self.rows[target]
-            self._done = True
-
-
-@dataclass
-class _Batch:
-    """The state of one batch while it runs, shared by its GET and POST threads."""
-
-    run: RunRecord
-    scope: Scope
-    claim: str
-    outcomes: list[Outcome] = field(default_factory=list)
-    retry: dict[Target, GraphRetryable] = field(default_factory=dict)
-    due: deque[tuple[TargetRow, Installation, float]] = field(default_factory=deque)  # outdated, in the order of their GETs
-    claimed: set[Target] = field(default_factory=set)
-    checked: bool = False  # every GET is done
-    changed: threading.Condition = field(default_factory=threading.Condition)
-    error: BaseException | None = None  # what stopped the POST thread
-    settle: _Settle | None = None
-
-    def add(self, outcome: Outcome) -> None:
-        with self.changed:
-            self.outcomes.append(outcome)
-
-
 class BatchUpgrader:
     """Processes one UpgradeTargets message."""
 
     def __init__(
-        self, *, graph: GraphClient, targets: TargetStore, max_attempts: int, requeue: Callable[[UpgradeTargets, int], None]
+        self,
+        *,
+        graph: GraphClient,
+        targets: TargetStore,
+        max_attempts: int,
+        requeue: Callable[[UpgradeTargets, int], None],
+        control: Callable[[str], Control] | None = None,
+        give_back: Callable[[str, list[TargetRow]], None] | None = None,
     ) -> None:
         self._graph = graph
         self._targets = targets
         self._max_attempts = max_attempts
         self._requeue = requeue
+        self._control = control or (lambda run_id: Control())
+        self._give_back = give_back or targets.release
 
     def process(
         self,
@@ -146,21 +84,41 @@ class BatchUpgrader:
         settle = None
         if written is not None:
             rows = {t: TargetRow(t, "pending", "") for t in targets}
-            settle = _Settle(rows, written)
+            settle = Settle(rows, written)
         elif dequeue_count == 1 and len(message.etags) == len(targets):  # as queued: no need to read them
             rows = {t: TargetRow(t, "pending", e) for t, e in zip(targets, message.etags, strict=True)}
         else:
             rows = self._targets.get(run.run_id, targets)
+        if message.canary:
+            for row in rows.values():
+                row.canary = True
         work = [rows[t] for t in dict.fromkeys(targets) if t in rows and rows[t].open_to(chain, adopt)]
+        control = self._control(run.run_id)
+        if control.stopped:  # queued work of a stopped run ends without a Graph call
+            if settle is not None:
+                settle()
+                work = [r for r in work if r.target in rows]
+            recorded = self._targets.record(run.run_id, rows, [Outcome(r.target, "cancelled") for r in work], chain, adopt)
+            for outcome in recorded:
+                log_outcome(run, outcome)
+            return recorded
+        if control.phase == "canary":  # only canary targets are upgraded until the canary is decided
+            work = [r for r in work if r.canary]
+        if control.holding:  # the targets stay pending, for the batches queued when the run goes on
+            self._give_back(run.run_id, [r for r in work if r.state == "claimed"])
+            return []
         recorded: list[Outcome] = []
         attempt = message.attempt
         while work:
-            batch = _Batch(run, scope_named(message.scope), f"{chain}:{uuid.uuid4().hex[:8]}", settle=settle)
+            batch = BatchState(run, scope_named(message.scope), f"{chain}:{uuid.uuid4().hex[:8]}", settle=settle)
+            batch.halted = lambda: _halting(self._control(run.run_id))
             poster = threading.Thread(target=self._post_all, args=(batch,), name=f"{threading.current_thread().name}-post")
             poster.start()
             try:
                 with GET_PHASES:
                     for row in work:
+                        if batch.missing or batch.halted():
+                            break
                         self._check(batch, row)
             finally:
                 with batch.changed:
@@ -172,6 +130,9 @@ class BatchUpgrader:
             if settle is not None:
                 settle()
             recorded += self._targets.record(run.run_id, rows, batch.outcomes, chain, adopt)
+            if batch.missing or batch.halted():
+                recorded += self._halt(run, batch, rows, work, chain, adopt)
+                break
             if not batch.retry:
                 break
             if attempt + 1 >= self._max_attempts:
@@ -182,7 +143,12 @@ class BatchUpgrader:
             _log_rescheduled(run, batch.retry, delay, attempt + 2)
             if requeue:
                 again = UpgradeTargets(
-                    run_id=run.run_id, scope=message.scope, ids=tuple(t.id for t in batch.retry), attempt=attempt + 1, claim=chain
+                    run_id=run.run_id,
+                    scope=message.scope,
+                    ids=tuple(t.id for t in batch.retry),
+                    attempt=attempt + 1,
+                    claim=chain,
+                    canary=message.canary,
                 )
                 self._requeue(again, delay)
                 break
@@ -191,13 +157,26 @@ class BatchUpgrader:
             work = [rows[t] for t in batch.retry if t in rows]  # their rows as this batch left them (claimed, some)
         for outcome in recorded:
             log_outcome(run, outcome)
+        if batch.missing:
+            raise batch.missing
         return recorded
 
-    def _check(self, batch: _Batch, row: TargetRow) -> None:
+    def _halt(self, run: RunRecord, batch: BatchState, rows: dict, work: list[TargetRow], chain: str, adopt: str | None):
+        """The run stopped (or Graph said a permission is missing) or paused while the batch ran:
+        its undecided targets end cancelled (stopped) or are given back (paused, missing
+        permission: the sweep that follows the failed run ends them)."""
+        decided = {o.target for o in batch.outcomes}
+        undecided = [r for r in work if r.target in rows and r.target not in decided]
+        if self._control(run.run_id).stopped and not batch.missing:
+            return self._targets.record(run.run_id, rows, [Outcome(r.target, "cancelled") for r in undecided], chain, adopt)
+        self._give_back(run.run_id, [r for r in undecided if r.target in batch.claimed])
+        return []
+
+    def _check(self, batch: BatchState, row: TargetRow) -> None:
         """The target's GET, and what it decides."""
         run, target = batch.run, row.target
         app = run.target
-        found = self._call(batch, target, lambda: batch.scope.get_installation(self._graph, target.id, app.teams_app_id))
+        found = call_graph(batch, target, lambda: batch.scope.get_installation(self._graph, target.id, app.teams_app_id))
         if found is None:
             return
         installation, received_at = found
@@ -215,7 +194,7 @@ class BatchUpgrader:
                 batch.due.append((row, installation, received_at + batch.scope.spacing))
                 batch.changed.notify_all()
 
-    def _post_all(self, batch: _Batch) -> None:
+    def _post_all(self, batch: BatchState) -> None:
         """The POST thread: each outdated target once its spacing has passed, until every GET is done
         and nothing is due. An error here fails the invocation like one in the GET thread."""
         try:
@@ -225,7 +204,7 @@ class BatchUpgrader:
             with batch.changed:
                 batch.due.clear()  # the GET thread goes on; nothing more is POSTed
 
-    def _post_due(self, batch: _Batch) -> None:
+    def _post_due(self, batch: BatchState) -> None:
         """Claims the outdated targets found so far a little before the first is due (claims take
         time: by then most of the batch's GETs are done, so one claim covers most of it), then
         POSTs each claimed target once its spacing has passed."""
@@ -245,17 +224,21 @@ class BatchUpgrader:
                 CLAIM_TIME.add(time.time() - began)
                 continue
             for row, installation, not_before in ready:
+                if batch.missing or batch.halted():
+                    return  # nothing more is sent; the GET thread stops too
                 target = row.target
-                posted = self._call(
+                posted = call_graph(
                     batch,
                     target,
-                    lambda r=target.id, i=installation.id, t=not_before: batch.scope.post_upgrade(self._graph, r, i, app, t),
+                    lambda r=target.id, i=installation.id, t=not_before: batch.scope.post_upgrade(
+                        self._graph, r, i, app, t, proceed=lambda: not batch.halted()
+                    ),
                 )
                 if posted is not None:
                     batch.add(Outcome(target, "upgraded", version=app.version))
 
     @staticmethod
-    def _next(batch: _Batch) -> tuple[list[TargetRow] | None, list | None]:
+    def _next(batch: BatchState) -> tuple[list[TargetRow] | None, list | None]:
         """Waits for the POST thread's next job: rows to claim, or claimed targets due to POST;
         (None, None) when the batch is through."""
         with batch.changed:
@@ -276,7 +259,7 @@ class BatchUpgrader:
                     wakes.append(batch.due[0][2])
                 batch.changed.wait(timeout=max(0.0, min(wakes) - now) if wakes else None)
 
-    def _claim(self, batch: _Batch, rows: list[TargetRow]) -> None:
+    def _claim(self, batch: BatchState, rows: list[TargetRow]) -> None:
         """Claims, in one transaction per partition, every outdated target found so far that is not
         claimed yet: the ones due now and those whose spacing has not passed (they will be POSTed
         too), so a batch claims once or twice rather than once per POST."""
@@ -289,23 +272,6 @@ class BatchUpgrader:
         if lost:
             with batch.changed:
                 batch.due = deque(item for item in batch.due if item[0].target not in lost)
-
-    @staticmethod
-    def _call(batch: _Batch, target: Target, call):
-        """Runs one Graph call for a target; a retryable error goes to `retry`, a final one to `outcomes`.
-
-        Returns the call's result (True for a call that returns nothing), or None when it failed.
-        """
-        try:
-            result = call()
-        except GraphRetryable as exc:
-            with batch.changed:
-                batch.retry[target] = exc
-        except GraphError as exc:
-            batch.add(graph_outcome(target, exc))
-        else:
-            return True if result is None else result
-        return None
 
 
 def _log_rescheduled(run: RunRecord, retry: dict[Target, GraphRetryable], delay: int, attempt: int) -> None:
@@ -331,21 +297,16 @@ def _log_rescheduled(run: RunRecord, retry: dict[Target, GraphRetryable], delay:
         )
 
 
-def upgrade_batch(services, message: UpgradeTargets, message_id: str, dequeue_count: int) -> list[Outcome]:
-    """One targets-queue message: the batch, and, in a run that seeds the registry, what it found."""
-    run = services.started_run(message.run_id)
-    if run is None:
-        raise MalformedMessage(f"run {message.run_id} does not exist")
-    upgrader = BatchUpgrader(
+def _halting(control: Control) -> bool:
+    return control.stopped or control.holding
+
+
+def batch_upgrader(services) -> BatchUpgrader:
+    return BatchUpgrader(
         graph=services.graph,
         targets=services.targets,
         max_attempts=services.settings.max_attempts,
         requeue=services.dispatcher.requeue,
+        control=services.control,
+        give_back=lambda run_id, rows: give_back(services, run_id, rows),
     )
-    recorded = upgrader.process(run, message, message_id, dequeue_count)
-    if message.scope in run.seeding and message.scope != "chat":  # chats are seeded as they are listed
-        # anything but notInstalled may hold the app (a failed check too): the registry errs on that side
-        found = [o.target for o in recorded if o.outcome != "notInstalled"]
-        if found:
-            services.registry.add(run.target.teams_app_id, found, source="scan")
-    return recorded

@@ -58,6 +58,10 @@ def run_range(run_id: str) -> dict[str, str]:
     return {"run": run_id, "end": run_id + "."}
 
 
+def target_partitions(run_id: str) -> list[str]:
+    return [f"{run_id}-{n:02d}" for n in range(TARGET_PARTITIONS)]
+
+
 def target_partition(run_id: str, target: Target) -> str:
     return f"{run_id}-{zlib.crc32(target.key.encode()) % TARGET_PARTITIONS:02d}"
 

@@ -10,31 +10,36 @@ The targets live in partitions of their own (see stores.targets and stores.keys)
 
 from __future__ import annotations
 
+import itertools
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.domain.app import TargetApp
-from shared.domain.runs import RunRecord, RunSpec, failure_entry, status_document
+from shared.domain.runs import Caller, Canary, RunRecord, RunSpec, to_json
+from shared.domain.status import failure_entry, status_document
 from shared.domain.targets import Target, counter
 from shared.foundation.errors import ErrorInfo
 from shared.stores.counters import Counters, counter_totals
+from shared.stores.history import RunHistory
 from shared.stores.keys import (
     COUNTER_ROWS,
     EXISTS,
     FAILURE_ROWS,
     MAX_OPS,
-    RUN_PARTITIONS,
     chunk_keys,
     iso,
     now_iso,
     pack,
-    run_range,
+    target_partitions,
     unpack,
 )
+from shared.stores.run_control import RunControl, control_of
 
 MAX_FAILURES_LISTED = 1000
+_READERS = ThreadPoolExecutor(8, thread_name_prefix="run-status")  # a status reads a run's partitions at once
 
 
 class StepRecord:
@@ -43,10 +48,11 @@ class StepRecord:
         self.children = children
 
 
-class RunStore:
+class RunStore(RunControl):
     def __init__(self, table: TableClient, counters: Counters) -> None:
         self._table = table
         self._counters = counters
+        self._history = RunHistory(table)
 
     # ---- runs -------------------------------------------------------------------------------------
 
@@ -57,6 +63,8 @@ class RunStore:
         """
         chunks = chunk_keys([t.key for t in spec.targets or []])
         input_keys = [f"input-{i:04d}" for i in range(len(chunks))]
+        created = now_iso()
+        self._history.add(spec.run_id, spec.teams_app_id, created)  # first: an entry without a run is skipped
         run = {
             "PartitionKey": spec.run_id,
             "RowKey": "run",
@@ -66,7 +74,12 @@ class RunStore:
             "dryRun": spec.dry_run,
             "scopes": ",".join(spec.scopes),
             "inputKeys": ",".join(input_keys),
-            "createdAt": now_iso(),
+            "createdAt": created,
+            "trigger": spec.trigger,
+            "startedBy": to_json(spec.started_by.to_dict()),
+            "retryOf": spec.retry_of or "",
+            "canary": to_json(spec.canary.to_dict()) if spec.canary else "",
+            "phase": "canary" if spec.canary else "running",
         }
         ops = [("create", run), ("create", {"PartitionKey": spec.run_id, "RowKey": "count-00", "stepsPending": 1})]
         for key, chunk in zip(input_keys, chunks, strict=True):
@@ -75,11 +88,8 @@ class RunStore:
             self._table.submit_transaction(ops[start : start + MAX_OPS])
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        try:
-            row = self._table.get_entity(run_id, "run")
-        except ResourceNotFoundError:
-            return None
-        return self._record(run_id, row)
+        row = self._row(run_id)
+        return None if row is None else self._record(run_id, row)
 
     @staticmethod
     def _record(run_id: str, row: dict) -> RunRecord:
@@ -99,9 +109,26 @@ class RunStore:
             error=error,
             discovery=json.loads(row["discovery"]) if row.get("discovery") else {},
             seeding=tuple(s for s in row.get("seeding", "").split(",") if s),
+            trigger=row.get("trigger") or "api",
+            started_by=Caller.from_dict(json.loads(row["startedBy"])) if row.get("startedBy") else Caller(None, "api"),
+            retry_of=row.get("retryOf") or None,
+            canary=Canary.from_dict(json.loads(row["canary"])) if row.get("canary") else None,
+            control=control_of(row, error),
         )
 
-    def set_target(self, run_id: str, target: TargetApp, discovery: dict[str, str], seeding: tuple[str, ...] = ()) -> None:
+    def set_target(
+        self,
+        run_id: str,
+        target: TargetApp,
+        discovery: dict[str, str],
+        seeding: tuple[str, ...] = (),
+        *,
+        created_at: str | None = None,
+    ) -> None:
+        """Records what the start step resolved; with `created_at`, indexes a run published by
+        manifest id under its app too."""
+        if created_at:
+            self._history.index_app(run_id, target.teams_app_id, created_at)
         self._table.update_entity(
             {
                 "PartitionKey": run_id,
@@ -164,30 +191,42 @@ class RunStore:
 
     # ---- status -----------------------------------------------------------------------------------
 
-    def status(self, run_id: str) -> dict | None:
-        rows = list(
-            self._table.query_entities(
-                f"{RUN_PARTITIONS} and (RowKey eq 'run' or ({COUNTER_ROWS}))", parameters=run_range(run_id)
-            )
+    def history(self, *, app_id: str | None, state: str | None, after: str | None, limit: int) -> tuple[list[dict], str | None]:
+        """A page of the run history, newest first (see stores.history)."""
+        return self._history.page(
+            app_id=app_id, state=state, after=after, limit=limit, live=lambda run_id: self.status(run_id, failures=False)
         )
+
+    def status(self, run_id: str, *, failures: bool = True) -> dict | None:
+        """The status document: the run row and the counter shards of each of its partitions, read
+        with one range query per partition (a query over the run's partition range would read
+        every target row on the way)."""
+        run_rows = self._table.query_entities(
+            f"PartitionKey eq @p and (RowKey eq 'run' or ({COUNTER_ROWS}))", parameters={"p": run_id}
+        )
+        rows = list(run_rows)
         run_row = next((r for r in rows if r["RowKey"] == "run"), None)
         if run_row is None:
             return None
+        rows += self._each_target_partition(run_id, COUNTER_ROWS)
         run = self._record(run_id, run_row)
         totals = counter_totals(r for r in rows if r["RowKey"].startswith("count-"))
         failed = sum(totals.get(counter(scope, "failed"), 0) for scope in run.scopes)
-        failures = self._failures(run_id) if failed else []
+        listed = (self._failures(run_id) if failed else []) if failures else None
         updated = iso(max(r.metadata["timestamp"] for r in rows))
-        return status_document(run, totals, failures, updated)
+        return status_document(run, totals, listed, updated)
+
+    def _each_target_partition(self, run_id: str, rows: str, limit: int | None = None) -> list:
+        def query(partition: str) -> list:
+            found = self._table.query_entities(f"PartitionKey eq @p and {rows}", parameters={"p": partition})
+            return list(itertools.islice(found, limit))
+
+        return [row for part in _READERS.map(query, target_partitions(run_id)) for row in part]
 
     def _failures(self, run_id: str) -> list[dict]:
-        rows = self._table.query_entities(
-            f"{RUN_PARTITIONS} and {FAILURE_ROWS}", parameters=run_range(run_id), results_per_page=MAX_FAILURES_LISTED
-        )
+        rows = self._each_target_partition(run_id, FAILURE_ROWS, MAX_FAILURES_LISTED)
         failures = []
-        for row in rows:
+        for row in sorted(rows, key=lambda r: r["RowKey"])[:MAX_FAILURES_LISTED]:
             target = Target(row["scope"], row["resourceId"])
             failures.append(failure_entry(target, row.get("status"), row.get("code", ""), row.get("message", "")))
-            if len(failures) >= MAX_FAILURES_LISTED:
-                break
         return failures
