@@ -1,105 +1,130 @@
-"""Azure Functions entry point: triggers and bindings only; the work happens in `shared`."""
+"""Azure Functions entry point: triggers and bindings only; the work happens in `shared`.
+
+Every function takes the worker's `context` so that `traced` can put the app's records in the invocation's trace."""
 
 import typing
 
 import azure.functions as func
 
 from shared.foundation.storage import CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX, TARGETS_QUEUE
+from shared.foundation.telemetry import keep_libraries_quiet
+from shared.foundation.tracing import traced
 from shared.http import apps, notifications, openapi, runs
 from shared.http import publish as publishing
+from shared.http.auth import operator_auth_level
 from shared.queues import handlers, timers
 
 STORAGE = "AzureWebJobsStorage"
+OPERATOR = operator_auth_level()  # the function key, or anonymous to the host when the app checks Entra ID tokens
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+keep_libraries_quiet()  # the worker's root logger is at INFO: no request/token lines from the SDKs
 
 
-@app.route(route="publish", methods=["POST"])
+@app.route(route="publish", methods=["POST"], auth_level=OPERATOR)
 @app.queue_output(arg_name="control", queue_name=CONTROL_QUEUE, connection=STORAGE)
-def publish(req: func.HttpRequest, control: func.Out[typing.List[str]]) -> func.HttpResponse:  # the worker rejects list[str]
+@traced  # typing.List: the worker rejects list[str]
+def publish(req: func.HttpRequest, control: func.Out[typing.List[str]], context: func.Context) -> func.HttpResponse:
     return publishing.publish(req, control)
 
 
-@app.route(route="runs", methods=["GET"])
-def run_history(req: func.HttpRequest) -> func.HttpResponse:
+@app.route(route="runs", methods=["GET"], auth_level=OPERATOR)
+@traced
+def run_history(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return runs.list_runs(req)
 
 
-@app.route(route="runs/{runId}", methods=["GET"])
-def run_status(req: func.HttpRequest) -> func.HttpResponse:
+@app.route(route="runs/{runId}", methods=["GET"], auth_level=OPERATOR)
+@traced
+def run_status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return runs.run_status(req)
 
 
-@app.route(route="runs/{runId}/cancel", methods=["POST"])
-def cancel_run(req: func.HttpRequest) -> func.HttpResponse:
+@app.route(route="runs/{runId}/cancel", methods=["POST"], auth_level=OPERATOR)
+@traced
+def cancel_run(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return runs.cancel_run(req)
 
 
-@app.route(route="runs/{runId}/resume", methods=["POST"])
-def resume_run(req: func.HttpRequest) -> func.HttpResponse:
+@app.route(route="runs/{runId}/resume", methods=["POST"], auth_level=OPERATOR)
+@traced
+def resume_run(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return runs.resume_run(req)
 
 
-@app.route(route="runs/{runId}/retry", methods=["POST"])
-def retry_run(req: func.HttpRequest) -> func.HttpResponse:
+@app.route(route="runs/{runId}/retry", methods=["POST"], auth_level=OPERATOR)
+@traced
+def retry_run(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return runs.retry_run(req)
 
 
 @app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+@traced
+def openapi_document(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return openapi.document(req)
 
 
-@app.route(route="apps", methods=["GET"])
-def apps_status(req: func.HttpRequest) -> func.HttpResponse:
+@app.route(route="apps", methods=["GET"], auth_level=OPERATOR)
+@traced
+def apps_status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return apps.apps_status(req)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=CONTROL_QUEUE, connection=STORAGE)
-def control_step(msg: func.QueueMessage) -> None:
+@traced
+def control_step(msg: func.QueueMessage, context: func.Context) -> None:
     handlers.handle_control(msg)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=TARGETS_QUEUE, connection=STORAGE)
-def upgrade_targets(msg: func.QueueMessage) -> None:
+@traced
+def upgrade_targets(msg: func.QueueMessage, context: func.Context) -> None:
     handlers.handle_targets(msg)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=CONTROL_QUEUE + POISON_SUFFIX, connection=STORAGE)
-def control_poison(msg: func.QueueMessage) -> None:
+@traced
+def control_poison(msg: func.QueueMessage, context: func.Context) -> None:
     handlers.handle_control_poison(msg)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=TARGETS_QUEUE + POISON_SUFFIX, connection=STORAGE)
-def upgrade_poison(msg: func.QueueMessage) -> None:
+@traced
+def upgrade_poison(msg: func.QueueMessage, context: func.Context) -> None:
     handlers.handle_targets_poison(msg)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%CATALOG_WATCH_SCHEDULE%")
-def catalog_watcher(timer: func.TimerRequest) -> None:
+@traced
+def catalog_watcher(timer: func.TimerRequest, context: func.Context) -> None:
     timers.check_catalog()
 
 
 @app.route(route="notifications", methods=["POST"])
 @app.queue_output(arg_name="events", queue_name=NOTIFICATIONS_QUEUE, connection=STORAGE)
-def graph_notifications(req: func.HttpRequest, events: func.Out[typing.List[str]]) -> func.HttpResponse:
+@traced
+def graph_notifications(req: func.HttpRequest, events: func.Out[typing.List[str]], context: func.Context) -> func.HttpResponse:
     return notifications.receive(req, events)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=NOTIFICATIONS_QUEUE, connection=STORAGE)
-def installation_events(msg: func.QueueMessage) -> None:
+@traced
+def installation_events(msg: func.QueueMessage, context: func.Context) -> None:
     handlers.handle_notifications(msg)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=NOTIFICATIONS_QUEUE + POISON_SUFFIX, connection=STORAGE)
-def installation_events_poison(msg: func.QueueMessage) -> None:
+@traced
+def installation_events_poison(msg: func.QueueMessage, context: func.Context) -> None:
     handlers.handle_notifications_poison(msg)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%SUBSCRIPTION_SCHEDULE%")
-def subscription_manager(timer: func.TimerRequest) -> None:
+@traced
+def subscription_manager(timer: func.TimerRequest, context: func.Context) -> None:
     timers.maintain_subscriptions()
 
 
 @app.timer_trigger(arg_name="timer", schedule="%QUEUE_MONITOR_SCHEDULE%")
-def queue_monitor(timer: func.TimerRequest) -> None:
+@traced
+def queue_monitor(timer: func.TimerRequest, context: func.Context) -> None:
     timers.report_queue_depth()

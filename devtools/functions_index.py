@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import azure.functions as func
+from azure.functions import _abc as func_abc
 from azure.functions import meta
 
 log = logging.getLogger("Host.Function")
@@ -39,6 +40,57 @@ class _Out(func.Out):
         return self._value
 
 
+class TraceContext(func_abc.TraceContext):
+    """A W3C trace context for one invocation, as the host hands it to the worker."""
+
+    def __init__(self, trace_parent: str, trace_state: str = "") -> None:
+        self._parent, self._state = trace_parent, trace_state
+
+    @property
+    def trace_parent(self) -> str:
+        return self._parent
+
+    @property
+    def trace_state(self) -> str:
+        return self._state
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {}
+
+
+class InvocationContext(func.Context):
+    """What the worker passes as `context` to a function that declares it."""
+
+    def __init__(self, invocation_id: str, function_name: str, trace_parent: str | None = None) -> None:
+        self._invocation_id, self._function_name = invocation_id, function_name
+        self._trace = TraceContext(trace_parent or f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01")
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return str(Path.cwd())
+
+    @property
+    def trace_context(self) -> TraceContext:
+        return self._trace
+
+    @property
+    def retry_context(self):
+        return None
+
+    @property
+    def thread_local_storage(self):
+        return None
+
+
 @dataclass
 class FunctionSpec:
     name: str
@@ -49,6 +101,10 @@ class FunctionSpec:
     return_binding: dict | None = None
     annotations: dict[str, object] = field(default_factory=dict)
     bindings: list[dict] = field(default_factory=list)  # as the worker reports them to the host
+
+    @property
+    def takes_context(self) -> bool:
+        return "context" in inspect.signature(self.function).parameters
 
 
 @dataclass
@@ -140,7 +196,8 @@ def invoke(spec: FunctionSpec, trigger: meta.Datum, trigger_metadata: dict | Non
             argument = trigger.value.decode() if annotation is str and isinstance(trigger.value, bytes) else trigger.value
         else:
             argument = registry.get(spec.trigger["type"]).decode(trigger, trigger_metadata=trigger_metadata)
-        result = spec.function(**{spec.trigger["name"]: argument}, **outs)
+        context = {"context": InvocationContext(invocation_id, spec.name)} if spec.takes_context else {}
+        result = spec.function(**{spec.trigger["name"]: argument}, **outs, **context)
         encoded: dict[str, meta.Datum] = {}
         for binding in spec.outputs:
             value = outs[binding["name"]].get()

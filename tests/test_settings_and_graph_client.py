@@ -30,6 +30,14 @@ def test_identity_based_storage_settings():
     assert by_account.table_service_uri == "https://acct.table.core.windows.net"
 
 
+ENTRA = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "API_AUTH": "entra",
+    "API_AUTH_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "API_AUTH_CLIENT_ID": "0b1c2d3e-0000-4000-8000-0000000000a1",
+}
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -41,11 +49,43 @@ def test_identity_based_storage_settings():
         ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "UPGRADE_SCOPES": "chat,channel"}, "UPGRADE_SCOPES"),
         ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "UPGRADE_SCOPES": "chat,"}, "UPGRADE_SCOPES"),
         ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "UPGRADE_SCOPES": "chats"}, "UPGRADE_SCOPES"),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "API_AUTH": "oauth"}, "API_AUTH"),
+        ({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "API_AUTH": "entra"}, "API_AUTH_TENANT_ID must be set"),
+        ({**ENTRA, "API_AUTH_CLIENT_ID": ""}, "API_AUTH_CLIENT_ID must be set"),
+        ({**ENTRA, "API_AUTH_CLIENT_ID": "my-api"}, "API_AUTH_CLIENT_ID must be a GUID"),
+        ({**ENTRA, "API_AUTH_AUTHORITY": "login.microsoftonline.com"}, "API_AUTH_AUTHORITY"),
+        ({**ENTRA, "API_AUTH_AUTHORITY": "https://login.microsoftonline.com/common"}, "API_AUTH_AUTHORITY"),
     ],
 )
 def test_bad_settings_name_the_setting(env, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_entra_sign_in_settings_give_the_issuers_audiences_and_key_discovery():
+    auth = Settings.from_env({**ENTRA, "API_AUTH_AUTHORITY": "https://login.microsoftonline.us/"}).api_auth
+    tenant, client = ENTRA["API_AUTH_TENANT_ID"], ENTRA["API_AUTH_CLIENT_ID"]
+    assert auth.issuers == {"2.0": f"https://login.microsoftonline.us/{tenant}/v2.0", "1.0": f"https://sts.windows.net/{tenant}/"}
+    assert auth.audiences == (client, f"api://{client}")
+    assert auth.metadata_url == f"https://login.microsoftonline.us/{tenant}/v2.0/.well-known/openid-configuration"
+    assert Settings.from_env(ENTRA).api_auth.authority == "https://login.microsoftonline.com"
+    assert Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}).api_auth.mode == "key"
+
+
+def test_an_unresolved_key_vault_reference_is_a_configuration_error_never_a_secret():
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv-upg.vault.azure.net/secrets/notification-client-state/)"
+    env = {
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "NOTIFICATION_CLIENT_STATE": reference,  # long enough to pass as a secret
+        "NOTIFICATION_FUNCTION_KEY": "key",
+        "WEBSITE_HOSTNAME": "app.azurewebsites.net",
+    }
+    with pytest.raises(ConfigError, match="NOTIFICATION_CLIENT_STATE is an unresolved Key Vault reference") as raised:
+        Settings.from_env(env)
+    assert "Key Vault Secrets User" in str(raised.value) and "kv-upg" not in str(raised.value)
+    with pytest.raises(ConfigError, match="NOTIFICATION_FUNCTION_KEY"):
+        Settings.from_env({**env, "NOTIFICATION_CLIENT_STATE": "s" * 20, "NOTIFICATION_FUNCTION_KEY": reference.lower()})
+    Settings.from_env({**env, "NOTIFICATION_CLIENT_STATE": "s" * 20, "SOME_OTHER_SETTING": reference})  # not ours
 
 
 def test_defaults():

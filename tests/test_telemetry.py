@@ -9,6 +9,7 @@ import gzip
 import json
 import logging
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler
 
 import pytest
@@ -18,10 +19,11 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
 from devtools.azurite import ACCOUNT_KEY
+from devtools.funchost import ROOT
 from devtools.loopback import reply, serve_calls, shutdown
 from shared.foundation.telemetry import LOGGER
 from tests.builders import group_chats, org_app, people
-from tests.conftest import wait_for
+from tests.conftest import Api, start_host, wait_for
 
 
 class Ingestion:
@@ -117,3 +119,63 @@ def test_chat_lines_reach_application_insights_with_their_properties(ingestion, 
         ACCOUNT_KEY,
     ]:
         assert secret not in everything
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_under_a_root_logger_at_info_a_run_logs_only_the_apps_own_events(app_env, tenant, emulator):
+    """The Python worker forwards every record that reaches its root logger (at INFO) to the host."""
+    root, captured = logging.getLogger(), _Records()
+    levels = {name: logging.getLogger(name).level for name in ("", "azure", "msal", "urllib3")}
+    for name in ("azure", "msal", "urllib3"):
+        logging.getLogger(name).setLevel(logging.NOTSET)  # as in the worker: nothing quieted them
+    root.setLevel(logging.INFO)
+    root.addHandler(captured)
+    try:
+        host = start_host()  # loads function_app.py
+        try:
+            api = Api(host.base_url)
+            app = org_app(tenant)
+            chats = group_chats(tenant, people(tenant, 2), 3, {app.id: "1.0.0"})
+            api.wait(api.start(teamsAppId=app.id, chatIds=[c.id for c in chats]))
+        finally:
+            host.stop()
+    finally:
+        root.removeHandler(captured)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    chatty = [r for r in captured.records if r.levelno < logging.WARNING and not r.name.startswith((LOGGER, "Host"))]
+    assert chatty == [], sorted({f"{r.name}: {r.getMessage()[:80]}" for r in chatty})[:5]
+    outcomes = [r for r in captured.records if getattr(r, "event", None) == "targetOutcome"]
+    assert len(outcomes) == 3  # the app's own events still get through
+
+
+def test_a_record_logged_by_a_sync_function_carries_its_invocations_operation_id(ingestion, app_env):
+    """The worker runs sync functions in a thread pool, where its trace context is not attached."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from devtools.functions_index import InvocationContext, load_app
+
+    _app, specs = load_app(ROOT / "function_app.py")
+    [monitor] = [s for s in specs if s.name == "queue_monitor"]
+    trace_id, span_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    context = InvocationContext(str(uuid.uuid4()), "queue_monitor", trace_parent=f"00-{trace_id}-{span_id}-01")
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(monitor.function, timer=None, context=context).result()
+        pool.submit(logging.getLogger(f"{LOGGER}.control").info, "outside any invocation").result()
+
+    messages = [e for e in ingestion.envelopes if e["data"]["baseType"] == "MessageData"]
+    inside = [e for e in messages if e["data"]["baseData"].get("properties", {}).get("event") == "queueDepth"]
+    assert len(inside) == 6
+    for envelope in inside:
+        assert envelope["tags"]["ai.operation.id"] == trace_id
+        assert envelope["tags"]["ai.operation.parentId"] == span_id
+    [outside] = [e for e in messages if e["data"]["baseData"]["message"] == "outside any invocation"]
+    assert outside["tags"].get("ai.operation.id") != trace_id  # the context ends with the invocation

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from upgrader_cli.client import Client, CliError
+from upgrader_cli.client import Client, CliError, EntraTokens
 from upgrader_cli.render import Progress, exit_code, history_table, settled, summary
 
 DEFAULT_URL = "http://127.0.0.1:7071"
@@ -106,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=os.environ.get("UPGRADER_URL", DEFAULT_URL), help="Function App URL (UPGRADER_URL)")
     common.add_argument("--key", default=os.environ.get("UPGRADER_FUNCTION_KEY"), help="function key (UPGRADER_FUNCTION_KEY)")
+    common.add_argument(
+        "--auth",
+        choices=("key", "entra"),
+        default=os.environ.get("UPGRADER_AUTH", "key"),
+        help="key: a function key; entra: an Entra ID token of your az login or identity (UPGRADER_AUTH)",
+    )
+    common.add_argument(
+        "--api-client-id",
+        default=os.environ.get("UPGRADER_API_CLIENT_ID"),
+        help="with --auth entra: the API's app registration (UPGRADER_API_CLIENT_ID, the app's API_AUTH_CLIENT_ID)",
+    )
     common.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -202,11 +213,19 @@ def _command(client: Client, args: argparse.Namespace, stdout) -> int:
     return exit_code(status)
 
 
+def _client(args) -> Client:
+    if args.auth == "key":
+        return Client(args.url, args.key)
+    if not args.api_client_id:
+        raise CliError("--auth entra needs --api-client-id (or UPGRADER_API_CLIENT_ID): the API's app registration")
+    return Client(args.url, None, tokens=EntraTokens(args.api_client_id))
+
+
 def run(argv: list[str] | None = None, *, stdout=None, stderr=None) -> int:
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     args = build_parser().parse_args(argv)
     try:
-        return _command(Client(args.url, args.key), args, stdout)
+        return _command(_client(args), args, stdout)
     except CliError as exc:
         print(f"teams-upgrader: error: {exc}", file=stderr)
         return 2

@@ -22,6 +22,7 @@ class RequestError(Exception):
         super().__init__(message)
         self.info = ErrorInfo(code, message)
         self.status = status
+        self.headers: dict[str, str] = {}  # e.g. the WWW-Authenticate challenge of a 401
 
 
 class RunFailure(Exception):

@@ -133,6 +133,71 @@ def _guid(env: Mapping[str, str], name: str) -> str | None:
     return raw.lower() or None
 
 
+# the settings this app reads; none may be an unresolved Key Vault reference
+OWN_SETTINGS = frozenset(
+    {
+        "API_AUTH", "API_AUTH_AUTHORITY", "API_AUTH_CLIENT_ID", "API_AUTH_TENANT_ID", "AZURE_CLIENT_ID",
+        "DISCOVERY_GROUP_ID", "DISCOVERY_MODE", "DISCOVERY_USERS_PER_STEP", "GRAPH_BASE_URL",
+        "GRAPH_INLINE_RETRY_SECONDS", "GRAPH_MAX_RPS", "NOTIFICATION_CLIENT_STATE", "NOTIFICATION_FUNCTION_KEY",
+        "NOTIFICATION_URL", "UPGRADE_MAX_ATTEMPTS", "UPGRADE_SCOPES", "UPGRADE_TARGETS_PER_MESSAGE",
+        "WATCHED_APP_IDS", "WATCH_ORG_APPS",
+    }
+)  # fmt: skip
+API_AUTH_MODES = ("key", "entra")
+DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+KEY_VAULT_REFERENCE = "@microsoft.keyvault("
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiAuth:
+    """How the operator routes authenticate callers: function keys, or Entra ID access tokens."""
+
+    mode: str = "key"
+    tenant_id: str | None = None
+    client_id: str | None = None  # the API's app registration: a token's audience
+    authority: str = DEFAULT_AUTHORITY
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ApiAuth:
+        mode = _choice(env, "API_AUTH", API_AUTH_MODES, "key")
+        if mode == "key":
+            return cls()
+        authority = env.get("API_AUTH_AUTHORITY", "").strip() or DEFAULT_AUTHORITY
+        if not re.match(r"^https?://[^/\s]+/?$", authority):
+            raise ConfigError(f"API_AUTH_AUTHORITY must be an http(s) URL with no path, got {authority!r}")
+        tenant_id, client_id = _guid(env, "API_AUTH_TENANT_ID"), _guid(env, "API_AUTH_CLIENT_ID")
+        for name, value in (("API_AUTH_TENANT_ID", tenant_id), ("API_AUTH_CLIENT_ID", client_id)):
+            if value is None:
+                raise ConfigError(f"{name} must be set (a GUID) when API_AUTH is entra")
+        return cls(mode=mode, tenant_id=tenant_id, client_id=client_id, authority=authority.rstrip("/"))
+
+    @property
+    def issuers(self) -> dict[str, str]:
+        """The issuer a token of each version must carry."""
+        return {"2.0": f"{self.authority}/{self.tenant_id}/v2.0", "1.0": f"https://sts.windows.net/{self.tenant_id}/"}
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return (self.client_id, f"api://{self.client_id}")
+
+    @property
+    def metadata_url(self) -> str:
+        return f"{self.authority}/{self.tenant_id}/v2.0/.well-known/openid-configuration"
+
+
+def _no_unresolved_references(env: Mapping[str, str]) -> None:
+    """App Service hands an app the literal `@Microsoft.KeyVault(...)` when it cannot resolve a
+    reference (the identity's role not granted yet, a wrong secret URI): such a value must never be
+    used as a secret."""
+    for name in sorted(env):
+        if name in OWN_SETTINGS and env[name].strip().lower().startswith(KEY_VAULT_REFERENCE):
+            raise ConfigError(
+                f"{name} is an unresolved Key Vault reference: the app's identity cannot read the secret "
+                "(it needs the Key Vault Secrets User role on the vault, and the reference a valid secret URI); "
+                "restart the app once the role is granted"
+            )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -152,10 +217,12 @@ class Settings:
     discovery_mode: str = "auto"  # scan | registry | auto
     notification_url: str | None = field(default=None, repr=False)  # holds a function key
     notification_client_state: str | None = field(default=None, repr=False)
+    api_auth: ApiAuth = field(default_factory=ApiAuth)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        _no_unresolved_references(env)
         base_url = env.get("GRAPH_BASE_URL", "").strip() or DEFAULT_GRAPH_BASE_URL
         if not re.match(r"^https?://[^/\s]+", base_url):
             raise ConfigError(f"GRAPH_BASE_URL must be an http(s) URL, got {base_url!r}")
@@ -176,6 +243,7 @@ class Settings:
             discovery_mode=_choice(env, "DISCOVERY_MODE", ("scan", "registry", "auto"), "auto"),
             notification_url=notification_url,
             notification_client_state=_client_state(env, notification_url is not None),
+            api_auth=ApiAuth.from_env(env),
         )
 
     @property

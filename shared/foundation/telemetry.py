@@ -34,6 +34,15 @@ import logging
 
 LOGGER = "upgrader"
 events = logging.getLogger(f"{LOGGER}.events")
+# libraries that log every storage request and token at INFO: the worker forwards whatever reaches
+# its root logger (at INFO) to the host, i.e. to Application Insights, on every call
+CHATTY_LIBRARIES = ("azure", "msal", "urllib3")
+
+
+def keep_libraries_quiet(level: int = logging.WARNING) -> None:
+    """Only the app's own events at INFO; libraries speak up on warnings and errors."""
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(level)
 
 
 def event(name: str, message: str, *args, level: int = logging.INFO, **props) -> None:

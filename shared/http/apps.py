@@ -7,16 +7,17 @@ from azure.core.exceptions import AzureError
 
 from shared.foundation.errors import RequestError
 from shared.foundation.settings import SCOPES
-from shared.http.responses import error_response, json_response, services_or_error, storage_error
+from shared.http.auth import READ, signed_in
+from shared.http.responses import json_response, request_error, storage_error
 from shared.stores.tracking import AppState
 
 
 def apps_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
     try:
-        services = services_or_error(services)
+        services, _ = signed_in(req, services, READ)
         return json_response(200, {"apps": _apps(services)})
     except RequestError as exc:
-        return error_response(exc.status, exc.info)
+        return request_error(exc)
     except AzureError as exc:
         return storage_error("The app state could not be read", exc)
 

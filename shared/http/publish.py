@@ -13,9 +13,9 @@ from shared.domain.messages import StartRun
 from shared.domain.runs import RunSpec
 from shared.foundation.errors import RequestError
 from shared.foundation.telemetry import event
+from shared.http.auth import RUN, signed_in
 from shared.http.bodies import MAX_BODY_BYTES, check_enabled, parse_publish
-from shared.http.callers import caller
-from shared.http.responses import error_response, json_response, services_or_error, storage_error
+from shared.http.responses import json_response, request_error, storage_error
 
 
 def _declared_length(req: func.HttpRequest) -> int:
@@ -27,13 +27,13 @@ def _declared_length(req: func.HttpRequest) -> int:
 
 def publish(req: func.HttpRequest, control: func.Out, services=None) -> func.HttpResponse:
     try:
+        services, caller = signed_in(req, services, RUN)
         if _declared_length(req) > MAX_BODY_BYTES:
             raise RequestError("payloadTooLarge", f"The body is larger than {MAX_BODY_BYTES} bytes.", status=413)
         request = parse_publish(req.get_body())
-        services = services_or_error(services)
         check_enabled(request, services.settings.upgrade_scopes)
     except RequestError as exc:
-        return error_response(exc.status, exc.info)
+        return request_error(exc)
     run_id = uuid.uuid4().hex
     spec = RunSpec(
         run_id=run_id,
@@ -44,7 +44,7 @@ def publish(req: func.HttpRequest, control: func.Out, services=None) -> func.Htt
         scopes=request.run_scopes or services.settings.upgrade_scopes,
         targets=request.targets,
         trigger="api",
-        started_by=caller(req),
+        started_by=caller,
         canary=request.canary,
     )
     try:

@@ -19,8 +19,12 @@ def json_response(status: int, body: dict, headers: dict | None = None) -> func.
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
 
 
-def error_response(status: int, error: ErrorInfo) -> func.HttpResponse:
-    return json_response(status, {"error": error.to_dict()})
+def error_response(status: int, error: ErrorInfo, headers: dict | None = None) -> func.HttpResponse:
+    return json_response(status, {"error": error.to_dict()}, headers=headers or None)
+
+
+def request_error(exc: RequestError) -> func.HttpResponse:
+    return error_response(exc.status, exc.info, exc.headers)
 
 
 def services_or_error(services):

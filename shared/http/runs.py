@@ -14,8 +14,8 @@ from shared.domain.messages import RUN_ID
 from shared.domain.runs import STATES
 from shared.foundation.errors import RequestError
 from shared.foundation.settings import GUID
-from shared.http.callers import caller
-from shared.http.responses import error_response, json_response, services_or_error, storage_error
+from shared.http.auth import READ, RUN, signed_in
+from shared.http.responses import json_response, request_error, storage_error
 from shared.steps import operator
 from shared.stores.history import HISTORY_KEY
 
@@ -29,7 +29,7 @@ def _answer(what: str, work: Callable[[], func.HttpResponse]) -> func.HttpRespon
     try:
         return work()
     except RequestError as exc:
-        return error_response(exc.status, exc.info)
+        return request_error(exc)
     except AzureError as exc:
         return storage_error(what, exc)
 
@@ -47,8 +47,9 @@ def _url(req: func.HttpRequest, path: str) -> str:
 
 def run_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
     def work() -> func.HttpResponse:
+        runs = signed_in(req, services, READ)[0].runs
         run_id = _run_id(req)
-        status = services_or_error(services).runs.status(run_id)
+        status = runs.status(run_id)
         if status is None:
             raise RequestError("runNotFound", f"No run with id {run_id}.", status=404)
         return json_response(200, status)
@@ -56,23 +57,23 @@ def run_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
     return _answer("The status of the run could not be read", work)
 
 
+def _act(req: func.HttpRequest, services, action: Callable) -> dict | str:
+    """An operator action on the run the route names, by a caller allowed to run upgrades."""
+    services, caller = signed_in(req, services, RUN)
+    return action(services, _run_id(req), caller)
+
+
 def cancel_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
-    return _answer(
-        "The run could not be cancelled",
-        lambda: json_response(202, operator.cancel(services_or_error(services), _run_id(req), caller(req))),
-    )
+    return _answer("The run could not be cancelled", lambda: json_response(202, _act(req, services, operator.cancel)))
 
 
 def resume_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
-    return _answer(
-        "The run could not be resumed",
-        lambda: json_response(202, operator.resume(services_or_error(services), _run_id(req), caller(req))),
-    )
+    return _answer("The run could not be resumed", lambda: json_response(202, _act(req, services, operator.resume)))
 
 
 def retry_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
     def work() -> func.HttpResponse:
-        run_id = operator.retry(services_or_error(services), _run_id(req), caller(req))
+        run_id = _act(req, services, operator.retry)
         # .../runs/{old}/retry -> .../runs/{new}
         status_url = _url(req, f"../{run_id}")
         return json_response(202, {"runId": run_id, "statusUrl": status_url}, headers={"Location": status_url})
@@ -82,8 +83,8 @@ def retry_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
 
 def list_runs(req: func.HttpRequest, services=None) -> func.HttpResponse:
     def work() -> func.HttpResponse:
+        runs = signed_in(req, services, READ)[0].runs
         query = _history_query(req.params)
-        runs = services_or_error(services).runs
         documents, after = runs.history(
             app_id=query.get("appId"), state=query.get("state"), after=query.get("continuationToken"), limit=query["top"]
         )
