@@ -5,6 +5,10 @@ param location string
 param tags object
 param token string
 param principalId string
+param principalType string
+param apiAuth string
+param apiAuthClientId string
+param keyVaultCreateMode string
 param graphMaxRps string
 param upgradeScopes string
 param discoveryGroupId string
@@ -21,6 +25,7 @@ param maximumInstanceCount int
 var appName = 'func-upgrader-${token}'
 var notificationsEnabled = !empty(notificationClientState) && !empty(notificationFunctionKey)
 var deploymentContainer = 'app-package-${take(token, 7)}'
+var authority = environment().authentication.loginEndpoint // this cloud's (the app drops the trailing slash)
 
 // Role definition ids (built-in roles)
 var roles = {
@@ -102,14 +107,25 @@ resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
-// The developer running azd may read run state and queues (e.g. with Storage Explorer)
+// The developer running azd may read run state and queues (e.g. with Storage Explorer), and run the
+// local host against this account (it keeps its locks and timer state in blobs)
+resource developerBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(storage.id, principalId, roles.storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: principalId
+    principalType: principalType
+  }
+}
+
 resource developerQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
   name: guid(storage.id, principalId, roles.storageQueueDataContributor)
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
     principalId: principalId
-    principalType: 'User'
+    principalType: principalType
   }
 }
 
@@ -119,7 +135,7 @@ resource developerTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: principalId
-    principalType: 'User'
+    principalType: principalType
   }
 }
 
@@ -182,6 +198,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = if (notificationsEnabled
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: 7
+    createMode: keyVaultCreateMode // recover: `azd down` left this environment's vault soft-deleted
     publicNetworkAccess: 'Enabled'
   }
 }
@@ -293,7 +310,15 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       CATALOG_WATCH_SCHEDULE: '0 */5 * * * *'
       SUBSCRIPTION_SCHEDULE: '0 7 * * * *'
       QUEUE_MONITOR_SCHEDULE: '0 * * * * *'
+      // operator sign-in: function keys, or Entra ID tokens checked by the app
+      API_AUTH: apiAuth
+      API_AUTH_TENANT_ID: tenant().tenantId
+      API_AUTH_CLIENT_ID: apiAuthClientId
+      API_AUTH_AUTHORITY: authority
     }, notificationSettings)
+    // a Key Vault reference resolved before the identity may read the secret stays the literal
+    // '@Microsoft.KeyVault(...)' string (cached for up to 24 h): grant first, then set the settings
+    dependsOn: [secretsUser]
   }
 
   dependsOn: [blobOwner, queueContributor, tableContributor, metricsPublisher]
@@ -304,3 +329,4 @@ output functionAppUrl string = 'https://${functionApp.properties.defaultHostName
 output identityPrincipalId string = identity.properties.principalId
 output identityClientId string = identity.properties.clientId
 output applicationInsightsName string = appInsights.name
+output keyVaultName string = notificationsEnabled ? vault.name : ''

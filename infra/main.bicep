@@ -9,11 +9,60 @@ targetScope = 'subscription'
 param environmentName string
 
 @minLength(1)
-@description('Azure region for every resource')
+@description('Azure region for every resource: one that offers Flex Consumption (az functionapp list-flexconsumption-locations)')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
+@metadata({ azd: { type: 'location' } })
 param location string
 
 @description('Object id of the user running azd: gets data access to the storage account, for local runs against it')
 param principalId string = ''
+
+@allowed(['User', 'ServicePrincipal', 'Group'])
+@description('What principalId is: azd passes AZURE_PRINCIPAL_TYPE (ServicePrincipal when a pipeline runs azd)')
+param principalType string = 'User'
+
+@allowed(['key', 'entra'])
+@description('API_AUTH: how operators sign in to the API: function keys, or Entra ID tokens with app roles')
+param apiAuth string = 'key'
+
+@description('API_AUTH_CLIENT_ID: the API\'s app registration (created by the preprovision hook when apiAuth is entra)')
+param apiAuthClientId string = ''
+
+@allowed(['default', 'recover'])
+@description('recover: the Key Vault of this environment is soft-deleted from an earlier deployment (set by the preprovision hook)')
+param keyVaultCreateMode string = 'default'
 
 @description('GRAPH_MAX_RPS: requests per second the whole app sends to one Graph throttling bucket (Graph allows about 30)')
 param graphMaxRps string = '25'
@@ -66,6 +115,10 @@ module app 'app.bicep' = {
     tags: tags
     token: token
     principalId: principalId
+    principalType: principalType
+    apiAuth: apiAuth
+    apiAuthClientId: apiAuthClientId
+    keyVaultCreateMode: keyVaultCreateMode
     graphMaxRps: graphMaxRps
     upgradeScopes: upgradeScopes
     discoveryGroupId: discoveryGroupId
@@ -85,3 +138,4 @@ output AZURE_FUNCTION_APP_URL string = app.outputs.functionAppUrl
 output MANAGED_IDENTITY_PRINCIPAL_ID string = app.outputs.identityPrincipalId
 output MANAGED_IDENTITY_CLIENT_ID string = app.outputs.identityClientId
 output APPLICATIONINSIGHTS_NAME string = app.outputs.applicationInsightsName
+output AZURE_KEY_VAULT_NAME string = app.outputs.keyVaultName

@@ -74,6 +74,8 @@ resource failedTargetsAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-p
     evaluationFrequency: 'PT15M'
     windowSize: 'PT15M'
     autoMitigate: true
+    // the workspace has no AppTraces table until the app first logs: do not fail the deployment over it
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {
@@ -103,6 +105,8 @@ resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview'
     evaluationFrequency: 'PT5M'
     windowSize: 'PT15M'
     autoMitigate: true
+    // the workspace has no AppTraces table until the app first logs: do not fail the deployment over it
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {
@@ -132,6 +136,8 @@ resource missingPermissionsAlert 'Microsoft.Insights/scheduledQueryRules@2023-03
     evaluationFrequency: 'PT5M'
     windowSize: 'PT5M'
     autoMitigate: true
+    // the workspace has no AppTraces table until the app first logs: do not fail the deployment over it
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,150 @@ def test_alerts_cover_failed_targets_poison_queues_and_missing_permissions():
     assert any('"targetOutcome"' in q and '"failed"' in q for q in queries)
     assert any('"poisoned"' in q and "-poison" in q for q in queries)
     assert any('"runFailed"' in q and '"missingPermissions"' in q for q in queries)
+
+
+def _depends_on(body: Node) -> set[str]:
+    node = properties(body).get("dependsOn")
+    return set(re.findall(r"\w+", text(node))) if node is not None else set()
+
+
+def test_key_vault_references_are_set_only_after_the_identity_may_read_the_secrets(app):
+    readers = {
+        symbol
+        for symbol, body in resource(app, "Microsoft.Authorization/roleAssignments@")
+        if "roles.keyVaultSecretsUser" in text(body)
+    }
+    assert readers
+    source = (INFRA / "app.bicep").read_text()
+    referencing_vars = set(re.findall(r"^var (\w+) = [^\n]*\n?(?:[^\n]*\n)*?[^\n]*@Microsoft\.KeyVault\(", source, re.M))
+
+    def references(body: Node) -> bool:
+        return "@Microsoft.KeyVault(" in text(body) or any(v in text(body) for v in referencing_vars)
+
+    # the innermost resources that set them (a site's nested appsettings, not the site around it)
+    settings = [
+        (symbol, body)
+        for symbol, _, body in resources(app)
+        if references(body) and not any(references(inner) for _, _, inner in resources(body))
+    ]
+    assert settings, "the notification secrets are Key Vault references in the app settings"
+    for symbol, body in settings:
+        assert readers <= _depends_on(body), f"{symbol} must depend on {sorted(readers)}"
+
+
+def test_role_assignments_for_the_deploying_principal_take_its_type_from_azd(app):
+    main = (INFRA / "main.bicep").read_text()
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["principalType"]["value"] == "${AZURE_PRINCIPAL_TYPE=User}"
+    assert re.search(r"@allowed\(\['User', 'ServicePrincipal', 'Group'\]\)\n[^\n]*\nparam principalType string", main)
+    developer = [
+        body for _, body in resource(app, "Microsoft.Authorization/roleAssignments@") if "principalId: principalId" in text(body)
+    ]
+    assert len(developer) == 3  # blobs (the local host's locks and timers), queues, tables
+    for body in developer:
+        assert text(properties(properties(body)["properties"])["principalType"]) == "principalType"
+    assert any("roles.storageBlobDataOwner" in text(body) for body in developer)
+    for _, body in resource(app, "Microsoft.Authorization/roleAssignments@"):
+        assert "principalType: 'User'" not in text(body)
+
+
+def test_alerts_deploy_before_the_workspace_has_any_app_traces():
+    tree = parse(INFRA / "monitoring.bicep")
+    alerts = resource(tree, "Microsoft.Insights/scheduledQueryRules@")
+    assert len(alerts) == 3
+    for symbol, body in alerts:
+        assert text(properties(properties(body)["properties"]).get("skipQueryValidation")) == "true", symbol
+
+
+def test_regions_are_limited_to_flex_consumption_and_a_deleted_vault_is_recovered(app):
+    main = (INFRA / "main.bicep").read_text()
+    allowed = re.search(
+        r"@allowed\(\[\n(.*?)\]\)\n@metadata\(\{ azd: \{ type: 'location' \} \}\)\nparam location string", main, re.S
+    )
+    assert allowed, "location must list the Flex Consumption regions, for azd's region prompt"
+    regions = re.findall(r"'(\w+)'", allowed.group(1))
+    assert {"eastus", "westeurope", "swedencentral"} <= set(regions) and "westindia" not in regions
+    [(_, vault)] = resource(app, "Microsoft.KeyVault/vaults@")
+    assert text(properties(properties(vault)["properties"])["createMode"]) == "keyVaultCreateMode"
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["keyVaultCreateMode"]["value"] == "${KEY_VAULT_CREATE_MODE=default}"
+    assert "output AZURE_KEY_VAULT_NAME string" in main  # what the preprovision hook looks for among deleted vaults
+
+
+def test_the_runs_query_has_one_row_per_run():
+    for name, query in monitoring_queries().items():
+        if "runQueued" in query and "summarize" in query:
+            groups = re.findall(r"\n\s*by (.+)\n", query.split("| join")[0])
+            assert groups == ["runId"], f"{name} groups by {groups}: a run whose events carry other keys splits in rows"
+
+
+# the AppTraces table of a workspace-based Application Insights resource (Azure Monitor reference)
+APP_TRACES = [
+    *[
+        (c, "string")
+        for c in [
+            "TenantId",
+            "OperationName",
+            "OperationId",
+            "ParentId",
+            "SyntheticSource",
+            "SessionId",
+            "UserId",
+            "UserAuthenticatedId",
+            "UserAccountId",
+            "AppVersion",
+            "AppRoleName",
+            "AppRoleInstance",
+            "ClientType",
+            "ClientModel",
+            "ClientOS",
+            "ClientIP",
+            "ClientCity",
+            "ClientStateOrProvince",
+            "ClientCountryOrRegion",
+            "ClientBrowser",
+            "ResourceGUID",
+            "IKey",
+            "SDKVersion",
+            "ReferencedItemId",
+            "ReferencedType",
+            "SourceSystem",
+            "Type",
+            "_ResourceId",
+            "Message",
+        ]
+    ],
+    ("TimeGenerated", "datetime"),
+    ("SeverityLevel", "int"),
+    ("ItemCount", "int"),
+    ("Properties", "dynamic"),
+    ("Measurements", "dynamic"),
+]
+
+
+def kql_errors(queries: dict[str, str], tmp_path: Path) -> dict[str, list[str]]:
+    """Each query parsed and bound by Microsoft's Kusto parser against the AppTraces schema."""
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"AppTraces": APP_TRACES}))
+    result = subprocess.run(
+        ["node", str(ROOT / "tests" / "kql_check.js"), str(schema)],
+        input=json.dumps([{"name": n, "query": q} for n, q in queries.items()]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return {r["name"]: [e["message"] for e in r["errors"]] for r in json.loads(result.stdout)}
+
+
+def test_every_monitoring_query_parses_and_binds_with_the_kusto_parser(tmp_path):
+    queries = monitoring_queries()
+    assert len(queries) >= 10
+    controls = {
+        "unknown column": "AppTraces | where Foo == 1",
+        "syntax": "AppTraces | where (",
+        "unknown function": "AppTraces | extend x = tostrin(Message)",
+    }
+    found = kql_errors({**queries, **controls}, tmp_path)
+    assert all(found[name] for name in controls), {name: found[name] for name in controls}  # the parser is at work
+    assert {name: errors for name, errors in found.items() if errors and name not in controls} == {}

@@ -1,0 +1,39 @@
+#!/usr/bin/env sh
+# azd preprovision hook, before Bicep runs:
+#  - API_AUTH=entra: creates the operator API's app registration (app roles Upgrades.Run and
+#    Upgrades.Read, identifier URI api://<appId>, a service principal to assign the roles on) once,
+#    and records its id in the azd environment as API_AUTH_CLIENT_ID;
+#  - a Key Vault this environment created earlier and `azd down` left soft-deleted is recovered
+#    (KEY_VAULT_CREATE_MODE=recover) instead of colliding with a new one of the same name.
+set -eu
+env_name="${AZURE_ENV_NAME:?run through azd}"
+roles_file="$(dirname "$0")/api-app-roles.json"
+
+if [ "$(printf '%s' "${API_AUTH:-key}" | tr 'A-Z' 'a-z')" = "entra" ]; then
+  client_id="${API_AUTH_CLIENT_ID:-}"
+  if [ -n "$client_id" ] && ! az ad app show --id "$client_id" --query appId --output tsv >/dev/null 2>&1; then
+    echo "API_AUTH_CLIENT_ID=$client_id names no app registration in this tenant." >&2
+    exit 1
+  fi
+  if [ -z "$client_id" ]; then
+    name="teams-app-upgrader-api-$env_name"
+    client_id="$(az ad app list --display-name "$name" --query "[0].appId" --output tsv)"
+    if [ -z "$client_id" ]; then
+      client_id="$(az ad app create --display-name "$name" --sign-in-audience AzureADMyOrg \
+        --app-roles "@$roles_file" --query appId --output tsv)"
+      echo "Created the app registration $name ($client_id) with the roles Upgrades.Run and Upgrades.Read."
+    fi
+    az ad app update --id "$client_id" --identifier-uris "api://$client_id" --set api.requestedAccessTokenVersion=2
+    az ad sp show --id "$client_id" --query id --output tsv >/dev/null 2>&1 || az ad sp create --id "$client_id" --output none
+    azd env set API_AUTH_CLIENT_ID "$client_id"
+  fi
+  echo "Operator sign-in: Entra ID, API app registration $client_id (assign Upgrades.Run / Upgrades.Read to people and pipelines)."
+fi
+
+mode=default
+vault="${AZURE_KEY_VAULT_NAME:-}"
+if [ -n "$vault" ] && [ -n "$(az keyvault list-deleted --resource-type vault --query "[?name=='$vault'].name" --output tsv)" ]; then
+  mode=recover
+  echo "Key Vault $vault is soft-deleted from an earlier deployment of this environment: it will be recovered."
+fi
+azd env set KEY_VAULT_CREATE_MODE "$mode"
