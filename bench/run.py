@@ -35,6 +35,8 @@ from devtools.loopback import max_in_window
 from devtools.tenant import Tenant
 from shared import bootstrap
 
+TIMEOUT = 60  # seconds for one API call of the benchmark
+
 ROOT = Path(__file__).resolve().parent.parent
 OLD, NEW = "2.3.0", "2.4.0"
 GETS = {"getInstalledApps", "getTeamInstalledApps", "getUserInstalledApps"}
@@ -270,10 +272,10 @@ class Bench:
         storage_cpu = cpu_seconds(self.azurite.pid)
         try:
             started = time.time()
-            response = requests.post(f"{host.base_url}/api/publish", json=publish_body(s, tenant, app))
+            response = requests.post(f"{host.base_url}/api/publish", json=publish_body(s, tenant, app), timeout=TIMEOUT)
             run_id = response.json()["runId"]
             while True:
-                status = requests.get(f"{host.base_url}/api/runs/{run_id}").json()
+                status = requests.get(f"{host.base_url}/api/runs/{run_id}", timeout=TIMEOUT).json()
                 if status["state"] in ("completed", "failed") and status["counts"]["pending"] == 0:
                     break
                 time.sleep(0.5)

@@ -27,6 +27,8 @@ from devtools.identity import IdentityEndpoint
 from devtools.tenant import Tenant
 from shared import bootstrap
 
+TIMEOUT = 60  # seconds for one API call of the benchmark
+
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 300  # requests/s per bucket, emulator and GRAPH_MAX_RPS: Graph is not what binds here
 GRAPH_RPS = 30  # what Graph allows per bucket in a real tenant: the rate the projection uses
@@ -65,10 +67,10 @@ def _run(size: int, azurite: Azurite, identity: IdentityEndpoint, log: str) -> d
     try:
         meter.reset()
         started = time.time()
-        run_id = requests.post(f"{host.base_url}/api/publish", json={"teamsAppId": app_id}).json()["runId"]
+        run_id = requests.post(f"{host.base_url}/api/publish", json={"teamsAppId": app_id}, timeout=TIMEOUT).json()["runId"]
         polls = 0
         while True:
-            status = requests.get(f"{host.base_url}/api/runs/{run_id}").json()
+            status = requests.get(f"{host.base_url}/api/runs/{run_id}", timeout=TIMEOUT).json()
             polls += 1
             if status["state"] in ("completed", "failed") and status["counts"]["pending"] == 0:
                 break

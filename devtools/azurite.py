@@ -75,12 +75,15 @@ class Azurite:
         ]
         if self._oauth_cert:
             args += ["--oauth", "basic", "--cert", self._oauth_cert[0], "--key", self._oauth_cert[1]]
-        self._process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self._process = subprocess.Popen(  # noqa: S603 - our fixed argv: the pinned azurite binary
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         ready = threading.Event()
         output: list[str] = []
 
         def read() -> None:
-            assert self._process and self._process.stdout
+            if not (self._process and self._process.stdout):
+                raise RuntimeError("azurite is not started")
             for line in self._process.stdout:
                 output.append(line)
                 match = LISTENING.search(line)
@@ -125,7 +128,8 @@ class Azurite:
 
     @property
     def pid(self) -> int:
-        assert self._process is not None, "not started"
+        if self._process is None:
+            raise RuntimeError("not started")
         return self._process.pid
 
     def url(self, service: str) -> str:

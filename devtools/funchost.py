@@ -558,7 +558,9 @@ class LocalHost:
         ]
         if self.worker_log:
             args += ["--log-file", self.worker_log]
-        worker = subprocess.Popen(args, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, text=True)
+        worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed options
+            args, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, text=True
+        )
         if wait:
             self._wait_ready(worker)
         return worker

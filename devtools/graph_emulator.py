@@ -217,7 +217,8 @@ class GraphEmulator:
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "not started"
+        if self._server is None:
+            raise RuntimeError("not started")
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1.0"
 
     def start(self, port: int = 0) -> GraphEmulator:

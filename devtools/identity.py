@@ -96,7 +96,8 @@ class IdentityEndpoint:
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "not started"
+        if self._server is None:
+            raise RuntimeError("not started")
         return f"http://127.0.0.1:{self._server.server_address[1]}/msi/token"
 
     def env(self) -> dict[str, str]:

@@ -101,7 +101,7 @@ class Team(Installable):
 
 class Tenant:
     def __init__(self, seed: int = 7) -> None:
-        self.rand = random.Random(seed)
+        self.rand = random.Random(seed)  # noqa: S311 - a reproducible fake tenant, no secrets
         self.lock = threading.RLock()
         self.users: dict[str, User] = {}
         self.groups: dict[str, list[str]] = {}  # group id -> member ids (users or groups)

@@ -201,11 +201,11 @@ def test_a_pipeline_run_keeps_the_watcher_from_starting_another(auto, admin, ten
 def test_validation_handshake_echoes_the_decoded_token_as_text(auto):
     host, _api = auto()
     url = f"{host.base_url}/api/notifications"
-    response = requests.post(url, params={"validationToken": "Validation: Testing client application reachability"})
+    response = requests.post(url, params={"validationToken": "Validation: Testing client application reachability"}, timeout=30)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain")
     assert response.text == "Validation: Testing client application reachability"
-    hostile = requests.post(url, params={"validationToken": "<script>alert(1)</script>"})
+    hostile = requests.post(url, params={"validationToken": "<script>alert(1)</script>"}, timeout=30)
     assert hostile.text == "&lt;script&gt;alert(1)&lt;/script&gt;"
 
 
@@ -216,7 +216,7 @@ def test_validation_handshake_echoes_the_decoded_token_as_text(auto):
 )
 def test_malformed_notification_bodies_are_400s(auto, body):
     host, _ = auto()
-    response = requests.post(f"{host.base_url}/api/notifications", data=body)
+    response = requests.post(f"{host.base_url}/api/notifications", data=body, timeout=30)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalidNotification"
 

@@ -60,7 +60,10 @@ def test_a_run_records_who_started_it_and_who_cancelled_it(entra, authority, ten
     # a pipeline's identity (an app-only v1 token) is recorded by its client id
     pipeline = authority.token(object_id=bo, version="1.0", app_only=True, appid="0f0e0d0c-0000-4000-8000-000000000001")
     second = requests.post(
-        f"{entra.base_url}/api/publish", json={"teamsAppId": app.id, "chatIds": [chats[0].id]}, headers=_bearer(pipeline)
+        f"{entra.base_url}/api/publish",
+        json={"teamsAppId": app.id, "chatIds": [chats[0].id]},
+        headers=_bearer(pipeline),
+        timeout=30,
     )
     assert second.status_code == 202, second.text
     status = api.wait(second.json()["runId"])
@@ -87,13 +90,13 @@ def test_no_token_a_bad_token_or_a_missing_role_is_refused_without_a_side_effect
     ]
     documented = load()["paths"]["/publish"]["post"]["responses"]
     for headers, status, code in refused:
-        response = requests.post(publish, json=body, headers=headers)
+        response = requests.post(publish, json=body, headers=headers, timeout=30)
         assert _error(response, status) == code, headers
         assert code in documented[str(status)]["x-error-codes"]
         if status == 401:
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
     # the function key alone opens nothing any more
-    assert _error(requests.post(publish, json=body, params={"code": FUNCTION_KEY}), 401) == "unauthorized"
+    assert _error(requests.post(publish, json=body, params={"code": FUNCTION_KEY}, timeout=30), 401) == "unauthorized"
 
     reader = Api(entra.base_url)
     reader.session.headers.update(_bearer(authority.token(roles=("Upgrades.Read",))))
@@ -107,35 +110,35 @@ def test_no_token_a_bad_token_or_a_missing_role_is_refused_without_a_side_effect
 
 def test_v1_tokens_and_the_api_uri_audience_are_accepted(entra, authority):
     for token in (authority.token(version="1.0"), authority.token(audience=f"api://{authority.api_client_id}")):
-        response = requests.get(f"{entra.base_url}/api/runs", headers=_bearer(token))
+        response = requests.get(f"{entra.base_url}/api/runs", headers=_bearer(token), timeout=30)
         assert response.status_code == 200, response.text
 
 
 def test_a_rolled_signing_key_is_fetched_once_and_made_up_key_ids_do_not_flood_the_authority(entra, authority):
     runs = f"{entra.base_url}/api/runs"
-    assert requests.get(runs, headers=_bearer(authority.token())).status_code == 200
+    assert requests.get(runs, headers=_bearer(authority.token()), timeout=30).status_code == 200
     fetched = authority.requests.count(f"/{authority.tenant_id}/discovery/v2.0/keys")
     new = authority.rotate()
     for _ in range(3):
-        assert requests.get(runs, headers=_bearer(authority.token(key=new))).status_code == 200
+        assert requests.get(runs, headers=_bearer(authority.token(key=new)), timeout=30).status_code == 200
     assert authority.requests.count(f"/{authority.tenant_id}/discovery/v2.0/keys") == fetched + 1
 
     for _ in range(30):
         bogus = authority.token(key=SigningKey.new())
-        assert _error(requests.get(runs, headers=_bearer(bogus)), 401) == "invalidToken"
+        assert _error(requests.get(runs, headers=_bearer(bogus), timeout=30), 401) == "invalidToken"
     assert authority.requests.count(f"/{authority.tenant_id}/discovery/v2.0/keys") <= fetched + 10
 
 
 def test_notifications_stay_behind_the_function_key(entra):
     url = f"{entra.base_url}/api/notifications"
-    assert requests.post(url, params={"validationToken": "abc"}).status_code == 401
-    answer = requests.post(url, params={"validationToken": "abc", "code": FUNCTION_KEY})
+    assert requests.post(url, params={"validationToken": "abc"}, timeout=30).status_code == 401
+    answer = requests.post(url, params={"validationToken": "abc", "code": FUNCTION_KEY}, timeout=30)
     assert answer.status_code == 200 and answer.text == "abc"
 
 
 def test_an_unreachable_authority_is_a_503_not_a_500(entra, authority):
     authority.stop()
-    response = requests.get(f"{entra.base_url}/api/runs", headers=_bearer(authority.token()))
+    response = requests.get(f"{entra.base_url}/api/runs", headers=_bearer(authority.token()), timeout=30)
     assert _error(response, 503) == "authorityUnavailable"
 
 

@@ -57,7 +57,7 @@ def sample(tmp_path, monkeypatch, azurite):
 
 def test_http_output_binding_writes_base64_messages_that_the_trigger_reads(sample):
     host, module, queues = sample()
-    response = requests.post(f"{host.base_url}/api/items/apple?count=3")
+    response = requests.post(f"{host.base_url}/api/items/apple?count=3", timeout=30)
     assert response.status_code == 202 and response.json() == {"queued": 3}
     assert response.headers["Content-Type"] == "application/json"
     done = wait_for(lambda: sorted(c["body"] for c in module.CALLS if c["fn"] == "work") if len(module.CALLS) >= 3 else None)
@@ -118,7 +118,7 @@ def test_concurrency_is_bounded_by_batch_size_and_new_batch_threshold(sample):
     module.GATE.clear()
     try:
         for i in range(12):
-            requests.post(f"{host.base_url}/api/items/hold{i}")
+            requests.post(f"{host.base_url}/api/items/hold{i}", timeout=30)
         wait_for(lambda: module.RUNNING["now"] >= 4)
         time.sleep(0.5)  # give the host the chance to over-fetch, which it must not take
         assert 4 <= module.RUNNING["max"] <= 4 + 2
@@ -129,13 +129,13 @@ def test_concurrency_is_bounded_by_batch_size_and_new_batch_threshold(sample):
 
 def test_function_key_is_enforced_when_configured(sample):
     host, _module, _queues = sample(function_key="s3cret")
-    assert requests.post(f"{host.base_url}/api/items/x").status_code == 401
-    assert requests.post(f"{host.base_url}/api/items/x?code=wrong").status_code == 401
-    assert requests.post(f"{host.base_url}/api/items/x?code=s3cret").status_code == 202
-    assert requests.post(f"{host.base_url}/api/items/x", headers={"x-functions-key": "s3cret"}).status_code == 202
-    assert requests.get(f"{host.base_url}/api/anonymous").text == "hello"
-    assert requests.get(f"{host.base_url}/api/nothing-here").status_code == 404
-    assert requests.get(f"{host.base_url}/api/items/x", params={"code": "s3cret"}).status_code == 404  # POST only
+    assert requests.post(f"{host.base_url}/api/items/x", timeout=30).status_code == 401
+    assert requests.post(f"{host.base_url}/api/items/x?code=wrong", timeout=30).status_code == 401
+    assert requests.post(f"{host.base_url}/api/items/x?code=s3cret", timeout=30).status_code == 202
+    assert requests.post(f"{host.base_url}/api/items/x", headers={"x-functions-key": "s3cret"}, timeout=30).status_code == 202
+    assert requests.get(f"{host.base_url}/api/anonymous", timeout=30).text == "hello"
+    assert requests.get(f"{host.base_url}/api/nothing-here", timeout=30).status_code == 404
+    assert requests.get(f"{host.base_url}/api/items/x", params={"code": "s3cret"}, timeout=30).status_code == 404  # POST only
 
 
 def test_timer_fires_on_its_ncrontab_schedule(sample, monkeypatch):
