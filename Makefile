@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHECKOV := .venv-checkov/bin/checkov
 
 .PHONY: setup test lint demo run bench clean
 
@@ -19,11 +20,17 @@ node_modules/.bin/azurite: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch node_modules/.bin/azurite
 
+$(CHECKOV): requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --upgrade pip
+	.venv-checkov/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $(CHECKOV)
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint $(CHECKOV)
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
 
 demo: setup
@@ -37,4 +44,4 @@ bench: setup
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .coverage
+	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .ruff_cache .coverage

@@ -9,7 +9,7 @@ import azure.functions as func
 from shared.foundation.storage import CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX, TARGETS_QUEUE
 from shared.foundation.telemetry import keep_libraries_quiet
 from shared.foundation.tracing import traced
-from shared.http import apps, notifications, openapi, runs
+from shared.http import apps, health, notifications, openapi, runs
 from shared.http import publish as publishing
 from shared.http.auth import operator_auth_level
 from shared.queues import handlers, timers
@@ -61,6 +61,12 @@ def retry_run(req: func.HttpRequest, context: func.Context) -> func.HttpResponse
 @traced
 def openapi_document(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return openapi.document(req)
+
+
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@traced
+def health_check(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return health.health(req)
 
 
 @app.route(route="apps", methods=["GET"], auth_level=OPERATOR)

@@ -140,7 +140,7 @@ def test_documented_examples_hold_against_the_running_app(api, tenant, emulator)
         codes = document["paths"][path][method]["responses"][status]["x-error-codes"]
         assert response.json()["error"]["code"] in codes
         assert set(response.json()["error"]) == set(example["error"])
-    for path, method in (("/runs", "get"), ("/runs/{runId}", "get"), ("/apps", "get")):
+    for path, method in (("/runs", "get"), ("/runs/{runId}", "get"), ("/apps", "get"), ("/health", "get")):
         url = f"{api.base_url}/api{path.replace('{runId}', finished)}"
         conforms(path, method, api.session.get(url))
 

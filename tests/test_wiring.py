@@ -43,6 +43,31 @@ def test_operator_routes_and_the_public_api_description(bindings):
     for action in ("cancel", "resume", "retry"):
         assert routes[f"{action}_run"] == (f"runs/{{runId}}/{action}", ["POST"], "FUNCTION")
     assert routes["openapi_document"] == ("openapi.json", ["GET"], "ANONYMOUS")  # no data in it, for API Management
+    assert routes["health_check"] == ("health", ["GET"], "ANONYMOUS")  # the platform's health check sends no key
+
+
+OPERATOR_ROUTES = {"publish", "run_history", "run_status", "cancel_run", "resume_run", "retry_run", "apps_status"}
+
+
+def _auth_levels(specs) -> dict[str, str]:
+    return {s.name: s.trigger["authLevel"] for s in specs if s.trigger["type"] == "httpTrigger"}
+
+
+def test_with_entra_sign_in_the_app_checks_operators_and_the_host_still_guards_notifications(monkeypatch):
+    monkeypatch.setenv("API_AUTH", "entra")
+    entra = _auth_levels(load_app(ROOT / "function_app.py")[1])
+    monkeypatch.setenv("API_AUTH", "key")
+    keys = _auth_levels(load_app(ROOT / "function_app.py")[1])
+    assert {n for n, level in entra.items() if level == "ANONYMOUS"} == OPERATOR_ROUTES | {"openapi_document", "health_check"}
+    assert entra["graph_notifications"] == keys["graph_notifications"] == "FUNCTION"
+    assert {n for n, level in keys.items() if level == "ANONYMOUS"} == {"openapi_document", "health_check"}
+
+
+def test_every_function_runs_in_its_invocations_trace():
+    _, specs = load_app(ROOT / "function_app.py")
+    for spec in specs:
+        assert spec.takes_context, spec.name
+        assert spec.function.__code__.co_name == "run_in_invocation_trace", f"{spec.name} is not @traced"
 
 
 def test_publish_writes_the_control_queue_through_an_output_binding(bindings):
@@ -94,7 +119,7 @@ def test_entry_file_only_declares_and_delegates():
             [statement] = node.body
             call = statement.value if isinstance(statement, (ast.Return, ast.Expr)) else None
             assert isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute), node.name
-            delegates = ("publishing", "runs", "apps", "notifications", "openapi", "handlers", "timers")
+            delegates = ("publishing", "runs", "apps", "health", "notifications", "openapi", "handlers", "timers")
             assert call.func.value.id in delegates, node.name
 
 
