@@ -38,6 +38,7 @@ class Services:
     _run_cache: OrderedDict = field(default_factory=OrderedDict)
     _controls: dict = field(default_factory=dict)  # run id -> (read at, Control)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+    _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -81,16 +82,22 @@ class Services:
         """How the run is steered now (cancelled, paused, canary phase), read at most every
         CONTROL_TTL seconds per process: a cancel is answered only after that long, so no upgrade
         leaves after the answer."""
-        now = time.monotonic()
         with self._cache_lock:
             cached = self._controls.get(run_id)
-        if cached is not None and now - cached[0] < CONTROL_TTL:
+        if cached is not None and time.monotonic() - cached[0] < CONTROL_TTL:
             return cached[1]
-        control = self.runs.control(run_id) or Control()
-        with self._cache_lock:
-            self._controls[run_id] = (now, control)
-            while len(self._controls) > 256:
-                del self._controls[next(iter(self._controls))]
+        # one read per process when it expires, not one per invocation that finds it expired
+        with self._refresh_lock:
+            with self._cache_lock:
+                cached = self._controls.get(run_id)
+            now = time.monotonic()
+            if cached is not None and now - cached[0] < CONTROL_TTL:
+                return cached[1]
+            control = self.runs.control(run_id) or Control()
+            with self._cache_lock:
+                self._controls[run_id] = (now, control)
+                while len(self._controls) > 256:
+                    del self._controls[next(iter(self._controls))]
         return control
 
 

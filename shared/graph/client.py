@@ -148,8 +148,16 @@ class GraphClient:
         query = f"?{urlencode(params, quote_via=quote, safe=chr(36) + ',()=/:@')}" if params else ""
         return f"{self.base_url}{path}{query}"
 
-    def get(self, path: str, *, params: dict | None = None, bucket: str, not_before: float = 0.0) -> GraphResponse:
-        return self.send("GET", self.url(path, params), bucket=bucket, not_before=not_before)
+    def get(
+        self,
+        path: str,
+        *,
+        params: dict | None = None,
+        bucket: str,
+        not_before: float = 0.0,
+        proceed: Callable[[], bool] | None = None,
+    ) -> GraphResponse:
+        return self.send("GET", self.url(path, params), bucket=bucket, not_before=not_before, proceed=proceed)
 
     def post(
         self,
@@ -193,7 +201,7 @@ class GraphClient:
         """Sends one request in its pacing slot; retries here only what fits in a short wait.
 
         `proceed`, asked once the slot has come, may still stop the request (RunHalted): a run
-        cancelled while its POST waited for its slot sends nothing more.
+        cancelled while its GET or POST waited for its slot sends nothing more.
 
         429 is always safe to retry (nothing was applied). A 5xx or timeout on a POST may have been
         applied, so callers that must not repeat a POST pass retry_unavailable=False and re-check.

@@ -47,12 +47,15 @@ class Scope:
     def installations(self, resource_id: str) -> str:
         return self.collection.format(id=segment(resource_id))
 
-    def get_installation(self, graph: GraphClient, resource_id: str, teams_app_id: str) -> tuple[Installation | None, float]:
+    def get_installation(
+        self, graph: GraphClient, resource_id: str, teams_app_id: str, proceed: Callable[[], bool] | None = None
+    ) -> tuple[Installation | None, float]:
         """The app's installation on the resource (None: not installed), and when the answer came."""
         response = graph.get(
             self.installations(resource_id),
             params={"$expand": "teamsApp,teamsAppDefinition", "$filter": f"teamsApp/id eq {odata_string(teams_app_id)}"},
             bucket=self.get_bucket,
+            proceed=proceed,
         )
         return find_installation(response.body, teams_app_id), response.received_at
 

@@ -176,7 +176,11 @@ class BatchUpgrader:
         """The target's GET, and what it decides."""
         run, target = batch.run, row.target
         app = run.target
-        found = call_graph(batch, target, lambda: batch.scope.get_installation(self._graph, target.id, app.teams_app_id))
+        found = call_graph(
+            batch,
+            target,
+            lambda: batch.scope.get_installation(self._graph, target.id, app.teams_app_id, proceed=lambda: not batch.halted()),
+        )
         if found is None:
             return
         installation, received_at = found
