@@ -108,6 +108,12 @@ def _run(size: int, azurite: Azurite, identity: IdentityEndpoint, log: str) -> d
             "queueDeletes": round(ops["queueDelete"] / targets, 3),
             "queueUpdates": round(ops["queueUpdate"] / targets, 3),
         },
+        # polled, so counted per second: at most a few per second per process (the control row is
+        # cached CONTROL_TTL per process, a schedule block lasts a while), whatever the run's size
+        "perSecond": {
+            "controlReads": round(ops["controlRead"] / elapsed, 2),
+            "pacingReads": round(ops["pacingRead"] / elapsed, 2),
+        },
         "statusReadCost": dict(status_cost),
         "statusPolls": polls,
         "peak": {
@@ -145,21 +151,25 @@ def render(results: dict) -> str:
         f"Graph limits {LIMIT}/s, 5 ms latency, 2 worker processes, a counting proxy in front of the storage emulator.",
         "",
         "| targets | run time | table transactions | entity writes | point reads | queries | queue messages sent "
-        "| received / deleted | peak entity writes/s (one partition) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| received / deleted | peak entity writes/s (one partition) | control / pacing reads per second |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["runs"]:
         p = r["perTarget"]
         lines.append(
             f"| {r['targets']:,} | {r['seconds']:g} s | {p['tableTransactions']:g} | {p['entityWrites']:g} | {p['tableReads']:g} "
             f"| {p['tableQueries']:g} | {p['queueMessagesSent']:g} | {p['queueReceives']:g} / {p['queueDeletes']:g} "
-            f"| {r['peak']['entityWritesPerSecond']} ({r['peak']['entityWritesPerSecondOnOnePartition']}) |"
+            f"| {r['peak']['entityWritesPerSecond']} ({r['peak']['entityWritesPerSecondOnOnePartition']}) "
+            f"| {r['perSecond']['controlReads']:g} / {r['perSecond']['pacingReads']:g} |"
         )
     pr = results["projection"]
     status = results["runs"][-1]["statusReadCost"]
     lines += [
         "",
-        f"A status read costs {', '.join(f'{v} {k}' for k, v in status.items())}, whatever the size. At Graph's "
+        "Per target: table transactions, entity writes, point reads (control and pacing polls aside, per second "
+        "in the last column: each process reads a run's control row at most every 0.25 s), queries, queue messages. "
+        f"A status read costs {', '.join(f'{v} {k}' for k, v in status.items())} (one range query per partition "
+        "of the run: its row and counters, then each target partition's counters), whatever the size. At Graph's "
         f"{GRAPH_RPS}/s per bucket a run upgrades {pr['targetsPerSecond']} targets/s, so it writes "
         f"{pr['entityWritesPerSecond']:g} entities/s ({pr['entityWritesPerSecondPerPartition']:g} per partition: "
         f"{pr['shareOfPartitionTarget']:.2%} of the 2,000/s a partition takes) and sends "

@@ -102,12 +102,24 @@ class StorageMeter:
                     usage.entity_writes.append((now, _partition(unquote(sub.group(2).decode()), chunk)))
                 return
             if method == "GET":
-                usage.operations["tableQuery" if "(" not in url.path or "$filter" in (url.query or "") else "tableRead"] += 1
+                usage.operations[_read_kind(unquote(url.path), url.query or "")] += 1
             elif method in ("PUT", "POST", "MERGE", "PATCH", "DELETE"):
                 usage.operations["tableWrite"] += 1
                 usage.entity_writes.append((now, _partition(unquote(url.path), body)))
             else:
                 usage.operations["tableOther"] += 1
+
+
+def _read_kind(path: str, query: str) -> str:
+    """A query; a point read of a run's control row or of a pacing schedule (polling: a few per
+    second per process, whatever the run's size); or any other point read."""
+    if "(" not in path or "$filter" in query:
+        return "tableQuery"
+    if "RowKey='run')" in path:
+        return "controlRead"
+    if "/upgraderpacing(" in path:
+        return "pacingRead"
+    return "tableRead"
 
 
 def _partition(path: str, body: bytes) -> str:
