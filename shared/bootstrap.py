@@ -22,6 +22,7 @@ from shared.stores.targets import TargetStore
 from shared.stores.tracking import Tracking
 
 CONTROL_TTL = 0.25  # seconds a process trusts what it read of a run's control state
+CONTROL_STALE_OK = 0.3  # ... and while another thread re-reads it; below the 0.35 s a cancel waits to answer
 
 
 @dataclass(kw_only=True)
@@ -84,13 +85,21 @@ class Services:
         leaves after the answer."""
         with self._cache_lock:
             cached = self._controls.get(run_id)
-        if cached is not None and time.monotonic() - cached[0] < CONTROL_TTL:
+        age = time.monotonic() - cached[0] if cached is not None else None
+        if age is not None and age < CONTROL_TTL:
             return cached[1]
-        # one read per process when it expires, not one per invocation that finds it expired
-        with self._refresh_lock:
+        # one read per process when it expires, not one per invocation that finds it expired; while
+        # it runs, the others go on with what they have if it is still young enough (they are often
+        # between their pacing slot and their request: waiting would make them leave in a burst)
+        if age is not None and age < CONTROL_STALE_OK:
+            if not self._refresh_lock.acquire(blocking=False):
+                return cached[1]
+        else:
+            self._refresh_lock.acquire()
+        try:
             with self._cache_lock:
                 cached = self._controls.get(run_id)
-            now = time.monotonic()
+            now = time.monotonic()  # before the read: the value is at least this fresh
             if cached is not None and now - cached[0] < CONTROL_TTL:
                 return cached[1]
             control = self.runs.control(run_id) or Control()
@@ -98,7 +107,9 @@ class Services:
                 self._controls[run_id] = (now, control)
                 while len(self._controls) > 256:
                     del self._controls[next(iter(self._controls))]
-        return control
+            return control
+        finally:
+            self._refresh_lock.release()
 
 
 _lock = threading.Lock()

@@ -165,3 +165,12 @@ def test_a_paused_run_counts_as_the_apps_running_run(api, tenant, emulator):
     assert status["state"] == "cancelled"
     assert status["counts"]["upgraded"] == 2 and status["counts"]["cancelled"] == 4
     assert len(emulator.upgrades) == 2
+
+
+def test_every_process_has_seen_a_cancel_by_the_time_it_is_answered():
+    from shared.bootstrap import CONTROL_STALE_OK, CONTROL_TTL
+    from shared.steps.operator import CANCEL_SEEN
+
+    # a process trusts its cached control row for CONTROL_TTL, and up to CONTROL_STALE_OK while another
+    # thread re-reads it: the answer must wait longer than either
+    assert CONTROL_TTL < CONTROL_STALE_OK < CANCEL_SEEN

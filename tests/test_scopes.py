@@ -257,7 +257,11 @@ def test_a_mixed_run_keeps_the_shared_post_bucket_and_the_per_team_limit(scoped,
         host.stop()
 
     assert status["counts"] == counts(upgraded=36)
-    assert not emulator.requests(status=429)
+    assert all(n == 1 for n in emulator.upgrades.values())
+    # pacing leaves 5% headroom: about 50 ms of lateness. On a busy 2-CPU runner a hiccup can make a few of
+    # these ~80 requests land late and be answered 429 (then retried, never applied twice); pacing that
+    # ignored the shared bucket would draw a third of them (the benchmark measures the real share: < 0.1%)
+    assert len(emulator.requests(status=429)) <= 0.05 * len(emulator.requests(kind=None))
     assert emulator.max_per_window("installedApps.post") <= limit  # chat, team and user POSTs share one bucket
     for bucket in ("installedApps.get", "installedApps.teamUser.get"):
         assert emulator.max_per_window(bucket) <= limit, bucket

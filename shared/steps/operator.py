@@ -18,7 +18,7 @@ from shared.steps.control import log_control, stop
 # A cancel is answered once every process has seen it: each trusts what it read of a run's
 # control state for CONTROL_TTL (0.25 s) and checks it before each request, so no upgrade leaves
 # after the answer beyond those already on the wire.
-CANCEL_SEEN = 0.35
+CANCEL_SEEN = 0.35  # longer than a process may trust a cached control row (bootstrap.CONTROL_STALE_OK)
 RETRIED = ("failed", "cancelled")
 
 
