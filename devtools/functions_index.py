@@ -101,10 +101,7 @@ class FunctionSpec:
     return_binding: dict | None = None
     annotations: dict[str, object] = field(default_factory=dict)
     bindings: list[dict] = field(default_factory=list)  # as the worker reports them to the host
-
-    @property
-    def takes_context(self) -> bool:
-        return "context" in inspect.signature(self.function).parameters
+    takes_context: bool = False  # the function declares the worker's `context` parameter
 
 
 @dataclass
@@ -134,7 +131,14 @@ def _spec(function) -> FunctionSpec:
     hints = typing.get_type_hints(user_function)
     bindings = [json.loads(raw) for raw in function.get_raw_bindings()]
     trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
-    spec = FunctionSpec(function.get_function_name(), user_function, trigger, annotations=hints, bindings=bindings)
+    spec = FunctionSpec(
+        function.get_function_name(),
+        user_function,
+        trigger,
+        annotations=hints,
+        bindings=bindings,
+        takes_context="context" in inspect.signature(user_function).parameters,
+    )
     for binding in bindings:
         if binding is trigger:
             continue

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import azure.functions as func
-from azure.core.exceptions import AzureError
 
-from shared.foundation.errors import RequestError
 from shared.foundation.settings import SCOPES
 from shared.http.auth import READ, signed_in
-from shared.http.responses import json_response, request_error, storage_error
+from shared.http.responses import answer, json_response
 from shared.stores.tracking import AppState
 
 
 def apps_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
-    try:
-        services, _ = signed_in(req, services, READ)
-        return json_response(200, {"apps": _apps(services)})
-    except RequestError as exc:
-        return request_error(exc)
-    except AzureError as exc:
-        return storage_error("The app state could not be read", exc)
+    return answer(
+        "The app state could not be read", lambda: json_response(200, {"apps": _apps(signed_in(req, services, READ)[0])})
+    )
 
 
 def _apps(services) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 import azure.functions as func
 from azure.core.exceptions import AzureError
@@ -39,6 +40,17 @@ def services_or_error(services):
     except AzureError as exc:  # building the services creates the tables
         log.error("Storage unavailable: %s", type(exc).__name__)
         raise RequestError("storageUnavailable", "Storage is unavailable; try again.", status=503) from None
+
+
+def answer(what: str, work: Callable[[], func.HttpResponse]) -> func.HttpResponse:
+    """Runs a route's work: bad input, refusals and conflicts become their error, storage trouble a
+    503 saying `what` could not be done."""
+    try:
+        return work()
+    except RequestError as exc:
+        return request_error(exc)
+    except AzureError as exc:
+        return storage_error(what, exc)
 
 
 def storage_error(message: str, exc: AzureError) -> func.HttpResponse:

@@ -8,30 +8,19 @@ from collections.abc import Callable
 from urllib.parse import urlencode, urljoin
 
 import azure.functions as func
-from azure.core.exceptions import AzureError
 
 from shared.domain.messages import RUN_ID
 from shared.domain.runs import STATES
 from shared.foundation.errors import RequestError
 from shared.foundation.settings import GUID
 from shared.http.auth import READ, RUN, signed_in
-from shared.http.responses import json_response, request_error, storage_error
+from shared.http.responses import answer, json_response
 from shared.steps import operator
 from shared.stores.history import HISTORY_KEY
 
 HISTORY_PARAMETERS = ("appId", "state", "top", "continuationToken", "code")  # code: the function key
 DEFAULT_TOP, MAX_TOP = 20, 100
 TOP = re.compile(r"^[0-9]{1,3}$")
-
-
-def _answer(what: str, work: Callable[[], func.HttpResponse]) -> func.HttpResponse:
-    """Runs a route's work: bad input and conflicts become their error, storage trouble a 503."""
-    try:
-        return work()
-    except RequestError as exc:
-        return request_error(exc)
-    except AzureError as exc:
-        return storage_error(what, exc)
 
 
 def _run_id(req: func.HttpRequest) -> str:
@@ -54,7 +43,7 @@ def run_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
             raise RequestError("runNotFound", f"No run with id {run_id}.", status=404)
         return json_response(200, status)
 
-    return _answer("The status of the run could not be read", work)
+    return answer("The status of the run could not be read", work)
 
 
 def _act(req: func.HttpRequest, services, action: Callable) -> dict | str:
@@ -64,11 +53,11 @@ def _act(req: func.HttpRequest, services, action: Callable) -> dict | str:
 
 
 def cancel_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
-    return _answer("The run could not be cancelled", lambda: json_response(202, _act(req, services, operator.cancel)))
+    return answer("The run could not be cancelled", lambda: json_response(202, _act(req, services, operator.cancel)))
 
 
 def resume_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
-    return _answer("The run could not be resumed", lambda: json_response(202, _act(req, services, operator.resume)))
+    return answer("The run could not be resumed", lambda: json_response(202, _act(req, services, operator.resume)))
 
 
 def retry_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
@@ -78,7 +67,7 @@ def retry_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
         status_url = _url(req, f"../{run_id}")
         return json_response(202, {"runId": run_id, "statusUrl": status_url}, headers={"Location": status_url})
 
-    return _answer("The retry could not be recorded", work)
+    return answer("The retry could not be recorded", work)
 
 
 def list_runs(req: func.HttpRequest, services=None) -> func.HttpResponse:
@@ -94,7 +83,7 @@ def list_runs(req: func.HttpRequest, services=None) -> func.HttpResponse:
             next_link = f"{req.url.split('?', 1)[0]}?{urlencode({**kept, 'continuationToken': after})}"
         return json_response(200, {"value": documents, "nextLink": next_link})
 
-    return _answer("The run history could not be read", work)
+    return answer("The run history could not be read", work)
 
 
 def _history_query(params) -> dict:
