@@ -7,6 +7,10 @@ batchSize/newBatchThreshold concurrency, visibilityTimeout after a failure, dequ
 <queue>-poison after maxDequeueCount), timer triggers on their NCRONTAB schedule, and writes queue
 output bindings to the real queues. Queue triggers can run in N worker processes.
 
+A message written by an output binding wakes the listener of its queue at once instead of at its
+next poll, as the real host's shared queue watcher does on the instance that wrote it (with worker
+processes: one of them, in turn).
+
 Differences from the real host (also in the README): keys are not checked unless --function-key
 is given (the real host skips them locally too); a message's lease is renewed by the process that
 holds it (--lease seconds, 600 by default as on Azure); no dynamic concurrency, no scale controller.
@@ -20,6 +24,7 @@ import argparse
 import base64
 import binascii
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -28,6 +33,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -104,10 +110,13 @@ def queue_service(connection: str, **options) -> QueueServiceClient:
 
 
 class OutputWriter:
-    def __init__(self, options: QueueOptions) -> None:
+    """Writes queue output bindings; `enqueued` is told the name of each queue written to."""
+
+    def __init__(self, options: QueueOptions, *, enqueued: Callable[[str], None] | None = None) -> None:
         self._options = options
         self._clients: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
+        self.enqueued = enqueued or (lambda queue: None)
 
     def _queue(self, connection: str, name: str):
         with self._lock:
@@ -139,9 +148,13 @@ class OutputWriter:
             datum = outputs.get(binding["name"])
             if datum is None or binding["type"] != "queue":
                 continue
-            queue = self._queue(binding.get("connection") or "AzureWebJobsStorage", resolve(binding["queueName"]).lower())
-            for message in queue_messages(datum):
+            name = resolve(binding["queueName"]).lower()
+            queue = self._queue(binding.get("connection") or "AzureWebJobsStorage", name)
+            messages = queue_messages(datum)
+            for message in messages:
                 queue.send_message(self.encode(message))
+            if messages:
+                self.enqueued(name)
 
 
 # ---- HTTP ----------------------------------------------------------------------------------------
@@ -268,6 +281,7 @@ class QueueListener:
         self.queue = service.get_queue_client(self.queue_name)
         self.poison = service.get_queue_client(self.queue_name + "-poison") if not self.queue_name.endswith("-poison") else None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # stopping, or a message was written to the queue here
         self._in_flight: dict[str, _Held] = {}
         self._lock = threading.Condition()
         self._pool = ThreadPoolExecutor(options.batch_size + options.new_batch_threshold, thread_name_prefix=spec.name)
@@ -283,9 +297,14 @@ class QueueListener:
         for thread in self._threads:
             thread.start()
 
+    def notify(self) -> None:
+        """A function here wrote to this queue: poll now rather than at the end of the backoff."""
+        self._wake.set()
+
     def stop(self) -> None:
         with self._lock:  # after this, no poller submits to the pool
             self._stop.set()
+            self._wake.set()
             self._lock.notify_all()
         for thread in self._threads:
             thread.join(5)
@@ -315,7 +334,8 @@ class QueueListener:
                 log.warning("Polling %s failed: %s", self.queue_name, exc)
                 messages = []
             if not messages:
-                self._stop.wait(delay)
+                self._wake.wait(delay)
+                self._wake.clear()
                 delay = min(delay * 2, self.options.max_polling_interval)
                 continue
             delay = self.poll_floor
@@ -484,7 +504,7 @@ class LocalHost:
         if self.queue_overrides:
             self.config = replace(self.config, queues=replace(self.config.queues, **self.queue_overrides))
         self.app, self.specs = load_app(self.app_path)
-        self.outputs = OutputWriter(self.config.queues)
+        self.outputs = OutputWriter(self.config.queues, enqueued=self.enqueued)
         self.http_port = http_port
         self.queue_workers = queue_workers
         self.run_timers = run_timers
@@ -495,6 +515,22 @@ class LocalHost:
         self.listeners: list[QueueListener] = []
         self.timers: list[TimerListener] = []
         self.workers: list[subprocess.Popen] = []
+        self._turn = itertools.count()
+
+    def enqueued(self, queue: str) -> None:
+        """A function here wrote to `queue`: its listener polls now (in this process, or in the worker
+        process whose turn it is, standing for the instance that ran the function)."""
+        for listener in self.listeners:
+            if listener.queue_name == queue:
+                listener.notify()
+        alive = [w for w in self.workers if w.poll() is None and w.stdin is not None]
+        if not self.listeners and alive:
+            worker = alive[next(self._turn) % len(alive)]
+            try:
+                worker.stdin.write(queue + "\n")
+                worker.stdin.flush()
+            except (BrokenPipeError, ValueError):  # it died meanwhile: the queue is polled anyway
+                pass
 
     @property
     def base_url(self) -> str:
@@ -559,7 +595,7 @@ class LocalHost:
         if self.worker_log:
             args += ["--log-file", self.worker_log]
         worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed options
-            args, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, text=True
+            args, cwd=ROOT, env=os.environ.copy(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         if wait:
             self._wait_ready(worker)
@@ -576,6 +612,10 @@ class LocalHost:
         for worker in self.workers:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
+            try:
+                worker.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
         for worker in self.workers:
             try:
                 worker.wait(15)
@@ -591,6 +631,12 @@ class LocalHost:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _relay_notifications(host: LocalHost) -> None:
+    """In a worker process: the parent names, one per line, the queues its functions wrote to."""
+    for line in sys.stdin:
+        host.enqueued(line.strip())
 
 
 def load_settings_file(path: Path) -> None:
@@ -624,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.queues_only:
         host = LocalHost(args.app, http_port=None, run_timers=False, lease=args.lease, queue_overrides=args.queue_overrides)
         host.start_queue_listeners()
+        threading.Thread(target=_relay_notifications, args=(host,), daemon=True).start()
         print("listening", flush=True)
     else:
         host = LocalHost(

@@ -41,12 +41,16 @@ def sample(tmp_path, monkeypatch, azurite):
     monkeypatch.setenv("TICK_SCHEDULE", NEVER)  # unless a test says otherwise
     azurite.clear()
 
-    def start(encoding: str = "base64", function_key: str | None = None) -> tuple[LocalHost, object, QueueServiceClient]:
+    def start(
+        encoding: str = "base64", function_key: str | None = None, *, polling: str | None = None, workers: int = 0
+    ) -> tuple[LocalHost, object, QueueServiceClient]:
         config = json.loads(json.dumps(HOST_JSON))
         config["extensions"]["queues"]["messageEncoding"] = encoding
+        if polling:
+            config["extensions"]["queues"]["maxPollingInterval"] = polling
         (tmp_path / "host.json").write_text(json.dumps(config))
         shutil.copy(SAMPLE, tmp_path / "sample_app.py")
-        host = LocalHost(tmp_path / "sample_app.py", http_port=0, function_key=function_key).start()
+        host = LocalHost(tmp_path / "sample_app.py", http_port=0, function_key=function_key, queue_workers=workers).start()
         started.append(host)
         return host, sys.modules["sample_app"], QueueServiceClient.from_connection_string(azurite.connection_string)
 
@@ -63,6 +67,19 @@ def test_http_output_binding_writes_base64_messages_that_the_trigger_reads(sampl
     done = wait_for(lambda: sorted(c["body"] for c in module.CALLS if c["fn"] == "work") if len(module.CALLS) >= 3 else None)
     assert done == ["apple-0", "apple-1", "apple-2"]
     wait_for(lambda: queues.get_queue_client("work").get_queue_properties().approximate_message_count == 0)
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "worker-process"])
+def test_a_message_written_by_an_output_binding_is_taken_at_once_not_at_the_next_poll(sample, workers):
+    host, _module, queues = sample(polling="00:00:20", workers=workers)
+    work = queues.get_queue_client("work")
+    # precondition, not synchronisation: an idle listener polls after 0.1, 0.2, 0.4 ... 3.2 s, so by
+    # now its next poll is at least 3 s away
+    time.sleep(3.5)
+    began = time.monotonic()
+    assert requests.post(f"{host.base_url}/api/items/quick", timeout=30).status_code == 202
+    wait_for(lambda: work.get_queue_properties().approximate_message_count == 0, timeout=20)
+    assert time.monotonic() - began < 1.5  # the shared queue watcher woke the listener
 
 
 def test_failing_message_is_retried_after_the_visibility_timeout_then_poisoned(sample):
