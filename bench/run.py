@@ -29,13 +29,15 @@ from bench.peers import PeerResult, requests_loop, sdk_loop
 from bench.report import render
 from devtools.azurite import Azurite
 from devtools.funchost import HostConfig, LocalHost
-from devtools.graph_emulator import GraphEmulator, Limits
+from devtools.graph_limits import Limits
+from devtools.graph_process import EmulatorProcess
 from devtools.identity import IdentityEndpoint
 from devtools.loopback import max_in_window
 from devtools.tenant import Tenant
 from shared import bootstrap
 
 TIMEOUT = 60  # seconds for one API call of the benchmark
+STATUS_POLL = 1.0  # seconds between status reads while a run goes on, as `teams-upgrader status --watch`
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD, NEW = "2.3.0", "2.4.0"
@@ -154,7 +156,7 @@ def publish_body(s: Scenario, tenant: Tenant, app) -> dict:
     return body
 
 
-def measure(s: Scenario, log, started: float, status: dict, emulator: GraphEmulator) -> dict:
+def measure(s: Scenario, log, started: float, status: dict, emulator: EmulatorProcess) -> dict:
     """What the emulator saw of one run, against the ceiling of the scenario."""
     upgrades = sorted(r.t for r in log if r.kind in UPGRADES and r.status == 204)
     gets = sorted(r.t for r in log if r.kind in GETS)
@@ -206,9 +208,10 @@ class Bench:
         self.identity.stop()
         self.azurite.stop()
 
-    def emulator(self, tenant: Tenant, s: Scenario) -> GraphEmulator:
+    def emulator(self, tenant: Tenant, s: Scenario) -> EmulatorProcess:
+        """Graph, in a process of its own (see devtools.graph_process)."""
         limits = Limits(bucket_rps=s.limit, retry_after=None)
-        emulator = GraphEmulator(tenant, authority=self.identity.authority, limits=limits, latency=s.latency).start()
+        emulator = EmulatorProcess(tenant, authority=self.identity.authority, limits=limits, latency=s.latency).start()
         os.environ["GRAPH_BASE_URL"] = emulator.base_url
         os.environ["GRAPH_MAX_RPS"] = str(s.limit)
         return emulator
@@ -278,7 +281,7 @@ class Bench:
                 status = requests.get(f"{host.base_url}/api/runs/{run_id}", timeout=TIMEOUT).json()
                 if status["state"] in ("completed", "failed") and status["counts"]["pending"] == 0:
                     break
-                time.sleep(0.5)
+                time.sleep(STATUS_POLL)
             rss = [peak_rss_mb(worker.pid) for worker in host.workers]
             cpu = [cpu_seconds(worker.pid) for worker in host.workers]
             storage_cpu = (cpu_seconds(self.azurite.pid) or 0) - (storage_cpu or 0)

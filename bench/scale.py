@@ -22,7 +22,8 @@ import requests
 from bench.storage_meter import StorageMeter
 from devtools.azurite import Azurite
 from devtools.funchost import LocalHost
-from devtools.graph_emulator import GraphEmulator, Limits
+from devtools.graph_limits import Limits
+from devtools.graph_process import EmulatorProcess
 from devtools.identity import IdentityEndpoint
 from devtools.tenant import Tenant
 from shared import bootstrap
@@ -48,7 +49,7 @@ def _tenant(users: int) -> tuple[Tenant, str]:
 
 def _run(size: int, azurite: Azurite, identity: IdentityEndpoint, log: str) -> dict:
     tenant, app_id = _tenant(size)
-    emulator = GraphEmulator(
+    emulator = EmulatorProcess(
         tenant, authority=identity.authority, limits=Limits(bucket_rps=LIMIT, directory_rps=LIMIT), latency=0.005
     ).start()
     meter = StorageMeter(azurite.queue_url, azurite.table_url)

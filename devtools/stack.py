@@ -23,7 +23,8 @@ from pathlib import Path
 
 from devtools.azurite import Azurite
 from devtools.funchost import LocalHost
-from devtools.graph_emulator import GraphEmulator, Limits
+from devtools.graph_emulator import GraphEmulator
+from devtools.graph_limits import Limits
 from devtools.identity import IdentityEndpoint
 from devtools.tenant import demo_tenant
 

@@ -109,6 +109,13 @@ class Tenant:
         self.teams: dict[str, Team] = {}
         self.apps: dict[str, CatalogApp] = {}
 
+    def __getstate__(self) -> dict:  # a copy for an emulator in another process: the lock stays here
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
+
     # ---- building ---------------------------------------------------------------------------------
 
     def _guid(self) -> str:

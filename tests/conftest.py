@@ -17,7 +17,8 @@ import requests
 
 from devtools.azurite import ACCOUNT_KEY, Azurite
 from devtools.funchost import LocalHost
-from devtools.graph_emulator import GraphEmulator, Limits
+from devtools.graph_emulator import GraphEmulator
+from devtools.graph_limits import Limits
 from devtools.identity import IdentityEndpoint
 from devtools.tenant import Tenant
 from shared import bootstrap

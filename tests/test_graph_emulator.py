@@ -22,8 +22,9 @@ from devtools.graph_emulator import (
     WRITE_TEAM_APPS,
     WRITE_USER_APPS,
     GraphEmulator,
-    Limits,
 )
+from devtools.graph_limits import Limits
+from devtools.graph_process import EmulatorProcess
 from devtools.graph_subscriptions import PERSONAL_SUBSCRIBERS, Delivery, Subscriptions
 from devtools.loopback import reply, serve_calls, shutdown
 from devtools.tenant import CatalogApp, Team, Tenant, User, demo_tenant
@@ -491,3 +492,27 @@ def test_team_and_personal_upgrades_notify_updated_and_chat_upgrades_do_not(grap
     since = len(subs.deliveries)
     assert graph.post(upgrade_path(chat, app.id), {}).status_code == 204
     assert chat.installed[app.id] == "1.1.0" and subs.deliveries[since:] == []
+
+
+# ---- in a process of its own (the benchmark's) ------------------------------------------------------
+
+
+def test_the_emulator_in_a_process_of_its_own_serves_a_copy_of_the_tenant_and_hands_over_its_log(tenant, identity, org):
+    app, _other, _people, teams = org
+    emulator = EmulatorProcess(tenant, authority=identity.authority, limits=Limits(), latency=0.0).start()
+    try:
+        graph = Graph(emulator, identity)
+        found = graph.get(apps_path(teams[0]), **{"$expand": "teamsAppDefinition", "$filter": f"teamsApp/id eq '{app.id}'"})
+        assert found.json()["value"][0]["teamsAppDefinition"]["version"] == "1.0.0"
+        assert graph.post(upgrade_path(teams[0], app.id), {}).status_code == 204
+        with pytest.raises(RuntimeError):
+            emulator.requests()  # read once it stops: the log is the other process's until then
+    finally:
+        emulator.stop()
+    assert [(r.kind, r.status, r.team) for r in emulator.requests()] == [
+        ("getTeamInstalledApps", 200, teams[0].id),
+        ("upgradeTeam", 204, teams[0].id),
+    ]
+    assert emulator.upgrades == {teams[0].id: 1}
+    assert emulator.max_per_resource_window("team") == 2
+    assert teams[0].installed[app.id] == "1.0.0"  # the upgrade happened in the copy
