@@ -97,7 +97,8 @@ def test_retry_reruns_exactly_the_failed_and_cancelled_targets_to_the_newest_ver
     for chat in blocked:
         chat.blocked.add(app.id)  # an app permission policy: these fail, one by one
     run_id = api.start(teamsAppId=app.id, chatIds=[c.id for c in chats])
-    wait_for(lambda: len(emulator.upgrades) >= 6)
+    refused = lambda: {r.chat for r in emulator.requests(status=403)}  # noqa: E731
+    wait_for(lambda: len(emulator.upgrades) >= 6 and refused() == {c.id for c in blocked})
     _cancel(api, run_id)
     first = api.wait(run_id)
     failed = {f["chatId"] for f in api.status(run_id)["failures"]}

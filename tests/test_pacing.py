@@ -108,3 +108,37 @@ def test_slow_reservations_on_an_idle_schedule_still_give_slots_that_are_on_time
 
     assert schedule.reservations == 20  # a caller's own block is never dropped, however slow storage is
     assert max(lateness[3:]) <= LATE_TOLERANCE  # once the first reservations showed how long they take
+
+
+class MemorySchedule:
+    """The shared schedule's contract in memory (blocks never overlap): two pacers on one stand for
+    two instances."""
+
+    def __init__(self) -> None:
+        self.next: dict[str, float] = {}
+
+    def reserve(self, key: str, count: int, interval: float, earliest: float) -> float:
+        start = max(self.next.get(key, 0.0), earliest)
+        self.next[key] = start + count * interval
+        return start
+
+
+def _handover_wait(announce: bool) -> float:
+    """One instance sends 60 requests one after another, then stops; how long the other instance's
+    first request waits after the first one's last (in slots)."""
+    now = [1000.0]
+    clock, sleep = (lambda: now[0]), (lambda s: now.__setitem__(0, now[0] + s))
+    schedule = MemorySchedule()
+    first, second = (Pacer(schedule=schedule, rate=40, clock=clock, sleep=sleep) for _ in range(2))
+    for left in reversed(range(60)):
+        last = first.acquire("b", more=left if announce else None)
+        now[0] += 0.005  # the request itself
+    return (second.acquire("b") - last) / first.interval
+
+
+def test_slots_are_reserved_only_for_requests_that_were_announced():
+    # a caller that says how many requests follow gets no block beyond them: when it stops, the
+    # other instances are not kept waiting behind slots nobody will use
+    assert _handover_wait(announce=True) < 1.5
+    # without it, the demand of the last second is expected to go on, and a quarter of it passes unused
+    assert _handover_wait(announce=False) > 5

@@ -156,8 +156,9 @@ class GraphClient:
         bucket: str,
         not_before: float = 0.0,
         proceed: Callable[[], bool] | None = None,
+        more: int | None = None,
     ) -> GraphResponse:
-        return self.send("GET", self.url(path, params), bucket=bucket, not_before=not_before, proceed=proceed)
+        return self.send("GET", self.url(path, params), bucket=bucket, not_before=not_before, proceed=proceed, more=more)
 
     def post(
         self,
@@ -168,6 +169,7 @@ class GraphClient:
         not_before: float = 0.0,
         retry_unavailable: bool = True,
         proceed: Callable[[], bool] | None = None,
+        more: int | None = None,
     ) -> GraphResponse:
         return self.send(
             "POST",
@@ -177,6 +179,7 @@ class GraphClient:
             not_before=not_before,
             retry_unavailable=retry_unavailable,
             proceed=proceed,
+            more=more,
         )
 
     def roles(self) -> set[str] | None:
@@ -197,11 +200,13 @@ class GraphClient:
         not_before: float = 0.0,
         retry_unavailable: bool = True,
         proceed: Callable[[], bool] | None = None,
+        more: int | None = None,
     ) -> GraphResponse:
         """Sends one request in its pacing slot; retries here only what fits in a short wait.
 
         `proceed`, asked once the slot has come, may still stop the request (RunHalted): a run
-        cancelled while its GET or POST waited for its slot sends nothing more.
+        cancelled while its GET or POST waited for its slot sends nothing more. `more`: how many
+        requests to the bucket the caller sends right after this one (see Pacer.acquire).
 
         429 is always safe to retry (nothing was applied). A 5xx or timeout on a POST may have been
         applied, so callers that must not repeat a POST pass retry_unavailable=False and re-check.
@@ -213,7 +218,7 @@ class GraphClient:
         unauthorized = False
         for attempt in range(self._max_attempts):
             if self._pacer is not None:
-                self._pacer.acquire(bucket, not_before)
+                self._pacer.acquire(bucket, not_before, more=more)
             if proceed is not None and not proceed():
                 raise RunHalted(f"{method} not sent: the run stopped")
             headers = {

@@ -7,7 +7,9 @@ reserves a block of slots (as many as it has requests waiting) with one conditio
 slot. A 429 pushes the bucket's schedule past Retry-After, so every instance backs off together.
 
 Slots are spaced 1 / (rate * HEADROOM) apart: the headroom absorbs send-time jitter, so the
-arrivals at Graph stay under `rate` in any one-second window. Clocks are the hosts' own (NTP-synced
+arrivals at Graph stay under `rate` in any one-second window. A slot reserved for a request that
+does not come passes unused, and the other instances wait behind it: callers that know how many
+requests they will send next say so (`more`), and a block is never larger than that. Clocks are the hosts' own (NTP-synced
 on Azure); a skew between instances shows up as jitter.
 """
 
@@ -56,6 +58,8 @@ class _Bucket:
     throttled_at: float = 0.0
     reported: float = 0.0
     taken: deque = field(default_factory=deque)  # when slots were taken in the last second: the demand
+    announced: dict[int, tuple[int, float]] = field(default_factory=dict)  # caller -> (requests it will send next, when said)
+    unannounced: float = 0.0  # when a caller that did not say took a slot
 
 
 class Pacer:
@@ -82,17 +86,21 @@ class Pacer:
         with self._lock:
             return self._buckets.setdefault(name, _Bucket())
 
-    def acquire(self, bucket: str, not_before: float = 0.0) -> float:
+    def acquire(self, bucket: str, not_before: float = 0.0, *, more: int | None = None) -> float:
         """Blocks until this caller may send one request to `bucket`; returns its slot time.
 
-        A caller that wakes too late for its slot (a busy machine, a pause of the process) takes
-        another: several late callers sending at once would crowd the next second."""
+        `more`: how many requests this caller will send to the bucket right after this one, each
+        as soon as it has a slot (None: it does not know). A caller that wakes too late for its
+        slot (a busy machine, a pause of the process) takes another: several late callers sending
+        at once would crowd the next second."""
         early = not_before - self._clock() - 0.05
         if early > 0:
             self._sleep(early)
         state = self._bucket(bucket)
+        caller = threading.get_ident()
         while True:
             with state.cond:
+                self._announce(state, caller, more)
                 state.waiting += 1
                 try:
                     slot = self._take(bucket, state, not_before)
@@ -130,6 +138,9 @@ class Pacer:
             # it lasts: a slot reserved for a request that does not come passes unused, and that is
             # throughput lost for good
             expected = math.ceil(len(state.taken) * DEMAND_SECONDS) if state.taken and state.taken[-1] > now - 0.1 else 0
+            known = self._known_demand(state, now)
+            if known is not None:  # every recent caller said what comes next: no more than that
+                expected = min(expected, known)
             count = min(max(state.waiting, expected, 1), self._max_block)
             state.reserving = True
             state.cond.release()
@@ -147,6 +158,26 @@ class Pacer:
             state.reserved += count
             state.blocks += 1
             ours = start
+
+    def _announce(self, state: _Bucket, caller: int, more: int | None) -> None:
+        if more is None:
+            state.announced.pop(caller, None)
+            state.unannounced = self._clock()
+        elif more > 0:
+            state.announced[caller] = (more, self._clock())
+        else:
+            state.announced.pop(caller, None)
+
+    @staticmethod
+    def _known_demand(state: _Bucket, now: float) -> int | None:
+        """The requests announced to come besides those waiting, when every caller of the last
+        second announced its own (None otherwise). An announcement older than a second is
+        forgotten: its caller stopped early (a run cancelled, an error)."""
+        if now - state.unannounced < 1.0:
+            return None
+        for caller in [c for c, (_, said) in state.announced.items() if said < now - 1.0]:
+            del state.announced[caller]
+        return state.waiting + sum(more for more, _ in state.announced.values())
 
     @staticmethod
     def _report(bucket: str, state: _Bucket, now: float) -> None:

@@ -48,14 +48,22 @@ class Scope:
         return self.collection.format(id=segment(resource_id))
 
     def get_installation(
-        self, graph: GraphClient, resource_id: str, teams_app_id: str, proceed: Callable[[], bool] | None = None
+        self,
+        graph: GraphClient,
+        resource_id: str,
+        teams_app_id: str,
+        proceed: Callable[[], bool] | None = None,
+        *,
+        more: int | None = None,
     ) -> tuple[Installation | None, float]:
-        """The app's installation on the resource (None: not installed), and when the answer came."""
+        """The app's installation on the resource (None: not installed), and when the answer came;
+        `more`: how many of these GETs the caller sends next."""
         response = graph.get(
             self.installations(resource_id),
             params={"$expand": "teamsApp,teamsAppDefinition", "$filter": f"teamsApp/id eq {odata_string(teams_app_id)}"},
             bucket=self.get_bucket,
             proceed=proceed,
+            more=more,
         )
         return find_installation(response.body, teams_app_id), response.received_at
 
@@ -67,7 +75,10 @@ class Scope:
         app: TargetApp,
         not_before: float,
         proceed: Callable[[], bool] | None = None,
+        *,
+        more: int | None = None,
     ) -> None:
+        """Upgrades the installation, not before `not_before`; `more`: how many upgrades the caller sends next."""
         graph.post(
             f"{self.installations(resource_id)}/{segment(installation_id)}/upgrade",
             app.upgrade_body(),
@@ -75,4 +86,5 @@ class Scope:
             not_before=not_before,
             retry_unavailable=False,  # a 5xx may have upgraded it: re-check with a GET before any retry
             proceed=proceed,
+            more=more,
         )

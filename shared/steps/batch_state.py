@@ -78,7 +78,9 @@ class BatchState:
     claimed: set[Target] = field(default_factory=set)
     checked: bool = False  # every GET is done
     changed: threading.Condition = field(default_factory=threading.Condition)
-    error: BaseException | None = None  # what stopped the POST thread
+    error: BaseException | None = None  # what stopped the POST or claim thread
+    claiming: bool = False  # a claim is being written beside the POSTs
+    claimer: threading.Thread | None = None
     settle: Settle | None = None
     halted: Callable[[], bool] = lambda: False  # the run stopped or paused: send nothing more
     missing: MissingPermissions | None = None  # Graph said the identity lacks a permission
@@ -86,6 +88,19 @@ class BatchState:
     def add(self, outcome: Outcome) -> None:
         with self.changed:
             self.outcomes.append(outcome)
+
+    def claimed_due(self) -> int:
+        """Claimed targets waiting for their POST: what this batch sends to the POST bucket next."""
+        with self.changed:
+            return sum(1 for row, _, _ in self.due if row.target in self.claimed)
+
+    def fail(self, error: BaseException) -> None:
+        """The POST or claim thread failed: nothing more is POSTed; the GET thread goes on, and the
+        invocation fails once it is done."""
+        with self.changed:
+            self.error = self.error or error
+            self.due.clear()
+            self.changed.notify_all()
 
 
 def call_graph(batch: BatchState, target: Target, call):

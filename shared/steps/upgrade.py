@@ -116,10 +116,10 @@ class BatchUpgrader:
             poster.start()
             try:
                 with GET_PHASES:
-                    for row in work:
+                    for i, row in enumerate(work):
                         if batch.missing or batch.halted():
                             break
-                        self._check(batch, row)
+                        self._check(batch, row, more=len(work) - i - 1)
             finally:
                 with batch.changed:
                     batch.checked = True
@@ -172,14 +172,16 @@ class BatchUpgrader:
         self._give_back(run.run_id, [r for r in undecided if r.target in batch.claimed])
         return []
 
-    def _check(self, batch: BatchState, row: TargetRow) -> None:
-        """The target's GET, and what it decides."""
+    def _check(self, batch: BatchState, row: TargetRow, *, more: int) -> None:
+        """The target's GET (`more` of them follow in this batch), and what it decides."""
         run, target = batch.run, row.target
         app = run.target
         found = call_graph(
             batch,
             target,
-            lambda: batch.scope.get_installation(self._graph, target.id, app.teams_app_id, proceed=lambda: not batch.halted()),
+            lambda: batch.scope.get_installation(
+                self._graph, target.id, app.teams_app_id, proceed=lambda: not batch.halted(), more=more
+            ),
         )
         if found is None:
             return
@@ -204,38 +206,37 @@ class BatchUpgrader:
         try:
             self._post_due(batch)
         except BaseException as exc:
-            batch.error = exc
-            with batch.changed:
-                batch.due.clear()  # the GET thread goes on; nothing more is POSTed
+            batch.fail(exc)
+        finally:
+            if batch.claimer is not None:
+                batch.claimer.join()
 
     def _post_due(self, batch: BatchState) -> None:
-        """Claims the outdated targets found so far a little before the first is due (claims take
-        time: by then most of the batch's GETs are done, so one claim covers most of it), then
-        POSTs each claimed target once its spacing has passed."""
+        """POSTs each claimed target once its spacing has passed. The outdated targets found so far
+        are claimed a little before the first is due (claims take time: by then most of the batch's
+        GETs are done, so one claim covers most of it), beside the POSTs: a claim never holds up
+        the POSTs of targets claimed before."""
         app = batch.run.target
         while True:
             claim, ready = self._next(batch)
             if claim is None and ready is None:
                 return
             if claim:
-                if batch.settle is not None:
-                    batch.settle()
-                    claim = [r for r in claim if r.target in batch.settle.rows]
-                    with batch.changed:
-                        batch.due = deque(item for item in batch.due if item[0].target in batch.settle.rows)
-                began = time.time()
-                self._claim(batch, claim)
-                CLAIM_TIME.add(time.time() - began)
+                batch.claimer = threading.Thread(
+                    target=self._claim_beside, args=(batch, claim), name=f"{threading.current_thread().name}-claim"
+                )
+                batch.claimer.start()
                 continue
-            for row, installation, not_before in ready:
+            for sent, (row, installation, not_before) in enumerate(ready, start=1):
                 if batch.missing or batch.halted():
                     return  # nothing more is sent; the GET thread stops too
                 target = row.target
+                more = len(ready) - sent + batch.claimed_due()  # what this thread POSTs next
                 posted = call_graph(
                     batch,
                     target,
-                    lambda r=target.id, i=installation.id, t=not_before: batch.scope.post_upgrade(
-                        self._graph, r, i, app, t, proceed=lambda: not batch.halted()
+                    lambda r=target.id, i=installation.id, t=not_before, more=more: batch.scope.post_upgrade(
+                        self._graph, r, i, app, t, proceed=lambda: not batch.halted(), more=more
                     ),
                 )
                 if posted is not None:
@@ -247,21 +248,42 @@ class BatchUpgrader:
         (None, None) when the batch is through."""
         with batch.changed:
             while True:
+                if batch.error is not None:
+                    return None, None  # the claim thread failed: nothing more is sent
                 now = time.time()
                 unclaimed = [item for item in batch.due if item[0].target not in batch.claimed]
-                if unclaimed and (batch.checked or now >= unclaimed[0][2] - CLAIM_TIME.value):
+                if unclaimed and not batch.claiming and (batch.checked or now >= unclaimed[0][2] - CLAIM_TIME.value):
+                    batch.claiming = True
                     return [row for row, _, _ in unclaimed], None
                 ready = []
                 while batch.due and batch.due[0][0].target in batch.claimed and (batch.checked or batch.due[0][2] <= now):
                     ready.append(batch.due.popleft())
                 if ready:
                     return None, ready
-                if batch.checked and not batch.due:
+                if batch.checked and not batch.due and not batch.claiming:
                     return None, None
-                wakes = [unclaimed[0][2] - CLAIM_TIME.value] if unclaimed else []
+                wakes = [unclaimed[0][2] - CLAIM_TIME.value] if unclaimed and not batch.claiming else []
                 if batch.due and batch.due[0][0].target in batch.claimed:
                     wakes.append(batch.due[0][2])
                 batch.changed.wait(timeout=max(0.0, min(wakes) - now) if wakes else None)
+
+    def _claim_beside(self, batch: BatchState, rows: list[TargetRow]) -> None:
+        """The claim thread: claims `rows` while the POST thread goes on with targets claimed before."""
+        try:
+            if batch.settle is not None:
+                batch.settle()  # the rows being laid out exist now, with their ETags
+                rows = [r for r in rows if r.target in batch.settle.rows]
+                with batch.changed:
+                    batch.due = deque(item for item in batch.due if item[0].target in batch.settle.rows)
+            began = time.time()
+            self._claim(batch, rows)
+            CLAIM_TIME.add(time.time() - began)
+        except BaseException as exc:
+            batch.fail(exc)
+        finally:
+            with batch.changed:
+                batch.claiming = False
+                batch.changed.notify_all()
 
     def _claim(self, batch: BatchState, rows: list[TargetRow]) -> None:
         """Claims, in one transaction per partition, every outdated target found so far that is not
@@ -271,10 +293,10 @@ class BatchUpgrader:
         if not fresh:
             return
         got = {r.target for r in self._targets.claim(batch.run.run_id, fresh, batch.claim)}
-        batch.claimed |= got
         lost = {r.target for r in fresh} - got  # decided meanwhile, or being upgraded by another batch
-        if lost:
-            with batch.changed:
+        with batch.changed:
+            batch.claimed |= got
+            if lost:
                 batch.due = deque(item for item in batch.due if item[0].target not in lost)
 
 
