@@ -3,12 +3,15 @@ app settings, and handed to the steps as `services`."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.domain.runs import Control, RunRecord
+from shared.foundation.runtime import freeze_loaded_objects
 from shared.foundation.settings import Settings
 from shared.foundation.storage import PACING_TABLE, REGISTRY_TABLE, RUNS_TABLE, WATCH_TABLE, Storage
 from shared.graph.client import GraphClient, managed_identity_tokens
@@ -21,8 +24,9 @@ from shared.stores.runs import RunStore
 from shared.stores.targets import TargetStore
 from shared.stores.tracking import Tracking
 
-CONTROL_TTL = 0.25  # seconds a process trusts what it read of a run's control state
-CONTROL_STALE_OK = 0.3  # ... and while another thread re-reads it; below the 0.35 s a cancel waits to answer
+log = logging.getLogger(f"upgrader.{__name__}")
+CONTROL_TTL = 0.2  # seconds a process trusts what it read of a run's control state; then it re-reads it
+CONTROL_STALE_OK = 0.3  # ... in the background, trusting it meanwhile this long: below the 0.35 s a cancel waits to answer
 
 
 @dataclass(kw_only=True)
@@ -40,6 +44,7 @@ class Services:
     _controls: dict = field(default_factory=dict)  # run id -> (read at, Control)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
+    clock: Callable[[], float] = time.monotonic
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -80,34 +85,45 @@ class Services:
         return run
 
     def control(self, run_id: str) -> Control:
-        """How the run is steered now (cancelled, paused, canary phase), read at most every
-        CONTROL_TTL seconds per process: a cancel is answered only after that long, so no upgrade
-        leaves after the answer."""
+        """How the run is steered now (cancelled, paused, canary phase), as read at most
+        CONTROL_STALE_OK seconds ago by this process: a cancel is answered only after that long, so
+        no upgrade leaves after the answer.
+
+        A read older than CONTROL_TTL is renewed in the background, one read per process at a
+        time, while callers go on with it: they are often between their pacing slot and their
+        request, and a storage read there would make their request leave late, crowding the next
+        second. Only a read older than CONTROL_STALE_OK (the process was idle) is waited for."""
         with self._cache_lock:
             cached = self._controls.get(run_id)
-        age = time.monotonic() - cached[0] if cached is not None else None
+        age = self.clock() - cached[0] if cached is not None else None
         if age is not None and age < CONTROL_TTL:
             return cached[1]
-        # one read per process when it expires, not one per invocation that finds it expired; while
-        # it runs, the others go on with what they have if it is still young enough (they are often
-        # between their pacing slot and their request: waiting would make them leave in a burst)
         if age is not None and age < CONTROL_STALE_OK:
-            if not self._refresh_lock.acquire(blocking=False):
-                return cached[1]
-        else:
-            self._refresh_lock.acquire()
+            if self._refresh_lock.acquire(blocking=False):
+                threading.Thread(target=self._refresh_control, args=(run_id, True), name="control-refresh", daemon=True).start()
+            return cached[1]
+        self._refresh_lock.acquire()
+        return self._refresh_control(run_id)
+
+    def _refresh_control(self, run_id: str, background: bool = False) -> Control | None:
+        """Reads the run's control row into the cache (the caller holds `_refresh_lock`)."""
         try:
             with self._cache_lock:
                 cached = self._controls.get(run_id)
-            now = time.monotonic()  # before the read: the value is at least this fresh
+            now = self.clock()  # before the read: the value is at least this fresh
             if cached is not None and now - cached[0] < CONTROL_TTL:
-                return cached[1]
+                return cached[1]  # read by the thread that held the lock before us
             control = self.runs.control(run_id) or Control()
             with self._cache_lock:
                 self._controls[run_id] = (now, control)
                 while len(self._controls) > 256:
                     del self._controls[next(iter(self._controls))]
             return control
+        except Exception:
+            if not background:
+                raise
+            log.warning("Reading the control row of run %s failed; the next caller reads it again", run_id, exc_info=True)
+            return None
         finally:
             self._refresh_lock.release()
 
@@ -121,6 +137,7 @@ def get() -> Services:
     with _lock:
         if _current is None:
             _current = Services.from_settings(Settings.from_env())
+            freeze_loaded_objects()  # the services and the libraries live as long as the process
         return _current
 
 
