@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
@@ -36,7 +35,6 @@ class Azurite:
         self._oauth_cert = oauth_cert  # (cert.pem, key.pem): HTTPS with bearer-token auth
         self._timeout = startup_timeout
         self._process: subprocess.Popen | None = None
-        self._tmp: str | None = None
         self.ports: dict[str, int] = {}
         self.scheme = "https" if oauth_cert else "http"
 
@@ -51,8 +49,6 @@ class Azurite:
         return found
 
     def start(self) -> Azurite:
-        if self._location is None:
-            self._tmp = tempfile.mkdtemp(prefix="azurite-")
         args = [
             self.binary(),
             "--blobHost",
@@ -67,12 +63,16 @@ class Azurite:
             "127.0.0.1",
             "--tablePort",
             "0",
-            "--location",
-            self._location or self._tmp,
             "--disableTelemetry",
             "--skipApiVersionCheck",
             "--loose",
         ]
+        if self._location is None:
+            # nothing outlives the process anyway: on disk, Azurite writes its whole database every
+            # few seconds, a pause that grows with the data
+            args.append("--inMemoryPersistence")
+        else:
+            args += ["--location", self._location]
         if self._oauth_cert:
             args += ["--oauth", "basic", "--cert", self._oauth_cert[0], "--key", self._oauth_cert[1]]
         self._process = subprocess.Popen(  # noqa: S603 - our fixed argv: the pinned azurite binary
@@ -107,9 +107,6 @@ class Azurite:
             except subprocess.TimeoutExpired:
                 self._process.kill()
         self._process = None
-        if self._tmp:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
 
     def __enter__(self) -> Azurite:
         return self.start()

@@ -37,6 +37,8 @@ def list_users(services, run: RunRecord, step: ListUsers, delivery: Delivery) ->
     settings = services.settings
     users, cursor = list_users_page(services.graph, group_id=settings.discovery_group_id, cursor=step.cursor)
     output = StepOutput()
+    if cursor:  # queued first: the listing keeps ahead of the scans of the users it found
+        output.children.append((_next_page(step, "users", cursor), 0))
     if _scanned(run, "personal"):
         add_targets(services, run, step, [Target("personal", u) for u in users])
         output.count(counter("personal", "usersListed"), len(users))
@@ -51,8 +53,6 @@ def list_users(services, run: RunRecord, step: ListUsers, delivery: Delivery) ->
             (kind(run_id=step.run_id, step_id=f"{prefix}-{step.page}-{i // size}", user_ids=tuple(users[i : i + size])), 0)
             for i in range(0, len(users), size)
         ]
-    if cursor:
-        output.children.append((_next_page(step, "users", cursor), 0))
     return output
 
 
