@@ -101,7 +101,7 @@ def resolve(value: str) -> str:
 
 # Output bindings give up within seconds (the SDK's default backoff would take a minute): an HTTP
 # caller such as Graph gets its 5xx while it still waits, and retries.
-OUTPUT_RETRIES = {"retry_total": 2, "initial_backoff": 0.5, "increment_base": 2, "random_jitter_range": 0.2}
+OUTPUT_RETRIES = {"retry_total": 2, "initial_backoff": 0.2, "increment_base": 1, "random_jitter_range": 0.2}
 
 
 def queue_service(connection: str, **options) -> QueueServiceClient:
