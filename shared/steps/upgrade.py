@@ -1,10 +1,10 @@
 """Per target: look up the installation, decide, upgrade once. A batch of targets of one scope per
 queue message.
 
-A batch GETs its targets one after another while a second thread POSTs the outdated ones, each as
-soon as the scope's spacing after its GET has passed (one request per second on a chat, four on a
-team): other targets' requests fill the gap, and neither bucket waits for the other, so the per-
-resource limit costs no throughput and both buckets see steady demand.
+A batch GETs its targets one after another while a second thread POSTs the outdated ones (see
+steps.posting), each as soon as the scope's spacing after its GET has passed (one request per
+second on a chat, four on a team): other targets' requests fill the gap, and neither bucket waits
+for the other, so the per-resource limit costs no throughput and both buckets see steady demand.
 
 Never twice: a target is claimed (ETag-checked) before its POST, and a target found claimed by a
 crashed attempt is re-checked with a GET; if it is already at the target version, that attempt's
@@ -17,7 +17,6 @@ import math
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 
 from shared.domain.messages import UpgradeTargets
@@ -28,8 +27,9 @@ from shared.foundation.errors import GraphRetryable
 from shared.foundation.telemetry import event, log_outcome
 from shared.graph.client import GraphClient
 from shared.scopes import scope as scope_named
-from shared.steps.batch_state import CLAIM_TIME, BatchState, Settle, call_graph, failure_of
+from shared.steps.batch_state import BatchState, Settle, call_graph, failure_of
 from shared.steps.holding import give_back
+from shared.steps.posting import Poster
 from shared.stores.targets import TargetRow, TargetStore
 
 # Batches GETting at once in this process. All the GETs of all batches in flight share the pacing
@@ -58,6 +58,7 @@ class BatchUpgrader:
         self._requeue = requeue
         self._control = control or (lambda run_id: Control())
         self._give_back = give_back or targets.release
+        self._poster = Poster(graph=graph, targets=targets)
 
     def process(
         self,
@@ -112,7 +113,7 @@ class BatchUpgrader:
         while work:
             batch = BatchState(run, scope_named(message.scope), f"{chain}:{uuid.uuid4().hex[:8]}", settle=settle)
             batch.halted = lambda: _halting(self._control(run.run_id))
-            poster = threading.Thread(target=self._post_all, args=(batch,), name=f"{threading.current_thread().name}-post")
+            poster = threading.Thread(target=self._poster.run, args=(batch,), name=f"{threading.current_thread().name}-post")
             poster.start()
             try:
                 with GET_PHASES:
@@ -199,105 +200,6 @@ class BatchUpgrader:
             with batch.changed:
                 batch.due.append((row, installation, received_at + batch.scope.spacing))
                 batch.changed.notify_all()
-
-    def _post_all(self, batch: BatchState) -> None:
-        """The POST thread: each outdated target once its spacing has passed, until every GET is done
-        and nothing is due. An error here fails the invocation like one in the GET thread."""
-        try:
-            self._post_due(batch)
-        except BaseException as exc:
-            batch.fail(exc)
-        finally:
-            if batch.claimer is not None:
-                batch.claimer.join()
-
-    def _post_due(self, batch: BatchState) -> None:
-        """POSTs each claimed target once its spacing has passed. The outdated targets found so far
-        are claimed a little before the first is due (claims take time: by then most of the batch's
-        GETs are done, so one claim covers most of it), beside the POSTs: a claim never holds up
-        the POSTs of targets claimed before."""
-        app = batch.run.target
-        while True:
-            claim, ready = self._next(batch)
-            if claim is None and ready is None:
-                return
-            if claim:
-                batch.claimer = threading.Thread(
-                    target=self._claim_beside, args=(batch, claim), name=f"{threading.current_thread().name}-claim"
-                )
-                batch.claimer.start()
-                continue
-            for sent, (row, installation, not_before) in enumerate(ready, start=1):
-                if batch.missing or batch.halted():
-                    return  # nothing more is sent; the GET thread stops too
-                target = row.target
-                more = len(ready) - sent + batch.claimed_due()  # what this thread POSTs next
-                posted = call_graph(
-                    batch,
-                    target,
-                    lambda r=target.id, i=installation.id, t=not_before, more=more: batch.scope.post_upgrade(
-                        self._graph, r, i, app, t, proceed=lambda: not batch.halted(), more=more
-                    ),
-                )
-                if posted is not None:
-                    batch.add(Outcome(target, "upgraded", version=app.version))
-
-    @staticmethod
-    def _next(batch: BatchState) -> tuple[list[TargetRow] | None, list | None]:
-        """Waits for the POST thread's next job: rows to claim, or claimed targets due to POST;
-        (None, None) when the batch is through."""
-        with batch.changed:
-            while True:
-                if batch.error is not None:
-                    return None, None  # the claim thread failed: nothing more is sent
-                now = time.time()
-                unclaimed = [item for item in batch.due if item[0].target not in batch.claimed]
-                if unclaimed and not batch.claiming and (batch.checked or now >= unclaimed[0][2] - CLAIM_TIME.value):
-                    batch.claiming = True
-                    return [row for row, _, _ in unclaimed], None
-                ready = []
-                while batch.due and batch.due[0][0].target in batch.claimed and (batch.checked or batch.due[0][2] <= now):
-                    ready.append(batch.due.popleft())
-                if ready:
-                    return None, ready
-                if batch.checked and not batch.due and not batch.claiming:
-                    return None, None
-                wakes = [unclaimed[0][2] - CLAIM_TIME.value] if unclaimed and not batch.claiming else []
-                if batch.due and batch.due[0][0].target in batch.claimed:
-                    wakes.append(batch.due[0][2])
-                batch.changed.wait(timeout=max(0.0, min(wakes) - now) if wakes else None)
-
-    def _claim_beside(self, batch: BatchState, rows: list[TargetRow]) -> None:
-        """The claim thread: claims `rows` while the POST thread goes on with targets claimed before."""
-        try:
-            if batch.settle is not None:
-                batch.settle()  # the rows being laid out exist now, with their ETags
-                rows = [r for r in rows if r.target in batch.settle.rows]
-                with batch.changed:
-                    batch.due = deque(item for item in batch.due if item[0].target in batch.settle.rows)
-            began = time.time()
-            self._claim(batch, rows)
-            CLAIM_TIME.add(time.time() - began)
-        except BaseException as exc:
-            batch.fail(exc)
-        finally:
-            with batch.changed:
-                batch.claiming = False
-                batch.changed.notify_all()
-
-    def _claim(self, batch: BatchState, rows: list[TargetRow]) -> None:
-        """Claims, in one transaction per partition, every outdated target found so far that is not
-        claimed yet: the ones due now and those whose spacing has not passed (they will be POSTed
-        too), so a batch claims once or twice rather than once per POST."""
-        fresh = [r for r in rows if r.target not in batch.claimed]
-        if not fresh:
-            return
-        got = {r.target for r in self._targets.claim(batch.run.run_id, fresh, batch.claim)}
-        lost = {r.target for r in fresh} - got  # decided meanwhile, or being upgraded by another batch
-        with batch.changed:
-            batch.claimed |= got
-            if lost:
-                batch.due = deque(item for item in batch.due if item[0].target not in lost)
 
 
 def _log_rescheduled(run: RunRecord, retry: dict[Target, GraphRetryable], delay: int, attempt: int) -> None:
