@@ -1,12 +1,14 @@
 """The storage simulation (`python -m bench.run --scale`): how a run's use of storage grows with its
-size, to plan runs of 100,000 targets and more.
+size, up to a run of 100,000 chats.
 
-Runs of growing size (every user's personal scope, discovered, so that no API cap on given ids
-applies) go through the local stack with Graph's limits raised far above Azure Storage's needs
-and a short latency; a counting proxy in front of the storage emulator records every table
-transaction, entity write, read and query, and every queue message. The figures per target stay
-flat as runs grow; multiplied by the rate Graph allows, they give the storage load of a run of any
-size, which the report compares with Azure Storage's scalability targets.
+Runs of growing size go through the local stack with Graph's limits raised far above what the
+storage needs and a short latency: every chat of the app, as the installation registry knows them
+(filled by Graph's change notifications in a deployment, written directly here), so that no
+limit on given ids applies and no user has to be scanned. A counting proxy in front of the storage
+emulator records every table transaction, entity write, read and query, and every queue message.
+The figures per chat stay flat as runs grow; multiplied by the rate Graph allows, they give the
+storage load of a run of any size, which the report compares with Azure Storage's scalability
+targets.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from devtools.graph_process import EmulatorProcess
 from devtools.identity import IdentityEndpoint
 from devtools.tenant import Tenant
 from shared import bootstrap
+from shared.bootstrap import CONTROL_TTL
+from shared.domain.targets import Target
 
 TIMEOUT = 60  # seconds for one API call of the benchmark
 
@@ -39,11 +43,12 @@ ACCOUNT_ENTITIES = 20000  # entities (table) or messages (queue) per second per 
 QUEUE_MESSAGES = 2000  # messages per second per queue
 
 
-def _tenant(users: int) -> tuple[Tenant, str]:
+def _tenant(chats: int) -> tuple[Tenant, str]:
     tenant = Tenant(5)
     app = tenant.add_app("Contoso Scale", versions=("1.0.0", "1.1.0"))
-    for _ in range(users):
-        tenant.add_user().installed[app.id] = "1.0.0"
+    people = [tenant.add_user().id for _ in range(50)]
+    for i in range(chats):
+        tenant.add_chat("group", [people[i % 50], people[(i + 1) % 50], people[(i + 7) % 50]], installed={app.id: "1.0.0"})
     return tenant, app.id
 
 
@@ -58,12 +63,13 @@ def _run(size: int, azurite: Azurite, identity: IdentityEndpoint, log: str) -> d
             "AzureWebJobsStorage": meter.connection_string,
             "GRAPH_BASE_URL": emulator.base_url,
             "GRAPH_MAX_RPS": str(LIMIT),
-            "UPGRADE_SCOPES": "personal",
-            "DISCOVERY_MODE": "scan",
+            "UPGRADE_SCOPES": "chat",
+            "DISCOVERY_MODE": "registry",
         }
     )
     azurite.clear()
     bootstrap.reset()
+    bootstrap.get().registry.add(app_id, [Target("chat", c) for c in tenant.chats], source="notification")
     host = LocalHost(ROOT / "function_app.py", http_port=0, queue_workers=2, run_timers=False, worker_log=log).start()
     try:
         meter.reset()
@@ -127,7 +133,7 @@ def _run(size: int, azurite: Azurite, identity: IdentityEndpoint, log: str) -> d
 
 
 def projection(runs: list[dict]) -> dict:
-    """The storage load of a run at Graph's real rate, from the per-target figures of the largest run."""
+    """The storage load of a run at Graph's real rate, from the per-chat figures of the largest run."""
     largest = max(runs, key=lambda r: r["targets"])
     per = largest["perTarget"]
     upgrades = GRAPH_RPS * 0.95  # one GET and one POST per target, each bucket at the pacing target
@@ -148,10 +154,10 @@ def projection(runs: list[dict]) -> dict:
 
 def render(results: dict) -> str:
     lines = [
-        f"Storage per target, `python -m bench.run --scale` ({results['date']}): every user's personal scope discovered, "
-        f"Graph limits {LIMIT}/s, 5 ms latency, 2 worker processes, a counting proxy in front of the storage emulator.",
+        f"Storage per chat, `python -m bench.run --scale` ({results['date']}): every chat of the app from the installation "
+        f"registry, Graph limits {LIMIT}/s, 5 ms latency, 2 worker processes, a counting proxy in front of the storage emulator.",
         "",
-        "| targets | run time | table transactions | entity writes | point reads | queries | queue messages sent "
+        "| chats | run time | table transactions | entity writes | point reads | queries | queue messages sent "
         "| received / deleted | peak entity writes/s (one partition) | control / pacing reads per second |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -167,15 +173,15 @@ def render(results: dict) -> str:
     status = results["runs"][-1]["statusReadCost"]
     lines += [
         "",
-        "Per target: table transactions, entity writes, point reads (control and pacing polls aside, per second "
-        "in the last column: each process reads a run's control row at most every 0.25 s), queries, queue messages. "
+        "Per chat: table transactions, entity writes, point reads (control and pacing polls aside, per second "
+        f"in the last column: each process reads a run's control row about every {CONTROL_TTL:g} s), queries, queue messages. "
         f"A status read costs {', '.join(f'{v} {k}' for k, v in status.items())} (one range query per partition "
         "of the run: its row and counters, then each target partition's counters), whatever the size. At Graph's "
-        f"{GRAPH_RPS}/s per bucket a run upgrades {pr['targetsPerSecond']} targets/s, so it writes "
+        f"{GRAPH_RPS}/s per bucket a run upgrades {pr['targetsPerSecond']} chats/s, so it writes "
         f"{pr['entityWritesPerSecond']:g} entities/s ({pr['entityWritesPerSecondPerPartition']:g} per partition: "
         f"{pr['shareOfPartitionTarget']:.2%} of the 2,000/s a partition takes) and sends "
         f"{pr['queueMessagesPerSecond']:g} messages/s ({pr['shareOfQueueTarget']:.2%} of a queue's 2,000/s; "
-        f"{pr['shareOfAccountTarget']:.2%} of the account's 20,000/s in all). 100,000 targets take "
+        f"{pr['shareOfAccountTarget']:.2%} of the account's 20,000/s in all). 100,000 chats take "
         f"{pr['hoursFor100000']:g} h of Graph's limits, {pr['tableTransactionsFor100000']:,} table transactions and "
         f"{pr['queueMessagesFor100000']:,} queue messages.",
     ]
@@ -191,7 +197,7 @@ def run_scale(args) -> int:
     try:
         runs = []
         for size in args.scale_sizes:
-            print(f"== scale: {size} targets ==", flush=True)
+            print(f"== scale: {size} chats ==", flush=True)
             result = _run(size, azurite, identity, args.log)
             print("  " + json.dumps(result), flush=True)
             runs.append(result)

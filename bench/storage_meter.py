@@ -20,6 +20,7 @@ from devtools.loopback import reply, serve_calls, shutdown
 SUB_REQUEST = re.compile(rb"^(GET|PUT|POST|MERGE|PATCH|DELETE) (\S+) HTTP/1\.1", re.M)
 PARTITION_IN_URL = re.compile(r"PartitionKey='([^']*)'")
 PARTITION_IN_BODY = re.compile(rb'"PartitionKey"\s*:\s*"([^"]*)"')
+IDLE_SECONDS = 2.0  # well under the 5 s Azurite keeps an idle connection open
 HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "content-encoding", "host"}
 
 
@@ -62,9 +63,16 @@ class StorageMeter:
             shutdown(server)
 
     def _http(self) -> requests.Session:
-        session = getattr(self._session, "value", None)
+        """This thread's session to Azurite. Its connections are dropped after IDLE_SECONDS unused:
+        Azurite closes kept-alive connections idle for 5 s, and a request sent just as it does fails
+        here, then is sent, and counted, again by the app's retry."""
+        session, used = getattr(self._session, "value", (None, 0.0))
+        now = self._clock()
         if session is None:
-            session = self._session.value = requests.Session()
+            session = requests.Session()
+        elif now - used > IDLE_SECONDS:
+            session.close()  # its pool reconnects on the next request
+        self._session.value = (session, now)
         return session
 
     def _forward(self, service: str, handler: BaseHTTPRequestHandler, body: bytes) -> None:
