@@ -26,7 +26,10 @@ from shared.stores.tracking import Tracking
 
 log = logging.getLogger(f"upgrader.{__name__}")
 CONTROL_TTL = 0.2  # seconds a process trusts what it read of a run's control state; then it re-reads it
-CONTROL_STALE_OK = 0.3  # ... in the background, trusting it meanwhile this long: below the 0.35 s a cancel waits to answer
+# ... in the background, trusting it meanwhile this long. A request leaves at most 0.06 s after its
+# check (Pacer: PREPARE_SECONDS + WAKE_TOLERANCE), so 0.28 + 0.06 stays below the 0.35 s a cancel
+# waits to answer (steps.operator.CANCEL_SEEN)
+CONTROL_STALE_OK = 0.28
 
 
 @dataclass(kw_only=True)
@@ -90,9 +93,9 @@ class Services:
         no upgrade leaves after the answer.
 
         A read older than CONTROL_TTL is renewed in the background, one read per process at a
-        time, while callers go on with it: they are often between their pacing slot and their
-        request, and a storage read there would make their request leave late, crowding the next
-        second. Only a read older than CONTROL_STALE_OK (the process was idle) is waited for."""
+        time, while callers go on with it: they are often just before their pacing slot, and a
+        storage read there would make their request leave late, crowding the next second. Only a
+        read older than CONTROL_STALE_OK (the process was idle) is waited for."""
         with self._cache_lock:
             cached = self._controls.get(run_id)
         age = self.clock() - cached[0] if cached is not None else None

@@ -150,3 +150,35 @@ def test_slots_are_reserved_only_for_requests_that_were_announced():
     assert _handover_wait(announce=True) < 1.5
     # without it, the demand of the last second is expected to go on, and a quarter of it passes unused
     assert _handover_wait(announce=False) > 5
+
+
+def _prepared_send(*prepare_seconds: float) -> tuple[float, float, float]:
+    """One request whose last-moment work (a cancel check, a token) takes `prepare_seconds`, one
+    figure per time it runs: when that work first began, the request's slot, and when it left."""
+    now = [1000.0]
+    clock, sleep = (lambda: now[0]), (lambda s: now.__setitem__(0, now[0] + s))
+    pacer = Pacer(schedule=MemorySchedule(), rate=30, clock=clock, sleep=sleep)
+    pacer.acquire("b", more=1)  # the schedule is in use: the next slot lies ahead
+    began: list[float] = []
+
+    def prepare() -> None:
+        began.append(now[0])
+        now[0] += prepare_seconds[len(began) - 1]
+
+    slot = pacer.acquire("b", more=0, prepare=prepare)
+    return began[0], slot, now[0]
+
+
+def test_work_between_a_slot_and_its_request_is_done_before_the_slot():
+    # a storage read or a token fetch after the slot would make the request leave late, and late
+    # requests bunch with the on-time ones after them into more than the limit in a second
+    began, slot, sent = _prepared_send(0.004)
+    assert slot - 0.05 < began < slot
+    assert sent == slot
+    # work that overruns the slot gives it up: the request takes a later slot, prepared again
+    began, slot, sent = _prepared_send(0.2, 0.004)
+    assert slot > began + 0.2
+    assert sent == slot
+    # work that is always slow (storage slower than ever) does not keep the request from leaving
+    began, slot, sent = _prepared_send(*[0.2] * 10)
+    assert 0.1 < sent - slot < 0.2

@@ -216,16 +216,19 @@ class GraphClient:
             raise GraphError(None, "untrustedLink", f"refusing to send a token to {urlsplit(url).netloc}")
         waited = 0.0
         unauthorized = False
-        for attempt in range(self._max_attempts):
-            if self._pacer is not None:
-                self._pacer.acquire(bucket, not_before, more=more)
+        headers = {"Accept": "application/json"}
+
+        def prepare() -> None:  # in the last moments before the slot, not between the slot and the request
             if proceed is not None and not proceed():
                 raise RunHalted(f"{method} not sent: the run stopped")
-            headers = {
-                "Authorization": f"Bearer {self._tokens.token()}",
-                "Accept": "application/json",
-                "client-request-id": str(uuid.uuid4()),
-            }
+            headers["Authorization"] = f"Bearer {self._tokens.token()}"
+
+        for attempt in range(self._max_attempts):
+            if self._pacer is not None:
+                self._pacer.acquire(bucket, not_before, more=more, prepare=prepare)
+            else:
+                prepare()
+            headers["client-request-id"] = str(uuid.uuid4())
             started = self._clock()
             try:
                 response = self._session.request(method, url, json=body, headers=headers, timeout=self._timeout)

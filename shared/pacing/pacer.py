@@ -35,6 +35,8 @@ HEADROOM_RECOVERY = 60.0
 # taking a slot late plus its send time, must stay well under that, or Graph counts 31 in a second.
 LATE_TOLERANCE = 0.015  # a slot this far in the past is still used; older ones are dropped
 WAKE_TOLERANCE = 0.03  # a caller waking this much after its slot sends in a later one
+PREPARE_SECONDS = 0.03  # a caller's last-moment work (a cancel check, a token) runs this long before its slot
+MAX_LATE_PREPARES = 3  # a `prepare` that overruns its slot this many times running sends late rather than never
 RESERVE_SECONDS = 0.5  # at most this much schedule is reserved at once
 # a block covers at least this much of the demand this process has been sending to the bucket: one
 # table write per request or two (under steady, spread-out demand) would cost more than the slots a
@@ -86,18 +88,28 @@ class Pacer:
         with self._lock:
             return self._buckets.setdefault(name, _Bucket())
 
-    def acquire(self, bucket: str, not_before: float = 0.0, *, more: int | None = None) -> float:
+    def acquire(
+        self,
+        bucket: str,
+        not_before: float = 0.0,
+        *,
+        more: int | None = None,
+        prepare: Callable[[], None] | None = None,
+    ) -> float:
         """Blocks until this caller may send one request to `bucket`; returns its slot time.
 
         `more`: how many requests this caller will send to the bucket right after this one, each
-        as soon as it has a slot (None: it does not know). A caller that wakes too late for its
-        slot (a busy machine, a pause of the process) takes another: several late callers sending
-        at once would crowd the next second."""
+        as soon as it has a slot (None: it does not know). `prepare`: what the caller must do
+        between its slot and its request (check the run was not cancelled, take a token); it runs
+        just before the slot, so a storage read or token fetch it makes delays nothing at Graph.
+        A caller that is too late for its slot (a busy machine, a pause of the process, a slow
+        `prepare`) takes another: several late callers sending at once would crowd the next second."""
         early = not_before - self._clock() - 0.05
         if early > 0:
             self._sleep(early)
         state = self._bucket(bucket)
         caller = threading.get_ident()
+        late_prepares = 0
         while True:
             with state.cond:
                 self._announce(state, caller, more)
@@ -107,12 +119,21 @@ class Pacer:
                 finally:
                     state.waiting -= 1
             delay = slot - self._clock()
+            if prepare is not None:
+                if delay > PREPARE_SECONDS:
+                    self._sleep(delay - PREPARE_SECONDS)
+                prepare()
+                delay = slot - self._clock()
+                if delay < -WAKE_TOLERANCE:
+                    late_prepares += 1
+                    if late_prepares >= MAX_LATE_PREPARES:
+                        return slot
             if delay > 0:
                 self._sleep(delay)
-                if self._clock() - slot > WAKE_TOLERANCE:
-                    with state.cond:
-                        state.overslept += 1
-                    continue
+            if self._clock() - slot > WAKE_TOLERANCE:
+                with state.cond:
+                    state.overslept += 1
+                continue
             return slot
 
     def _take(self, bucket: str, state: _Bucket, not_before: float) -> float:

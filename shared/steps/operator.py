@@ -16,9 +16,9 @@ from shared.foundation.telemetry import event
 from shared.steps.control import log_control, stop
 
 # A cancel is answered once every process has seen it: each trusts what it read of a run's
-# control state for CONTROL_TTL (0.25 s) and checks it before each request, so no upgrade leaves
-# after the answer beyond those already on the wire.
-CANCEL_SEEN = 0.35  # longer than a process may trust a cached control row (bootstrap.CONTROL_STALE_OK)
+# control state for a fraction of a second (bootstrap.CONTROL_STALE_OK) and checks it just before
+# each request, so no upgrade leaves after the answer beyond those already on the wire.
+CANCEL_SEEN = 0.35  # longer than a cached control row is trusted, plus the check's lead on its request
 RETRIED = ("failed", "cancelled")
 
 
