@@ -4,13 +4,16 @@ Graph is a remote service: the moment it counts a request against a limit must n
 load of the process that runs the app's HTTP host. In one process, a status read holding the
 interpreter for a few milliseconds delays the emulator's clock, so requests that were sent on time
 look bunched, and the emulator answers a 429 that Graph would not have. Here the emulator gets a
-copy of the tenant, serves until it is stopped, and hands over its request log then.
+copy of the tenant, serves until it is stopped, and hands over its request log then. The tenant
+is frozen out of the garbage collector: a full collection over it held the process for up to
+90 ms, and the requests that arrived meanwhile were counted together when it ended.
 
   python -m devtools.graph_process <spec file>   (started by EmulatorProcess, not by hand)
 """
 
 from __future__ import annotations
 
+import gc
 import pickle
 import subprocess
 import sys
@@ -81,6 +84,8 @@ class EmulatorProcess(RequestLog):
 def main(spec: str) -> int:
     tenant, authority, limits, latency = pickle.loads(Path(spec).read_bytes())  # noqa: S301 - written by our parent
     emulator = GraphEmulator(tenant, authority=authority, limits=limits, latency=latency).start()
+    gc.collect()
+    gc.freeze()
     print(emulator.base_url, flush=True)
     sys.stdin.read()  # until the parent closes it
     emulator.stop()

@@ -36,6 +36,7 @@ HEADROOM_RECOVERY = 60.0
 LATE_TOLERANCE = 0.015  # a slot this far in the past is still used; older ones are dropped
 WAKE_TOLERANCE = 0.03  # a caller waking this much after its slot sends in a later one
 PREPARE_SECONDS = 0.03  # a caller's last-moment work (a cancel check, a token) runs this long before its slot
+PREPARE_EARLY = 0.15  # ... and this long before it once more, so that slow reads are done by the last moment
 MAX_LATE_PREPARES = 3  # a `prepare` that overruns its slot this many times running sends late rather than never
 RESERVE_SECONDS = 0.5  # at most this much schedule is reserved at once
 # a block covers at least this much of the demand this process has been sending to the bucket: one
@@ -101,7 +102,8 @@ class Pacer:
         `more`: how many requests this caller will send to the bucket right after this one, each
         as soon as it has a slot (None: it does not know). `prepare`: what the caller must do
         between its slot and its request (check the run was not cancelled, take a token); it runs
-        just before the slot, so a storage read or token fetch it makes delays nothing at Graph.
+        just before the slot, so a storage read or token fetch it makes delays nothing at Graph,
+        and once more a little earlier, so that such a read is mostly done by the last moment.
         A caller that is too late for its slot (a busy machine, a pause of the process, a slow
         `prepare`) takes another: several late callers sending at once would crowd the next second."""
         early = not_before - self._clock() - 0.05
@@ -120,6 +122,10 @@ class Pacer:
                     state.waiting -= 1
             delay = slot - self._clock()
             if prepare is not None:
+                if delay > PREPARE_EARLY:
+                    self._sleep(delay - PREPARE_EARLY)
+                    prepare()  # a storage read or token fetch it needs is made now, while there is time
+                    delay = slot - self._clock()
                 if delay > PREPARE_SECONDS:
                     self._sleep(delay - PREPARE_SECONDS)
                 prepare()
