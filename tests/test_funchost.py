@@ -130,12 +130,16 @@ def test_message_encoding_none_reads_plain_text(sample):
     assert module.CALLS[0]["body"] == "plain text"
 
 
-def test_concurrency_is_bounded_by_batch_size_and_new_batch_threshold(sample):
-    host, module, _queues = sample()
-    module.GATE.clear()
+def test_concurrency_is_bounded_by_batch_size_and_new_batch_threshold(sample, azurite, monkeypatch):
+    # the messages wait in the queue before the host starts, so its first poll takes a full batch
+    # (written one by one by an output binding, which wakes the listener, they would come one by one)
+    monkeypatch.setenv("SAMPLE_GATE", "closed")
+    work = QueueServiceClient.from_connection_string(azurite.connection_string).get_queue_client("work")
+    work.create_queue()
+    for i in range(12):
+        work.send_message(base64.b64encode(f"hold{i}".encode()).decode())
+    _host, module, _queues = sample()
     try:
-        for i in range(12):
-            requests.post(f"{host.base_url}/api/items/hold{i}", timeout=30)
         wait_for(lambda: module.RUNNING["now"] >= 4)
         time.sleep(0.5)  # give the host the chance to over-fetch, which it must not take
         assert 4 <= module.RUNNING["max"] <= 4 + 2

@@ -1,6 +1,7 @@
 """A tiny function app for testing the local host's semantics."""
 
 import json
+import os
 import threading
 import typing
 
@@ -9,7 +10,8 @@ import azure.functions as func
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 CALLS: list[dict] = []
 GATE = threading.Event()  # messages starting with "hold" wait for it
-GATE.set()
+if os.environ.get("SAMPLE_GATE") != "closed":
+    GATE.set()
 _lock = threading.Lock()
 RUNNING = {"now": 0, "max": 0}
 
