@@ -115,6 +115,7 @@ def _run(size: int, azurite: Azurite, identity: IdentityEndpoint, log: str) -> d
             "queueDeletes": round(ops["queueDelete"] / targets, 3),
             "queueUpdates": round(ops["queueUpdate"] / targets, 3),
         },
+        "entityWritesPerTargetByTable": {t: round(n / targets, 3) for t, n in usage.writes_by_table.most_common()},
         # polled, so counted per second: at most a few per second per process (the control row is
         # cached CONTROL_TTL per process, a schedule block lasts a while), whatever the run's size
         "perSecond": {
@@ -169,6 +170,10 @@ def render(results: dict) -> str:
             f"| {r['peak']['entityWritesPerSecond']} ({r['peak']['entityWritesPerSecondOnOnePartition']}) "
             f"| {r['perSecond']['controlReads']:g} / {r['perSecond']['pacingReads']:g} |"
         )
+    lines += ["", "Entity writes per chat, by table:", ""]
+    for r in results["runs"]:
+        tables = r.get("entityWritesPerTargetByTable", {})
+        lines.append(f"- {r['targets']:,} chats: " + ", ".join(f"{t} {n:g}" for t, n in tables.items()))
     pr = results["projection"]
     status = results["runs"][-1]["statusReadCost"]
     lines += [

@@ -28,6 +28,7 @@ HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "content-enc
 class Usage:
     operations: Counter = field(default_factory=Counter)  # kind -> count
     entity_writes: list[tuple[float, str]] = field(default_factory=list)  # (time, table partition)
+    writes_by_table: Counter = field(default_factory=Counter)
     messages_sent: list[tuple[float, str]] = field(default_factory=list)  # (time, queue)
 
 
@@ -107,13 +108,16 @@ class StorageMeter:
                     if sub.group(1) == b"GET":
                         continue
                     chunk = body[sub.start() : subs[i + 1].start() if i + 1 < len(subs) else len(body)]
-                    usage.entity_writes.append((now, _partition(unquote(sub.group(2).decode()), chunk)))
+                    target = unquote(sub.group(2).decode())
+                    usage.entity_writes.append((now, _partition(target, chunk)))
+                    usage.writes_by_table[_table(target)] += 1
                 return
             if method == "GET":
                 usage.operations[_read_kind(unquote(url.path), url.query or "")] += 1
             elif method in ("PUT", "POST", "MERGE", "PATCH", "DELETE"):
                 usage.operations["tableWrite"] += 1
                 usage.entity_writes.append((now, _partition(unquote(url.path), body)))
+                usage.writes_by_table[_table(unquote(url.path))] += 1
             else:
                 usage.operations["tableOther"] += 1
 
@@ -128,6 +132,11 @@ def _read_kind(path: str, query: str) -> str:
     if "/upgraderpacing(" in path:
         return "pacingRead"
     return "tableRead"
+
+
+def _table(path: str) -> str:
+    """The table an entity write goes to: the last path segment, without its key."""
+    return urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1].split("(", 1)[0]
 
 
 def _partition(path: str, body: bytes) -> str:
