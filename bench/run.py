@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-seconds", type=float, default=120.0, help="time box for each peer")
     parser.add_argument("--publish-samples", type=int, default=200)
     parser.add_argument("--scale", action="store_true", help="run the storage simulation (bench/scale.py) instead")
-    parser.add_argument("--scale-sizes", default="1000,10000,100000", help="chats of the storage simulation's runs")
+    parser.add_argument("--scale-sizes", default="1000,10000", help="chats of the storage simulation's runs")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     parser.add_argument("--plot", default=str(ROOT / "bench" / "results" / "upgrades-over-time.png"))
     parser.add_argument("--log", default=os.path.join(tempfile.gettempdir(), "teams-upgrader-bench.log"), help="worker logs")

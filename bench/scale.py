@@ -1,5 +1,5 @@
 """The storage simulation (`python -m bench.run --scale`): how a run's use of storage grows with its
-size, up to a run of 100,000 chats.
+size, and what a run of 100,000 chats would need.
 
 Runs of growing size go through the local stack with Graph's limits raised far above what the
 storage needs and a short latency: every chat of the app, as the installation registry knows them
@@ -170,9 +170,11 @@ def render(results: dict) -> str:
             f"| {r['peak']['entityWritesPerSecond']} ({r['peak']['entityWritesPerSecondOnOnePartition']}) "
             f"| {r['perSecond']['controlReads']:g} / {r['perSecond']['pacingReads']:g} |"
         )
-    lines += ["", "Entity writes per chat, by table:", ""]
-    for r in results["runs"]:
-        tables = r.get("entityWritesPerTargetByTable", {})
+    broken_down = [r for r in results["runs"] if r.get("entityWritesPerTargetByTable")]
+    if broken_down:
+        lines += ["", "Entity writes per chat, by table:", ""]
+    for r in broken_down:
+        tables = r["entityWritesPerTargetByTable"]
         lines.append(f"- {r['targets']:,} chats: " + ", ".join(f"{t} {n:g}" for t, n in tables.items()))
     pr = results["projection"]
     status = results["runs"][-1]["statusReadCost"]
