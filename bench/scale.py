@@ -6,9 +6,9 @@ storage needs and a short latency: every chat of the app, as the installation re
 (filled by Graph's change notifications in a deployment, written directly here), so that no
 limit on given ids applies and no user has to be scanned. A counting proxy in front of the storage
 emulator records every table transaction, entity write, read and query, and every queue message.
-The figures per chat stay flat as runs grow; multiplied by the rate Graph allows, they give the
-storage load of a run of any size, which the report compares with Azure Storage's scalability
-targets.
+Multiplied by the rate Graph allows, the figures per chat give the storage load of a run, which
+the report compares with Azure Storage's scalability targets; entity writes are broken down by
+table, to show which one grows with the run's size.
 """
 
 from __future__ import annotations
