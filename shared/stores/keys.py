@@ -11,12 +11,16 @@ its partition, and one partition per run would make every claim and record slowe
 
 from __future__ import annotations
 
+import itertools
 import json
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import quote
+
+from azure.data.tables import TableClient
 
 from shared.domain.targets import Target
 
@@ -63,7 +67,30 @@ def target_partitions(run_id: str) -> list[str]:
 
 
 def target_partition(run_id: str, target: Target) -> str:
-    return f"{run_id}-{zlib.crc32(target.key.encode()) % TARGET_PARTITIONS:02d}"
+    return spread_partition(run_id, target, TARGET_PARTITIONS)
+
+
+def spread_partition(prefix: str, target: Target, partitions: int) -> str:
+    """One of `partitions` partitions "<prefix>-NN", by a hash of the target."""
+    return f"{prefix}-{zlib.crc32(target.key.encode()) % partitions:02d}"
+
+
+_READERS = ThreadPoolExecutor(8, thread_name_prefix="partition-reader")
+
+
+def query_partitions(
+    table: TableClient, partitions: Iterable[str], where: str = "", *, limit: int | None = None, **options
+) -> list:
+    """The rows of several partitions (`where` narrows each; at most `limit` from each), read at once."""
+
+    def query(partition: str) -> list:
+        found = table.query_entities(
+            f"PartitionKey eq @p{' and ' + where if where else ''}",
+            **{**options, "parameters": {**options.get("parameters", {}), "p": partition}},
+        )
+        return list(itertools.islice(found, limit))
+
+    return [row for part in _READERS.map(query, partitions) for row in part]
 
 
 def row_key(target: Target, prefix: str = "t-") -> str:
@@ -71,19 +98,29 @@ def row_key(target: Target, prefix: str = "t-") -> str:
     return prefix + quote(target.key, safe=":@._-")
 
 
-def by_partition(run_id: str, items: Iterable[T], target_of: Callable[[T], Target]) -> dict[str, list[T]]:
+def by_partition(
+    run_id: str,
+    items: Iterable[T],
+    target_of: Callable[[T], Target],
+    partition_of: Callable[[str, Target], str] = target_partition,
+) -> dict[str, list[T]]:
     """Groups items by the partition of their target, keeping their order within each group."""
     groups: dict[str, list[T]] = {}
     for item in items:
-        groups.setdefault(target_partition(run_id, target_of(item)), []).append(item)
+        groups.setdefault(partition_of(run_id, target_of(item)), []).append(item)
     return groups
 
 
 def partition_batches(
-    run_id: str, items: Iterable[T], size: int, target_of: Callable[[T], Target]
+    run_id: str,
+    items: Iterable[T],
+    size: int,
+    target_of: Callable[[T], Target],
+    partition_of: Callable[[str, Target], str] = target_partition,
 ) -> Iterator[tuple[str, list[T]]]:
-    """Items by target partition, in batches of at most `size`: one table transaction each."""
-    for partition, group in by_partition(run_id, items, target_of).items():
+    """Items by partition (a run's target partitions unless said), in batches of at most `size`:
+    one table transaction each."""
+    for partition, group in by_partition(run_id, items, target_of, partition_of).items():
         for start in range(0, len(group), size):
             yield partition, group[start : start + size]
 

@@ -1,6 +1,7 @@
 """The installation registry: where each app is installed (chats, teams, users), kept from Graph
 change notifications (installation created / deleted) and seeded by full scans. Table
-`upgraderregistry`, one partition per app, one row per target."""
+`upgraderregistry`, one row per target, spread over REGISTRY_PARTITIONS partitions per app
+("<appId>-NN") so that a run reads a large registry in parallel rather than page after page."""
 
 from __future__ import annotations
 
@@ -12,12 +13,23 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.domain.targets import Target
-from shared.stores.keys import MAX_OPS
+from shared.stores.keys import MAX_OPS, partition_batches, query_partitions, spread_partition
 from shared.stores.tracking import utcnow
+
+REGISTRY_PARTITIONS = 32
 
 
 def _key(target: Target) -> str:
     return quote(target.key, safe=":@._-")
+
+
+def _partition(app_id: str, target: Target) -> str:
+    return spread_partition(app_id, target, REGISTRY_PARTITIONS)
+
+
+def _partitions(app_id: str) -> list[str]:
+    # the app's own id: where rows written before the registry was spread live (read, and deleted, never written)
+    return [f"{app_id}-{n:02d}" for n in range(REGISTRY_PARTITIONS)] + [app_id]
 
 
 class Registry:
@@ -25,35 +37,29 @@ class Registry:
         self._table = table
 
     def add(self, app_id: str, targets: Iterable[Target], source: str) -> None:
-        rows = [
-            {
-                "PartitionKey": app_id,
-                "RowKey": _key(t),
-                "scope": t.scope,
-                "resourceId": t.id,
-                "source": source,
-                "updatedAt": utcnow(),
-            }
-            for t in dict.fromkeys(targets)
-        ]
-        for start in range(0, len(rows), MAX_OPS):
-            self._table.submit_transaction(
-                [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in rows[start : start + MAX_OPS]]
-            )
+        now = utcnow()
+        for partition, batch in partition_batches(app_id, dict.fromkeys(targets), MAX_OPS, lambda t: t, _partition):
+            row = {"PartitionKey": partition, "source": source, "updatedAt": now}
+            ops = [
+                ("upsert", {**row, "RowKey": _key(t), "scope": t.scope, "resourceId": t.id}, {"mode": UpdateMode.REPLACE})
+                for t in batch
+            ]
+            self._table.submit_transaction(ops)
 
     def remove(self, app_id: str, target: Target) -> None:
-        try:
-            self._table.delete_entity(app_id, _key(target))
-        except ResourceNotFoundError:
-            pass
+        for partition in (_partition(app_id, target), app_id):
+            try:
+                self._table.delete_entity(partition, _key(target))
+            except ResourceNotFoundError:
+                pass
 
     def targets(self, app_id: str, scope: str) -> list[Target]:
-        rows = self._table.query_entities(
-            "PartitionKey eq @app and scope eq @scope", parameters={"app": app_id, "scope": scope}, select=["resourceId"]
+        rows = query_partitions(
+            self._table, _partitions(app_id), "scope eq @scope", parameters={"scope": scope}, select=["resourceId"]
         )
-        return [Target(scope, row["resourceId"]) for row in rows]
+        return list(dict.fromkeys(Target(scope, row["resourceId"]) for row in rows))
 
     def counts(self, app_id: str) -> dict[str, int]:
         """Installations known per scope."""
-        rows = self._table.query_entities("PartitionKey eq @app", parameters={"app": app_id}, select=["scope"])
-        return dict(Counter(row["scope"] for row in rows))
+        rows = query_partitions(self._table, _partitions(app_id), select=["scope", "RowKey"])
+        return dict(Counter(scope for scope, _ in {(row["scope"], row["RowKey"]) for row in rows}))

@@ -10,9 +10,7 @@ The targets live in partitions of their own (see stores.targets and stores.keys)
 
 from __future__ import annotations
 
-import itertools
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
@@ -33,13 +31,13 @@ from shared.stores.keys import (
     iso,
     now_iso,
     pack,
+    query_partitions,
     target_partitions,
     unpack,
 )
 from shared.stores.run_control import RunControl, control_of
 
 MAX_FAILURES_LISTED = 1000
-_READERS = ThreadPoolExecutor(8, thread_name_prefix="run-status")  # a status reads a run's partitions at once
 
 
 class StepRecord:
@@ -217,11 +215,7 @@ class RunStore(RunControl):
         return status_document(run, totals, listed, updated)
 
     def _each_target_partition(self, run_id: str, rows: str, limit: int | None = None) -> list:
-        def query(partition: str) -> list:
-            found = self._table.query_entities(f"PartitionKey eq @p and {rows}", parameters={"p": partition})
-            return list(itertools.islice(found, limit))
-
-        return [row for part in _READERS.map(query, target_partitions(run_id)) for row in part]
+        return query_partitions(self._table, target_partitions(run_id), rows, limit=limit)
 
     def _failures(self, run_id: str) -> list[dict]:
         rows = self._each_target_partition(run_id, FAILURE_ROWS, MAX_FAILURES_LISTED)
