@@ -15,9 +15,10 @@ from shared.foundation.runtime import freeze_loaded_objects
 from shared.foundation.settings import Settings
 from shared.foundation.storage import PACING_TABLE, REGISTRY_TABLE, RUNS_TABLE, WATCH_TABLE, Storage
 from shared.graph.client import GraphClient, managed_identity_tokens
-from shared.pacing.pacer import Pacer
+from shared.pacing.pacer import PREPARE_SECONDS, WAKE_TOLERANCE, Pacer
 from shared.pacing.schedule import TableSchedule
 from shared.steps.fanout import Dispatcher
+from shared.steps.operator import CANCEL_SEEN
 from shared.stores.counters import Counters
 from shared.stores.registry import Registry
 from shared.stores.runs import RunStore
@@ -26,10 +27,9 @@ from shared.stores.tracking import Tracking
 
 log = logging.getLogger(f"upgrader.{__name__}")
 CONTROL_TTL = 0.2  # seconds a process trusts what it read of a run's control state; then it re-reads it
-# ... in the background, trusting it meanwhile this long. A request leaves at most 0.06 s after its
-# check (Pacer: PREPARE_SECONDS + WAKE_TOLERANCE), so 0.28 + 0.06 stays below the 0.35 s a cancel
-# waits to answer (steps.operator.CANCEL_SEEN)
-CONTROL_STALE_OK = 0.28
+# ... in the background, trusting it meanwhile this long: a request leaves at most PREPARE_SECONDS +
+# WAKE_TOLERANCE after its check, and all of that must be over before a cancel is answered (CANCEL_SEEN)
+CONTROL_STALE_OK = round(CANCEL_SEEN - PREPARE_SECONDS - WAKE_TOLERANCE - 0.01, 3)
 
 
 @dataclass(kw_only=True)
