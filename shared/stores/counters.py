@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import Counter
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
@@ -41,7 +42,7 @@ class Counters:
         self._table = table
         self._shards = shards
         self._cache: dict[tuple[str, int], tuple[dict, str]] = {}  # (partition, shard) -> (values, ETag)
-        self._leased: set[tuple[str, int]] = set()
+        self._leased: Counter[tuple[str, int]] = Counter()  # (partition, shard) -> commits of this process on it
         self._first = random.randrange(shards)  # noqa: S311 - spreads writers over shards, guards nothing
         self._lock = threading.Lock()
 
@@ -54,9 +55,9 @@ class Counters:
         shards, atomically; returns the results of `ops`.
 
         A shard not seen yet is assumed new and created without reading it first (most are: each
-        process writes its own shards of each partition); if it exists, it is read and updated. A
-        shard changed (412) or created (409) by another process meanwhile is retried elsewhere; an
-        error on one of `ops` is raised to the caller with its index.
+        process writes its own shards of each partition); if it exists (409), it is read and the
+        transaction sent again to update it. A shard changed by another process (412) sends this
+        process on to other shards. An error on one of `ops` is raised to the caller with its index.
         """
         deltas = {k: v for k, v in deltas.items() if v}
         if not deltas:
@@ -67,7 +68,9 @@ class Counters:
                 results = self._commit_on(partition, shard, ops, deltas)
             finally:
                 with self._lock:
-                    self._leased.discard((partition, shard))
+                    self._leased[(partition, shard)] -= 1
+                    if not self._leased[(partition, shard)]:
+                        del self._leased[(partition, shard)]
             if results is not None:
                 return results
 
@@ -77,7 +80,7 @@ class Counters:
         with self._lock:
             order = [(self._first + i) % self._shards for i in range(self._shards)]
             shard = next((s for s in order if (partition, s) not in self._leased), order[0])
-            self._leased.add((partition, shard))
+            self._leased[(partition, shard)] += 1
             return shard
 
     def _commit_on(self, partition: str, shard: int, ops: list, deltas: dict[str, int]) -> list[dict] | None:
