@@ -8,6 +8,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from shared.foundation.connections import storage_transport
 from shared.foundation.settings import StorageSettings
 
 CONTROL_QUEUE = "upgrader-control"
@@ -43,12 +44,13 @@ class Storage:
         self._lock = threading.Lock()
         self._queues: dict[str, QueueClient] = {}
         self._tables: dict[str, TableClient] = {}
+        transport = storage_transport()  # one pool of connections for the account's tables and queues
         if settings.connection_string:
-            self._table_service = TableServiceClient.from_connection_string(settings.connection_string)
+            self._table_service = TableServiceClient.from_connection_string(settings.connection_string, transport=transport)
         else:
             credential = credential or storage_credential(settings)
-            self._table_service = TableServiceClient(settings.table_service_uri, credential=credential)
-        self._queue_service = queue_service_client(settings, credential=credential)
+            self._table_service = TableServiceClient(settings.table_service_uri, credential=credential, transport=transport)
+        self._queue_service = queue_service_client(settings, credential=credential, transport=transport)
 
     def queue(self, name: str) -> QueueClient:
         """A client that base64-encodes, as the Functions queue trigger expects by default."""

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 from azure.identity import ManagedIdentityCredential  # at import: not on the first invocation's path
 
+from shared.foundation.connections import pooled
 from shared.foundation.errors import GraphError, GraphThrottled, GraphUnavailable, RunHalted
 from shared.foundation.telemetry import event
 from shared.graph.permissions import token_roles
@@ -71,7 +72,7 @@ def managed_identity_tokens(client_id: str | None) -> TokenSource:
 def graph_session(base_url: str) -> requests.Session:
     """A session that reads the environment (proxies, a CA bundle) once: by default requests reads
     it, and looks for a .netrc file, on every request, which costs more CPU than the request."""
-    session = requests.Session()
+    session = pooled(requests.Session())
     session.proxies = requests.utils.get_environ_proxies(base_url)
     session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     session.trust_env = False

@@ -1,9 +1,12 @@
-"""The installation registry and the counter shards under load: a large registry read whole, rows
-of the registry's first layout still honoured, and concurrent counting that never resends."""
+"""Storage under a large run's load: a large installation registry read whole (and rows of its
+first layout still honoured), concurrent counting that never resends a transaction, and as many
+connections kept open as a worker has requests in flight."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from azure.data.tables import UpdateMode
 
@@ -86,3 +89,22 @@ def test_threads_of_one_process_count_at_once_without_resending_a_transaction(az
     totals = counter_totals(runs.query_entities(f"PartitionKey eq 'run-00' and {COUNTER_ROWS}"))
     assert totals == {"pending": threads * each, **{f"by{w}": each for w in range(threads)}}
     assert counters.sent == threads * each  # each transaction sent once
+
+
+def test_a_worker_busy_with_storage_keeps_its_connections(azurite, caplog):
+    """A worker runs up to 24 invocations at once: a pool smaller than its requests in flight drops a
+    connection after each request past it (a warning in the logs, a new handshake for the next)."""
+    storage = Storage(StorageSettings(connection_string=azurite.connection_string))
+    runs, queue = storage.table(RUNS_TABLE), storage.queue("pool-check")
+    barrier = threading.Barrier(32)
+
+    def busy(i: int) -> None:
+        barrier.wait()
+        runs.upsert_entity({"PartitionKey": "pool", "RowKey": str(i)})
+        queue.send_message(str(i))
+
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"), ThreadPoolExecutor(32) as pool:
+        list(pool.map(busy, range(32)))
+
+    assert len(list(runs.query_entities("PartitionKey eq 'pool'"))) == 32
+    assert [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()] == []
