@@ -170,11 +170,8 @@ def test_a_paused_run_counts_as_the_apps_running_run(api, tenant, emulator):
 
 def test_every_process_has_seen_a_cancel_by_the_time_it_is_answered():
     from shared.bootstrap import CONTROL_STALE_OK, CONTROL_TTL
-    from shared.pacing.pacer import PREPARE_SECONDS, WAKE_TOLERANCE
     from shared.steps.operator import CANCEL_SEEN
 
     # a process trusts its cached control row for CONTROL_TTL, and up to CONTROL_STALE_OK while another
     # thread re-reads it: the answer must wait longer than either
     assert CONTROL_TTL < CONTROL_STALE_OK < CANCEL_SEEN
-    # and a request checked against a row that old still leaves before the answer
-    assert CONTROL_STALE_OK + PREPARE_SECONDS + WAKE_TOLERANCE < CANCEL_SEEN

@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
@@ -63,25 +65,26 @@ class Counters:
         if not deltas:
             return self.submit(ops) if ops else []
         while True:
-            shard = self._lease(partition)
-            try:
+            with self._lease(partition) as shard:
                 results = self._commit_on(partition, shard, ops, deltas)
-            finally:
-                with self._lock:
-                    self._leased[(partition, shard)] -= 1
-                    if not self._leased[(partition, shard)]:
-                        del self._leased[(partition, shard)]
             if results is not None:
                 return results
 
-    def _lease(self, partition: str) -> int:
-        """The first shard of this process's order that no commit of this process holds now (its
-        first shard again when all are held: the conflict is then handled as any other)."""
+    @contextmanager
+    def _lease(self, partition: str) -> Iterator[int]:
+        """Holds the first shard of this process's order that no commit of this process holds now
+        (its first shard again when all are held: the conflict is then handled as any other)."""
         with self._lock:
             order = [(self._first + i) % self._shards for i in range(self._shards)]
-            shard = next((s for s in order if (partition, s) not in self._leased), order[0])
-            self._leased[(partition, shard)] += 1
-            return shard
+            key = (partition, next((s for s in order if (partition, s) not in self._leased), order[0]))
+            self._leased[key] += 1
+        try:
+            yield key[1]
+        finally:
+            with self._lock:
+                self._leased[key] -= 1
+                if not self._leased[key]:
+                    del self._leased[key]
 
     def _commit_on(self, partition: str, shard: int, ops: list, deltas: dict[str, int]) -> list[dict] | None:
         """The transaction on one shard; None when another process wrote the shard first."""

@@ -63,7 +63,12 @@ def run_range(run_id: str) -> dict[str, str]:
 
 
 def target_partitions(run_id: str) -> list[str]:
-    return [f"{run_id}-{n:02d}" for n in range(TARGET_PARTITIONS)]
+    return spread_partitions(run_id, TARGET_PARTITIONS)
+
+
+def spread_partitions(prefix: str, partitions: int) -> list[str]:
+    """Every partition spread_partition may choose."""
+    return [f"{prefix}-{n:02d}" for n in range(partitions)]
 
 
 def target_partition(run_id: str, target: Target) -> str:
@@ -79,15 +84,19 @@ _READERS = ThreadPoolExecutor(8, thread_name_prefix="partition-reader")
 
 
 def query_partitions(
-    table: TableClient, partitions: Iterable[str], where: str = "", *, limit: int | None = None, **options
+    table: TableClient,
+    partitions: Iterable[str],
+    where: str = "",
+    *,
+    parameters: dict | None = None,
+    select: list[str] | None = None,
+    limit: int | None = None,
 ) -> list:
     """The rows of several partitions (`where` narrows each; at most `limit` from each), read at once."""
+    clause = f"PartitionKey eq @p and {where}" if where else "PartitionKey eq @p"
 
     def query(partition: str) -> list:
-        found = table.query_entities(
-            f"PartitionKey eq @p{' and ' + where if where else ''}",
-            **{**options, "parameters": {**options.get("parameters", {}), "p": partition}},
-        )
+        found = table.query_entities(clause, parameters={**(parameters or {}), "p": partition}, select=select)
         return list(itertools.islice(found, limit))
 
     return [row for part in _READERS.map(query, partitions) for row in part]

@@ -13,7 +13,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.domain.targets import Target
-from shared.stores.keys import MAX_OPS, partition_batches, query_partitions, spread_partition
+from shared.stores.keys import MAX_OPS, partition_batches, query_partitions, spread_partition, spread_partitions
 from shared.stores.tracking import utcnow
 
 REGISTRY_PARTITIONS = 32
@@ -29,7 +29,7 @@ def _partition(app_id: str, target: Target) -> str:
 
 def _partitions(app_id: str) -> list[str]:
     # the app's own id: where rows written before the registry was spread live (read, and deleted, never written)
-    return [f"{app_id}-{n:02d}" for n in range(REGISTRY_PARTITIONS)] + [app_id]
+    return [*spread_partitions(app_id, REGISTRY_PARTITIONS), app_id]
 
 
 class Registry:
