@@ -32,7 +32,7 @@ from shared import bootstrap
 from shared.bootstrap import CONTROL_TTL
 from shared.domain.targets import Target
 from shared.foundation.settings import StorageSettings
-from shared.foundation.storage import REGISTRY_TABLE, Storage
+from shared.foundation.storage import REGISTRY_TABLE, TARGETS_QUEUE, Storage
 from shared.stores.registry import Registry
 
 TIMEOUT = 60  # seconds for one API call of the benchmark
@@ -60,12 +60,12 @@ def _tenant(chats: int) -> tuple[Tenant, str]:
     return tenant, app.id
 
 
-def _run(size: int, tables: Azurite, queues: Azurite, identity: IdentityEndpoint, log: str) -> dict:
+def _run(size: int, tables: Azurite, queues: Azurite, batches: Azurite, identity: IdentityEndpoint, log: str) -> dict:
     tenant, app_id = _tenant(size)
     emulator = EmulatorProcess(
         tenant, authority=identity.authority, limits=Limits(bucket_rps=LIMIT, directory_rps=LIMIT), latency=0.005
     ).start()
-    meter = StorageMeter(queues.queue_url, tables.table_url)
+    meter = StorageMeter(queues.queue_url, tables.table_url, queue_urls={TARGETS_QUEUE: batches.queue_url})
     os.environ.update(
         {
             "AzureWebJobsStorage": meter.connection_string,
@@ -75,8 +75,8 @@ def _run(size: int, tables: Azurite, queues: Azurite, identity: IdentityEndpoint
             "DISCOVERY_MODE": "registry",
         }
     )
-    tables.clear()
-    queues.clear()
+    for azurite in (tables, queues, batches):
+        azurite.clear()
     bootstrap.reset()
     # straight to the storage emulator, not through the meter: what the registry holds before the run is not its cost
     registry = Registry(Storage(StorageSettings(connection_string=tables.connection_string)).table(REGISTRY_TABLE))
@@ -221,23 +221,24 @@ def render(results: dict) -> str:
 def run_scale(args) -> int:
     from datetime import UTC, datetime
 
-    # tables and queues from two emulator processes: the emulator scans every message of an account
-    # on each receive, and a large run queues thousands of batches ahead, so that in one process the
-    # receives would stall the table requests behind them (Azure's services do neither)
-    tables, queues = Azurite().start(), Azurite().start()
+    # tables, the queue of batches and the other queues from three emulator processes: the emulator
+    # scans every message of an account on each receive, and a large run queues thousands of batches
+    # ahead, so that in one process every poll of an empty queue (ten pollers, each up to twice a
+    # second) would scan them all and stall the requests behind it (Azure's services do neither)
+    tables, queues, batches = Azurite().start(), Azurite().start(), Azurite().start()
     identity = IdentityEndpoint().start()
     os.environ.update(identity.env())
     try:
         runs = []
         for size in args.scale_sizes:
             print(f"== scale: {size} chats ==", flush=True)
-            result = _run(size, tables, queues, identity, args.log)
+            result = _run(size, tables, queues, batches, identity, args.log)
             print("  " + json.dumps(result), flush=True)
             runs.append(result)
     finally:
         identity.stop()
-        tables.stop()
-        queues.stop()
+        for azurite in (tables, queues, batches):
+            azurite.stop()
     results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": runs, "projection": projection(runs)}
     out = Path(args.out).with_name("scale.json")
     out.write_text(json.dumps(results, indent=2))

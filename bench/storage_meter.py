@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlsplit
@@ -35,11 +36,14 @@ class Usage:
 class StorageMeter:
     """`connection_string` points the app at the proxy; `usage` holds what went through."""
 
-    def __init__(self, queue_url: str, table_url: str, clock=None) -> None:
+    def __init__(self, queue_url: str, table_url: str, clock=None, *, queue_urls: Mapping[str, str] | None = None) -> None:
+        """`queue_urls` sends the named queues to other emulators (queue name -> queue service URL),
+        the rest to `queue_url`."""
         import time
 
         self._clock = clock or time.time
-        self._targets = {"queue": queue_url.rstrip("/").rsplit("/", 1)[0], "table": table_url.rstrip("/").rsplit("/", 1)[0]}
+        self._targets = {"queue": _origin(queue_url), "table": _origin(table_url)}
+        self._queue_targets = {name: _origin(url) for name, url in (queue_urls or {}).items()}
         self._session = threading.local()
         self._lock = threading.Lock()
         self.usage = Usage()
@@ -79,9 +83,10 @@ class StorageMeter:
     def _forward(self, service: str, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         self._count(service, handler.command, handler.path, body)
         headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
-        answer = self._http().request(
-            handler.command, self._targets[service] + handler.path, headers=headers, data=body, timeout=60
-        )
+        target = self._targets[service]
+        if service == "queue":
+            target = self._queue_targets.get(_queue(urlsplit(handler.path).path), target)
+        answer = self._http().request(handler.command, target + handler.path, headers=headers, data=body, timeout=60)
         reply(
             handler, answer.status_code, answer.content, {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
         )
@@ -92,7 +97,7 @@ class StorageMeter:
         with self._lock:
             usage = self.usage
             if service == "queue":
-                queue = url.path.split("/")[2] if url.path.count("/") >= 2 else ""
+                queue = _queue(url.path)
                 kind = {"POST": "queueSend", "GET": "queueReceive", "DELETE": "queueDelete", "PUT": "queueUpdate"}.get(method)
                 if not url.path.endswith("/messages") and "/messages/" not in url.path:
                     kind = "queueOther"
@@ -120,6 +125,16 @@ class StorageMeter:
                 usage.writes_by_table[_table(unquote(url.path))] += 1
             else:
                 usage.operations["tableOther"] += 1
+
+
+def _origin(service_url: str) -> str:
+    """The service's address without the account: what a request's path (which holds it) goes after."""
+    return service_url.rstrip("/").rsplit("/", 1)[0]
+
+
+def _queue(path: str) -> str:
+    """The queue a request is about ("/<account>/<queue>/messages..."), or "" for the account's own."""
+    return path.split("/")[2] if path.count("/") >= 2 else ""
 
 
 def _read_kind(path: str, query: str) -> str:
