@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from azure.data.tables import UpdateMode
@@ -14,7 +15,7 @@ from shared.domain.targets import Target
 from shared.foundation.settings import StorageSettings
 from shared.foundation.storage import REGISTRY_TABLE, RUNS_TABLE, Storage
 from shared.stores.counters import Counters, counter_totals
-from shared.stores.keys import COUNTER_ROWS
+from shared.stores.keys import COUNTER_ROWS, target_partition
 from shared.stores.registry import Registry
 
 
@@ -35,6 +36,22 @@ def test_a_large_registry_is_read_whole_and_counted_once_per_target(azurite):
     registry.remove("app-large", chats[0])
     assert chats[0] not in registry.targets("app-large", "chat")
     assert registry.counts("app-other") == {"chat": 5}
+
+
+def test_a_registry_read_mixes_the_partitions_a_run_lays_its_targets_out_in(azurite):
+    """A run lays out the registry's installations in chunks of the order they are read in: a chunk
+    drawn from one partition would put all its writes on one partition of the run at once."""
+    registry = Registry(table(azurite, REGISTRY_TABLE))
+    chats = [Target("chat", f"19:{i:032x}@thread.v2") for i in range(1600)]
+    registry.add("app-spread", chats, source="scan")
+
+    read = registry.targets("app-spread", "chat")
+    assert sorted(read, key=str) == sorted(chats, key=str)
+    run_id = "0" * 32
+    for chunk in (read[:100], read[750:850], read[-100:]):
+        partitions = Counter(target_partition(run_id, t) for t in chunk)
+        assert len(partitions) >= 24 and max(partitions.values()) <= 12, partitions  # about 3 each of 32
+    assert registry.targets("app-spread", "chat") == read  # the same order each time
 
 
 def test_rows_of_the_registrys_first_layout_are_still_read_and_removed(azurite):

@@ -5,6 +5,7 @@ change notifications (installation created / deleted) and seeded by full scans. 
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Iterable
 from urllib.parse import quote
@@ -54,10 +55,16 @@ class Registry:
                 pass
 
     def targets(self, app_id: str, scope: str) -> list[Target]:
+        """The app's installations in a scope, in an order that mixes the partitions. Read partition
+        by partition, they would come grouped by the hash that also places a run's target rows: a
+        run lays them out in chunks of this order, so each chunk's writes, and the first claims on
+        them, would all fall on one or two of the run's partitions at once."""
         rows = query_partitions(
             self._table, _partitions(app_id), "scope eq @scope", parameters={"scope": scope}, select=["resourceId"]
         )
-        return list(dict.fromkeys(Target(scope, row["resourceId"]) for row in rows))
+        targets = list(dict.fromkeys(Target(scope, row["resourceId"]) for row in rows))
+        random.Random(f"{app_id}/{scope}").shuffle(targets)  # the same order on each read: runs are reproducible
+        return targets
 
     def counts(self, app_id: str) -> dict[str, int]:
         """Installations known per scope."""
