@@ -63,7 +63,8 @@ class Registry:
             self._table, _partitions(app_id), "scope eq @scope", parameters={"scope": scope}, select=["resourceId"]
         )
         targets = list(dict.fromkeys(Target(scope, row["resourceId"]) for row in rows))
-        random.Random(f"{app_id}/{scope}").shuffle(targets)  # the same order on each read: runs are reproducible
+        # seeded: the same order on each read, so a run's layout (and a canary's choice) is reproducible
+        random.Random(f"{app_id}/{scope}").shuffle(targets)  # noqa: S311 - spreads writes, guards nothing
         return targets
 
     def counts(self, app_id: str) -> dict[str, int]:
