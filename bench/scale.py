@@ -17,6 +17,7 @@ import json
 import os
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -51,6 +52,36 @@ ACCOUNT_ENTITIES = 20000  # entities (table) or messages (queue) per second per 
 QUEUE_MESSAGES = 2000  # messages per second per queue
 
 
+@dataclass(frozen=True)
+class Emulators:
+    """Tables, the queue of batches and the other queues, each from an emulator process of its own:
+    the emulator scans every message of an account on each receive, and a large run queues thousands
+    of batches ahead, so that in one process every poll of an empty queue (ten pollers, each up to
+    twice a second) would scan them all and stall the requests behind it (Azure's services do neither)."""
+
+    tables: Azurite
+    queues: Azurite
+    batches: Azurite
+
+    @classmethod
+    def start(cls) -> Emulators:
+        return cls(Azurite().start(), Azurite().start(), Azurite().start())
+
+    def _all(self) -> tuple[Azurite, ...]:
+        return (self.tables, self.queues, self.batches)
+
+    def meter(self) -> StorageMeter:
+        return StorageMeter(self.queues.queue_url, self.tables.table_url, queue_urls={TARGETS_QUEUE: self.batches.queue_url})
+
+    def clear(self) -> None:
+        for azurite in self._all():
+            azurite.clear()
+
+    def stop(self) -> None:
+        for azurite in self._all():
+            azurite.stop()
+
+
 def _tenant(chats: int) -> tuple[Tenant, str]:
     tenant = Tenant(5)
     app = tenant.add_app("Contoso Scale", versions=("1.0.0", "1.1.0"))
@@ -60,12 +91,12 @@ def _tenant(chats: int) -> tuple[Tenant, str]:
     return tenant, app.id
 
 
-def _run(size: int, tables: Azurite, queues: Azurite, batches: Azurite, identity: IdentityEndpoint, log: str) -> dict:
+def _run(size: int, storage: Emulators, identity: IdentityEndpoint, log: str) -> dict:
     tenant, app_id = _tenant(size)
     emulator = EmulatorProcess(
         tenant, authority=identity.authority, limits=Limits(bucket_rps=LIMIT, directory_rps=LIMIT), latency=0.005
     ).start()
-    meter = StorageMeter(queues.queue_url, tables.table_url, queue_urls={TARGETS_QUEUE: batches.queue_url})
+    meter = storage.meter()
     os.environ.update(
         {
             "AzureWebJobsStorage": meter.connection_string,
@@ -75,11 +106,10 @@ def _run(size: int, tables: Azurite, queues: Azurite, batches: Azurite, identity
             "DISCOVERY_MODE": "registry",
         }
     )
-    for azurite in (tables, queues, batches):
-        azurite.clear()
+    storage.clear()
     bootstrap.reset()
     # straight to the storage emulator, not through the meter: what the registry holds before the run is not its cost
-    registry = Registry(Storage(StorageSettings(connection_string=tables.connection_string)).table(REGISTRY_TABLE))
+    registry = Registry(Storage(StorageSettings(connection_string=storage.tables.connection_string)).table(REGISTRY_TABLE))
     registry.add(app_id, [Target("chat", c) for c in tenant.chats], source="notification")
     host = LocalHost(ROOT / "function_app.py", http_port=0, queue_workers=2, run_timers=False, worker_log=log).start()
     try:
@@ -221,24 +251,19 @@ def render(results: dict) -> str:
 def run_scale(args) -> int:
     from datetime import UTC, datetime
 
-    # tables, the queue of batches and the other queues from three emulator processes: the emulator
-    # scans every message of an account on each receive, and a large run queues thousands of batches
-    # ahead, so that in one process every poll of an empty queue (ten pollers, each up to twice a
-    # second) would scan them all and stall the requests behind it (Azure's services do neither)
-    tables, queues, batches = Azurite().start(), Azurite().start(), Azurite().start()
+    storage = Emulators.start()
     identity = IdentityEndpoint().start()
     os.environ.update(identity.env())
     try:
         runs = []
         for size in args.scale_sizes:
             print(f"== scale: {size} chats ==", flush=True)
-            result = _run(size, tables, queues, batches, identity, args.log)
+            result = _run(size, storage, identity, args.log)
             print("  " + json.dumps(result), flush=True)
             runs.append(result)
     finally:
         identity.stop()
-        for azurite in (tables, queues, batches):
-            azurite.stop()
+        storage.stop()
     results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": runs, "projection": projection(runs)}
     out = Path(args.out).with_name("scale.json")
     out.write_text(json.dumps(results, indent=2))

@@ -48,7 +48,6 @@ from azure.storage.queue import QueueServiceClient
 from devtools.functions_index import FunctionSpec, invoke, load_app, queue_messages
 from devtools.loopback import reply, serve_calls, shutdown
 from devtools.ncrontab import Schedule
-from shared.foundation.connections import storage_transport
 from shared.foundation.settings import StorageSettings
 from shared.foundation.storage import queue_service_client
 
@@ -106,9 +105,7 @@ OUTPUT_RETRIES = {"retry_total": 2, "initial_backoff": 0.2, "increment_base": 1,
 
 
 def queue_service(connection: str, **options) -> QueueServiceClient:
-    """The queue service of a binding's `connection` setting, resolved as the host does; its pool of
-    connections holds a listener's concurrent completions (up to batchSize + newBatchThreshold)."""
-    options.setdefault("transport", storage_transport())
+    """The queue service of a binding's `connection` setting, resolved as the host does."""
     return queue_service_client(StorageSettings.from_env(os.environ, connection), **options)
 
 

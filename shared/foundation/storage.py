@@ -30,7 +30,9 @@ def storage_credential(settings: StorageSettings):
 
 
 def queue_service_client(settings: StorageSettings, *, credential=None, **options) -> QueueServiceClient:
-    """The queue service of a storage connection: its connection string, or its URI and identity."""
+    """The queue service of a storage connection: its connection string, or its URI and identity;
+    over a pool of connections sized for a worker's concurrency unless `transport` is given."""
+    options.setdefault("transport", storage_transport())
     if settings.connection_string:
         return QueueServiceClient.from_connection_string(settings.connection_string, **options)
     return QueueServiceClient(settings.queue_service_uri, credential=credential or storage_credential(settings), **options)

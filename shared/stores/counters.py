@@ -76,10 +76,11 @@ class Counters:
         (its first shard again when all are held: the conflict is then handled as any other)."""
         with self._lock:
             order = [(self._first + i) % self._shards for i in range(self._shards)]
-            key = (partition, next((s for s in order if (partition, s) not in self._leased), order[0]))
+            shard = next((s for s in order if (partition, s) not in self._leased), order[0])
+            key = (partition, shard)
             self._leased[key] += 1
         try:
-            yield key[1]
+            yield shard
         finally:
             with self._lock:
                 self._leased[key] -= 1
