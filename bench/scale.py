@@ -30,11 +30,11 @@ from devtools.graph_process import EmulatorProcess
 from devtools.identity import IdentityEndpoint
 from devtools.tenant import Tenant
 from shared import bootstrap
-from shared.bootstrap import CONTROL_TTL
 from shared.domain.targets import Target
 from shared.foundation.settings import StorageSettings
 from shared.foundation.storage import REGISTRY_TABLE, TARGETS_QUEUE, Storage
 from shared.stores.registry import Registry
+from shared.stores.run_cache import STEERING_TTL
 
 TIMEOUT = 60  # seconds for one API call of the benchmark
 # a status poll every second, or less often on large runs (every 100 s for 100,000 chats): each costs
@@ -159,7 +159,7 @@ def _run(size: int, storage: Emulators, identity: IdentityEndpoint, log: str) ->
         },
         "entityWritesPerTargetByTable": {t: round(n / targets, 3) for t, n in usage.writes_by_table.most_common()},
         # polled, so counted per second: at most a few per second per process (the control row is
-        # cached CONTROL_TTL per process, a schedule block lasts a while), whatever the run's size
+        # cached STEERING_TTL per process, a schedule block lasts a while), whatever the run's size
         "perSecond": {
             "controlReads": round(ops["controlRead"] / elapsed, 2),
             "pacingReads": round(ops["pacingRead"] / elapsed, 2),
@@ -234,7 +234,7 @@ def render(results: dict) -> str:
     lines += [
         "",
         "Per chat: table transactions, entity writes, point reads (control and pacing polls aside, per second "
-        f"in the last column: each process reads a run's control row about every {CONTROL_TTL:g} s), queries, queue messages. "
+        f"in the last column: each process reads a run's control row about every {STEERING_TTL:g} s), queries, queue messages. "
         f"A status read costs {', '.join(f'{v} {k}' for k, v in status.items())} (one range query per partition "
         "of the run: its row and counters, then each target partition's counters), whatever the size. At Graph's "
         f"{GRAPH_RPS}/s per bucket a run upgrades {pr['targetsPerSecond']} chats/s, so it writes "

@@ -220,6 +220,7 @@ def invoke(spec: FunctionSpec, trigger: meta.Datum, trigger_metadata: dict | Non
             (time.perf_counter() - started) * 1000,
             type(exc).__name__,
             exc,
+            exc_info=log.isEnabledFor(logging.DEBUG),
         )
         return outcome
     log.info(

@@ -20,7 +20,7 @@ from devtools.graph_subscriptions import INSTALLERS, PUBLISHERS, Subscriptions
 from shared import bootstrap
 from shared.foundation.storage import RUNS_TABLE
 from shared.graph.client import segment
-from shared.stores.tracking import Subscription, utcnow
+from shared.stores.apps import Subscription, utcnow
 from tests.builders import group_chats, org_app, people
 from tests.conftest import Api, start_host, unreachable_storage, wait_for
 
@@ -313,7 +313,7 @@ def test_subscriptions_are_renewed_before_they_expire(auto, subs, tenant, emulat
     host, _api = auto(app.id)
     host.fire("subscription_manager")
     [subscription] = subs.subscriptions.values()
-    tracking = bootstrap.get().tracking
+    tracking = bootstrap.get().apps
     soon = utcnow() + timedelta(hours=2)  # as if created 68 hours ago, on both sides
     subscription.expires = soon
     tracking.set_subscription(app.id, Subscription(subscription.id, soon, utcnow()))

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.bootstrap import CONTROL_TTL
+from shared.stores.run_cache import STEERING_TTL
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SETTINGS = ("AzureWebJobsStorage", "GRAPH_BASE_URL", "GRAPH_MAX_RPS", "UPGRADE_SCOPES", "DISCOVERY_MODE")
@@ -65,6 +65,6 @@ def test_storage_work_per_target_does_not_grow_with_the_run(tmp_path):
     # counters): never a scan of its targets
     assert large["statusReadCost"] == small["statusReadCost"] == {"tableQuery": 33}
     # polled reads are bounded per second, not per target: 3 processes, each reading the control row at most
-    # every CONTROL_TTL (plus a few reads for new runs and steps)
+    # every STEERING_TTL (plus a few reads for new runs and steps)
     for run in (small, large):
-        assert run["perSecond"]["controlReads"] <= 3 / CONTROL_TTL + 2, run["perSecond"]
+        assert run["perSecond"]["controlReads"] <= 3 / STEERING_TTL + 2, run["perSecond"]

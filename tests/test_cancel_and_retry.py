@@ -169,9 +169,9 @@ def test_a_paused_run_counts_as_the_apps_running_run(api, tenant, emulator):
 
 
 def test_every_process_has_seen_a_cancel_by_the_time_it_is_answered():
-    from shared.bootstrap import CONTROL_STALE_OK, CONTROL_TTL
-    from shared.steps.operator import CANCEL_SEEN
+    from shared.steering.commands import CANCEL_SEEN, STEERING_STALE_OK
+    from shared.stores.run_cache import STEERING_TTL
 
-    # a process trusts its cached control row for CONTROL_TTL, and up to CONTROL_STALE_OK while another
+    # a process trusts its cached steering for STEERING_TTL, and up to STEERING_STALE_OK while another
     # thread re-reads it: the answer must wait longer than either
-    assert CONTROL_TTL < CONTROL_STALE_OK < CANCEL_SEEN
+    assert STEERING_TTL < STEERING_STALE_OK < CANCEL_SEEN

@@ -16,7 +16,7 @@ from shared.domain.runs import RunSpec
 from shared.domain.targets import Target
 from shared.foundation.settings import StorageSettings
 from shared.foundation.storage import RUNS_TABLE, TARGETS_QUEUE, Storage
-from shared.queues import handlers
+from shared.queues import control
 from shared.stores.counters import Counters
 from shared.stores.runs import RunStore
 from shared.stores.targets import TargetStore
@@ -98,7 +98,7 @@ def test_chat_list_step_failing_every_attempt_records_its_chats_as_failed_withou
     store.add(run_id, targets[:5], source="input-0")  # what the last attempt got done
     step = LoadTargets(run_id=run_id, step_id="input-0", input_key="input-0000")
 
-    handlers.handle_control_poison(func.QueueMessage(id="poisoned-1", body=step.encode().encode()), bootstrap.get())
+    control.handle_poison(func.QueueMessage(id="poisoned-1", body=step.encode().encode()), bootstrap.get())
 
     status = runs.status(run_id)
     assert status["counts"]["failed"] == 12 and status["counts"]["targets"] == 12 and status["counts"]["pending"] == 0

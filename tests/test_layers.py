@@ -1,5 +1,7 @@
-"""The layout of `shared/` shows its architecture, and imports flow one way: entry points -> steps
--> per-scope Graph calls -> stores, Graph client and pacing -> domain -> foundations."""
+"""The layout of `shared/` shows its architecture, and imports flow one way: entry points (http,
+queues) -> the composition root -> automatic triggers -> control steps -> batches -> steering ->
+starting runs -> the typed services -> fan-out to the queues -> per-scope Graph calls -> stores,
+Graph client and pacing -> domain -> foundations."""
 
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ LAYERS = [
     {"domain"},
     {"graph", "pacing", "stores"},
     {"scopes"},
+    {"fanout"},
+    {"services"},
+    {"runs"},
+    {"steering"},
+    {"batches"},
     {"steps"},
     {"automatic"},
     {"bootstrap"},
@@ -74,3 +81,32 @@ def test_no_module_or_class_outgrows_its_job():
             if isinstance(node, ast.ClassDef):
                 size = node.end_lineno - node.lineno + 1
                 assert size <= 250, f"{path.relative_to(ROOT)}: class {node.name} has {size} lines"
+
+
+def test_no_module_state_but_the_composition_roots():
+    """Long-lived objects (pools, caches, validators, averages) belong to the services a process
+    builds once, not to module globals: a module-level name bound to a mutable object or a
+    `global` statement is allowed only in bootstrap."""
+    mutable_calls = {"dict", "list", "set", "OrderedDict", "deque", "Counter", "ThreadPoolExecutor", "Lock", "RLock",
+                     "Semaphore", "BoundedSemaphore", "Event", "Condition", "Average", "TokenValidator"}  # fmt: skip
+    found = []
+    for path in SHARED.rglob("*.py"):
+        if path.name == "bootstrap.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            if isinstance(value, (ast.Dict, ast.List, ast.Set)) and not _is_constant_table(node):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            if isinstance(value, ast.Call):
+                name = value.func.attr if isinstance(value.func, ast.Attribute) else getattr(value.func, "id", "")
+                if name in mutable_calls and not (name in ("dict", "list", "set") and _is_constant_table(node)):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}()")
+        found += [f"{path.relative_to(ROOT)}:{n.lineno} global" for n in ast.walk(tree) if isinstance(n, ast.Global)]
+    assert not found, found
+
+
+def _is_constant_table(node: ast.Assign | ast.AnnAssign) -> bool:
+    """UPPER_CASE tables (dispatch tables, lookups) are constants by convention; nothing mutates them."""
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return all(isinstance(t, ast.Name) and t.id.isupper() for t in targets)

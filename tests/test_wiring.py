@@ -119,7 +119,18 @@ def test_entry_file_only_declares_and_delegates():
             [statement] = node.body
             call = statement.value if isinstance(statement, (ast.Return, ast.Expr)) else None
             assert isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute), node.name
-            delegates = ("publishing", "runs", "apps", "health", "notifications", "openapi", "handlers", "timers")
+            delegates = (
+                "publishing",
+                "runs",
+                "apps",
+                "health",
+                "incoming",
+                "openapi",
+                "control",
+                "targets",
+                "notifications",
+                "timers",
+            )
             assert call.func.value.id in delegates, node.name
 
 

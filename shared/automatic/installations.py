@@ -45,10 +45,10 @@ def candidates(resource_id: str, scopes: tuple[str, ...]) -> list[Target]:
 
 
 def process(services, batch: Notifications) -> None:
-    tracking = services.tracking
+    apps = services.apps
     for item in batch.items:
         subscription_id = str(item.get("subscriptionId") or "")
-        app_id = tracking.app_of_subscription(subscription_id)
+        app_id = apps.app_of_subscription(subscription_id)
         if app_id is None:
             event(
                 "registry",
@@ -70,11 +70,11 @@ def process(services, batch: Notifications) -> None:
         match = RESOURCE.search(str(item.get("resource") or ""))
         installation_id = (item.get("resourceData") or {}).get("id") or (match.group(2) if match else None)
         decoded = decode_installation_id(installation_id) if isinstance(installation_id, str) else None
-        subscription = tracking.subscription(app_id)
+        subscription = apps.subscription(app_id)
         options = candidates(decoded[0], subscription.scopes if subscription else ()) if decoded else []
         if not options or decoded[1].lower() != app_id.lower():
             # we cannot tell where it is: the registry is no longer complete; the next auto run scans
-            tracking.invalidate_registry(app_id, undecodable=1)
+            apps.invalidate_registry(app_id, undecodable=1)
             event(
                 "registry",
                 "Installation %s of app %s could not be read; the registry will be re-seeded by a scan",
@@ -98,7 +98,7 @@ def _record(services, app_id: str, options: list[Target], change: str) -> None:
     for target in options:
         if target != found:
             services.registry.remove(app_id, target)
-    services.tracking.count_events(app_id, 1)
+    services.apps.count_events(app_id, 1)
     where = found or options[0]
     event(
         "registry",
@@ -143,4 +143,4 @@ def _lifecycle(services, app_id: str, subscription_id: str, lifecycle_event: str
     elif lifecycle_event == "subscriptionRemoved":
         manager.recreate(app_id, subscription_id)
     else:  # "missed": notifications were lost
-        services.tracking.invalidate_registry(app_id)
+        services.apps.invalidate_registry(app_id)

@@ -14,7 +14,7 @@ from shared.automatic.watcher import org_app_ids
 from shared.foundation.errors import GraphError
 from shared.foundation.telemetry import event
 from shared.graph.client import segment
-from shared.stores.tracking import Subscription, utcnow
+from shared.stores.apps import Subscription, utcnow
 
 LIFETIME = timedelta(minutes=4200)  # under Graph's 4,320-minute maximum for teamsAppInstallation
 RENEW_WITHIN = timedelta(hours=24)
@@ -66,7 +66,7 @@ class SubscriptionManager:
                 )
 
     def ensure(self, app_id: str) -> Subscription:
-        current = self._s.tracking.subscription(app_id)
+        current = self._s.apps.subscription(app_id)
         if current and current.scopes != self._s.settings.upgrade_scopes:
             self.replace(app_id, current)
             current = None
@@ -95,7 +95,7 @@ class SubscriptionManager:
         # a 5xx may have created it: no blind retry (a duplicate would notify twice for 70 hours)
         created = self._s.graph.post("/subscriptions", body, bucket=BUCKET, retry_unavailable=False).body or {}
         subscription = Subscription(created["id"], started + LIFETIME, started, scopes)
-        self._s.tracking.set_subscription(app_id, subscription)
+        self._s.apps.set_subscription(app_id, subscription)
         event(
             "subscription",
             "Subscribed to installations of app %s in %s (subscription %s)",
@@ -116,7 +116,7 @@ class SubscriptionManager:
             bucket=BUCKET,
         )
         renewed = Subscription(current.id, expires, current.started_at, current.scopes)
-        self._s.tracking.set_subscription(app_id, renewed)
+        self._s.apps.set_subscription(app_id, renewed)
         return renewed
 
     def replace(self, app_id: str, current: Subscription) -> None:
@@ -127,7 +127,7 @@ class SubscriptionManager:
         except GraphError as exc:
             if exc.status != 404:
                 raise
-        self._s.tracking.drop_subscription(app_id)
+        self._s.apps.drop_subscription(app_id)
 
     def reauthorize(self, app_id: str, subscription_id: str) -> None:
         try:
@@ -141,9 +141,9 @@ class SubscriptionManager:
         """The subscription is gone: notifications were lost, so the registry needs a new seeding scan.
 
         Done once per removed subscription: a repeated lifecycle event finds a newer one in place."""
-        current = self._s.tracking.subscription(app_id)
+        current = self._s.apps.subscription(app_id)
         if current is not None and current.id != removed_id:
             return
-        self._s.tracking.drop_subscription(app_id)
-        self._s.tracking.invalidate_registry(app_id)
+        self._s.apps.drop_subscription(app_id)
+        self._s.apps.invalidate_registry(app_id)
         self.create(app_id)

@@ -17,12 +17,15 @@ from azure.data.tables import TableTransactionError
 
 from shared.domain.app import choose_target
 from shared.domain.messages import StartRun
-from shared.domain.runs import Caller, RunSpec
+from shared.domain.runs import RunSpec
+from shared.domain.steering import Caller
 from shared.domain.versions import version_key
 from shared.foundation.errors import RunFailure
 from shared.foundation.telemetry import event
 from shared.graph.catalog import APP_CATALOG_BUCKET, find_app
-from shared.stores.tracking import utcnow
+from shared.runs.launch import launch, log_queued, with_default_plan
+from shared.services import Services
+from shared.stores.apps import utcnow
 
 RUN_NAMESPACE = uuid.UUID("8a3c1f52-6a4e-4d5b-9a0c-2f7b6e1d9c44")
 STALE_QUEUED_RUN = timedelta(minutes=1)  # a run created but not started by then lost its start message
@@ -33,11 +36,11 @@ def run_id_for(app_id: str, version: str) -> str:
     return uuid.uuid5(RUN_NAMESPACE, f"{app_id.lower()}@{version}").hex
 
 
-def org_app_ids(services) -> list[str]:
+def org_app_ids(services: Services) -> list[str]:
     return [app["id"] for app in _org_apps(services, expand=False)]
 
 
-def _org_apps(services, *, expand: bool) -> list[dict]:
+def _org_apps(services: Services, *, expand: bool) -> list[dict]:
     params = {"$filter": "distributionMethod eq 'organization'"}
     if expand:
         params["$expand"] = "appDefinitions"
@@ -47,7 +50,7 @@ def _org_apps(services, *, expand: bool) -> list[dict]:
     return apps
 
 
-def watched_apps(services) -> list[dict]:
+def watched_apps(services: Services) -> list[dict]:
     """The catalog entries (with definitions) of the watched apps."""
     settings = services.settings
     apps: dict[str, dict] = {}
@@ -63,7 +66,7 @@ def watched_apps(services) -> list[dict]:
     return list(apps.values())
 
 
-def check_catalog(services) -> int:
+def check_catalog(services: Services) -> int:
     """One look at the catalog: starts a run for each watched app with a newer published version.
 
     Returns how many runs it started. One app's trouble is logged and does not keep the others
@@ -85,12 +88,12 @@ def check_catalog(services) -> int:
     return started
 
 
-def _check_app(services, target) -> bool:
-    tracking, runs = services.tracking, services.runs
+def _check_app(services: Services, target) -> bool:
+    apps, runs = services.apps, services.runs
     app_id = target.teams_app_id
-    seen = tracking.seen(app_id)
+    seen = apps.seen(app_id)
     if seen is None:
-        if tracking.first_sight(app_id, target.version, target.display_name):
+        if apps.first_sight(app_id, target.version, target.display_name):
             event(
                 "watcher",
                 "Watching %s: first seen at version %s",
@@ -114,8 +117,9 @@ def _check_app(services, target) -> bool:
         trigger="catalogWatcher",
         started_by=Caller(None, "catalogWatcher"),
     )
+    message = f": {target.display_name} {target.version} was published (last seen {seen.version})"
     try:
-        runs.create_run(spec)
+        launch(services, spec, note=message)
         send = True
     except TableTransactionError as exc:
         if exc.error_code != "EntityAlreadyExists":
@@ -123,24 +127,11 @@ def _check_app(services, target) -> bool:
         # created by an earlier or concurrent check: send its start again only if it was lost
         status = runs.status(run_id)
         send = status is not None and status["state"] == "queued" and _older_than(status["createdAt"], STALE_QUEUED_RUN)
-    if send:
-        services.dispatcher.send_steps([(StartRun(run_id=run_id).encode(), 0)])
-        event(
-            "runQueued",
-            "%s %s was published (last seen %s): run %s",
-            target.display_name,
-            target.version,
-            seen.version,
-            run_id,
-            runId=run_id,
-            appId=app_id,
-            version=target.version,
-            trigger="catalogWatcher",
-            startedBy="catalogWatcher",
-            scopes=",".join(scopes),
-        )
+        if send:
+            services.dispatcher.send_steps([(StartRun(run_id=run_id).encode(), 0)])
+            log_queued(with_default_plan(services, spec), message + " (its start sent again)")
     # only now: had the start message been lost, the next check would find the version unseen and send it
-    tracking.advance(app_id, target.version, run_id, etag=seen.etag)
+    apps.advance(app_id, target.version, run_id, etag=seen.etag)
     return send
 
 

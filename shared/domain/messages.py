@@ -115,7 +115,7 @@ class UpgradeTargets(RunMessage):
     attempt: int = 0
     claim: str | None = None
     etags: tuple[str, ...] = ()  # of the targets' rows when queued: spares a read per target
-    canary: bool = False  # targets of a canary run's first set
+    admitted: bool = False  # targets admitted to the current step of the run's plan
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,9 +128,16 @@ class SweepRun(RunMessage):
 
 @dataclass(frozen=True, kw_only=True)
 class ReleaseTargets(RunMessage):
-    """Targets held back (a paused run resumed, a canary passed) are queued."""
+    """Targets held back are queued: a run resumed or waited enough, or a step of its plan admits more."""
 
     kind: ClassVar[str] = "releaseTargets"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdvanceRun(RunMessage):
+    """Look at the run's plan again at this time: a bake ends, a window opens."""
+
+    kind: ClassVar[str] = "advanceRun"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,6 +160,7 @@ KINDS: dict[str, type[Message]] = {
         UpgradeTargets,
         SweepRun,
         ReleaseTargets,
+        AdvanceRun,
         Notifications,
     )
 }

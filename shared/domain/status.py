@@ -1,10 +1,15 @@
-"""The status document of a run (GET /api/runs/{runId}) and its state, from the run row and its
-counters."""
+"""The status document of a run (GET /api/runs/{runId}) and its state, from the run row, its
+counters and the time (a window may be closed)."""
 
 from __future__ import annotations
 
-from shared.domain.runs import FATAL_ERRORS, RunRecord
-from shared.domain.targets import COUNTS, ID_FIELDS, Target, counter
+from datetime import datetime
+
+from shared.domain.runs import RunRecord
+from shared.domain.steering import FATAL_ERRORS, HOLD, Progress, gate, iso
+from shared.domain.targets import COUNTS, ID_FIELDS, OUTCOMES, Target, counter
+
+ADMITTED = "admitted"  # counter: targets admitted to the plan's steps
 
 # discovery counters per scope: users whose chats or joined teams were listed (or skipped: no Teams, or
 # failed), teams listed, users listed as personal targets
@@ -15,17 +20,20 @@ DISCOVERY_COUNTS = {
 }
 
 
-def run_state(run: RunRecord, *, steps_pending: int, pending: int) -> str:
-    """queued -> discovering -> upgrading -> completed, with paused, cancelling -> cancelled and failed."""
-    control = run.control
-    if run.target is None and run.error is None and control.cancelled_at is None:
-        return "queued"
-    if control.cancelled_at is not None:
+def run_state(run: RunRecord, *, steps_pending: int, pending: int, now: datetime) -> str:
+    """queued -> discovering -> upgrading -> completed, with paused, waiting, cancelling -> cancelled and failed."""
+    steering = run.steering
+    if steering.cancelled_at is not None:
         return "cancelled" if steps_pending <= 0 and pending == 0 else "cancelling"
     if run.error and run.error.code in FATAL_ERRORS:
         return "failed"
-    if control.pause is not None and (pending > 0 or steps_pending > 0):
+    if run.target is None:
+        return "waiting" if steering.wait is not None else "queued"
+    active = pending > 0 or steps_pending > 0
+    if active and steering.pause is not None:
         return "paused"
+    if active and gate(steering, run.plan, now).verdict == HOLD:
+        return "waiting"
     if steps_pending > 0:
         return "discovering"
     if pending > 0:
@@ -33,17 +41,63 @@ def run_state(run: RunRecord, *, steps_pending: int, pending: int) -> str:
     return "failed" if run.error else "completed"  # a run that lost targets in discovery ends failed
 
 
+def waiting_of(run: RunRecord, state: str, now: datetime) -> dict | None:
+    """While the run waits for a time: why, and when it goes on by itself."""
+    if state != "waiting":
+        return None
+    held = gate(run.steering, run.plan, now)
+    return {"reason": held.reason, "resumesAt": iso(held.resumes_at) if held.resumes_at else None}
+
+
+def progress_of(run: RunRecord, totals: dict[str, int], *, slots: int) -> Progress:
+    """The run's figures that its steering goes by."""
+
+    def total(name: str) -> int:
+        return sum(totals.get(counter(scope, name), 0) for scope in run.scopes)
+
+    return Progress(
+        targets=sum(total(name) for name in COUNTS),
+        decided=sum(total(name) for name in OUTCOMES),
+        failed=total("failed"),
+        admitted=totals.get(ADMITTED, 0),
+        slots=slots,
+        discovering=totals.get("stepsPending", 0) > 0,
+    )
+
+
+def _canary(run: RunRecord, totals: dict[str, int]) -> dict | None:
+    """A canary plan as the canary object: selected, decided and failed are its step's."""
+    if run.plan is None or not run.plan.is_canary:
+        return None
+    steering = run.steering
+    if steering.results:
+        first = steering.results[0]
+        decided, failed = first["decided"], first["failed"]
+    else:
+        progress = progress_of(run, totals, slots=0)
+        decided, failed = progress.decided, progress.failed
+    phase = "canary" if steering.step == 0 and not steering.results else "running"
+    return {**run.plan.canary_dict(), "selected": totals.get(ADMITTED, 0), "decided": decided, "failed": failed, "phase": phase}
+
+
+def _rollout(run: RunRecord) -> dict | None:
+    if run.plan is None or run.plan.is_canary:
+        return None
+    return {**run.plan.to_dict(), "step": run.steering.step}
+
+
 def overall_mode(discovery: dict[str, str]) -> str | None:
     modes = set(discovery.values())
     return None if not modes else modes.pop() if len(modes) == 1 else "mixed"
 
 
-def status_document(run: RunRecord, totals: dict[str, int], failures: list[dict] | None, updated_at: str) -> dict:
+def status_document(run: RunRecord, totals: dict[str, int], failures: list[dict] | None, updated_at: str, now: datetime) -> dict:
     """GET /api/runs/{runId}: the run, its counts (in total and per scope) and discovery figures;
     without `failures` (None) for the run history."""
     by_scope = {scope: {name: totals.get(counter(scope, name), 0) for name in COUNTS} for scope in run.scopes}
     counts = {name: sum(c[name] for c in by_scope.values()) for name in COUNTS}
-    state = run_state(run, steps_pending=totals.get("stepsPending", 0), pending=counts["pending"])
+    state = run_state(run, steps_pending=totals.get("stepsPending", 0), pending=counts["pending"], now=now)
+    steering = run.steering
     discovery: dict = {"mode": overall_mode(run.discovery), "usersScanned": 0, "usersSkipped": 0, "usersFailed": 0}
     discovery["scopes"] = {}
     for scope in run.scopes:
@@ -61,19 +115,14 @@ def status_document(run: RunRecord, totals: dict[str, int], failures: list[dict]
         "trigger": run.trigger,
         "startedBy": run.started_by.to_dict(),
         "retryOf": run.retry_of,
-        "canary": None
-        if run.canary is None
-        else {
-            **run.canary.to_dict(),
-            "selected": totals.get("canaryAssigned", 0),
-            "decided": totals.get("canaryDecided", 0),
-            "failed": totals.get("canaryFailed", 0),
-            "phase": run.control.phase,
-        },
-        "pause": run.control.pause,
+        "canary": _canary(run, totals),
+        "rollout": _rollout(run),
+        "groupId": run.group_id,
+        "pause": steering.pause,
+        "waiting": waiting_of(run, state, now),
         "cancelled": None
-        if run.control.cancelled_at is None
-        else {"at": run.control.cancelled_at, "by": run.control.cancelled_by.to_dict() if run.control.cancelled_by else None},
+        if steering.cancelled_at is None
+        else {"at": steering.cancelled_at, "by": steering.cancelled_by.to_dict() if steering.cancelled_by else None},
         "counts": {"targets": sum(counts.values()), **counts},
         "countsByScope": {scope: {"targets": sum(c.values()), **c} for scope, c in by_scope.items()},
         "error": run.error.to_dict() if run.error else None,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import quote
+
+from shared.foundation.durations import DurationError, parse_duration
 
 SCOPES = ("chat", "team", "personal")  # where an app can be installed: chats, teams, users' personal scope
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -126,6 +130,33 @@ def _scopes(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(s for s in SCOPES if s in given)
 
 
+def _duration(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = parse_duration(raw)
+    except DurationError as exc:
+        raise ConfigError(f"{name} must be an ISO 8601 duration: {exc}") from None
+    if value <= timedelta(0):
+        raise ConfigError(f"{name} must be longer than zero, got {raw!r}")
+    return value
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict | None:
+    """A setting holding a JSON object (checked for its meaning where it is used: see bootstrap)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a JSON object")
+    return value
+
+
 def _guid(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name, "").strip()
     if raw and not GUID.match(raw):
@@ -137,10 +168,10 @@ def _guid(env: Mapping[str, str], name: str) -> str | None:
 OWN_SETTINGS = frozenset(
     {
         "API_AUTH", "API_AUTH_AUTHORITY", "API_AUTH_CLIENT_ID", "API_AUTH_TENANT_ID", "AZURE_CLIENT_ID",
-        "DISCOVERY_GROUP_ID", "DISCOVERY_MODE", "DISCOVERY_USERS_PER_STEP", "GRAPH_BASE_URL",
+        "CATALOG_WAIT", "DISCOVERY_GROUP_ID", "DISCOVERY_MODE", "DISCOVERY_USERS_PER_STEP", "GRAPH_BASE_URL",
         "GRAPH_INLINE_RETRY_SECONDS", "GRAPH_MAX_RPS", "NOTIFICATION_CLIENT_STATE", "NOTIFICATION_FUNCTION_KEY",
-        "NOTIFICATION_URL", "UPGRADE_MAX_ATTEMPTS", "UPGRADE_SCOPES", "UPGRADE_TARGETS_PER_MESSAGE",
-        "WATCHED_APP_IDS", "WATCH_ORG_APPS",
+        "NOTIFICATION_URL", "PAUSED_ALERT_AFTER", "ROLLOUT", "RUN_RETENTION", "UPGRADE_MAX_ATTEMPTS",
+        "UPGRADE_SCOPES", "UPGRADE_TARGETS_PER_MESSAGE", "WATCHED_APP_IDS", "WATCH_ORG_APPS",
     }
 )  # fmt: skip
 API_AUTH_MODES = ("key", "entra")
@@ -218,6 +249,11 @@ class Settings:
     notification_url: str | None = field(default=None, repr=False)  # holds a function key
     notification_client_state: str | None = field(default=None, repr=False)
     api_auth: ApiAuth = field(default_factory=ApiAuth)
+    # Rollouts and long operation
+    rollout: dict | None = None  # ROLLOUT: the plan of runs that ask for none (see domain.plan)
+    catalog_wait: timedelta = timedelta(hours=48)  # how long a run waits for its version to appear in the catalog
+    run_retention: timedelta = timedelta(days=90)  # how long a finished run's target rows are kept
+    paused_alert_after: timedelta = timedelta(hours=1)  # a run paused for an operator longer than this is reported
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -244,6 +280,10 @@ class Settings:
             notification_url=notification_url,
             notification_client_state=_client_state(env, notification_url is not None),
             api_auth=ApiAuth.from_env(env),
+            rollout=_json_object(env, "ROLLOUT"),
+            catalog_wait=_duration(env, "CATALOG_WAIT", timedelta(hours=48)),
+            run_retention=_duration(env, "RUN_RETENTION", timedelta(days=90)),
+            paused_alert_after=_duration(env, "PAUSED_ALERT_AFTER", timedelta(hours=1)),
         )
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
@@ -19,6 +20,7 @@ RUNS_TABLE = "upgraderruns"
 PACING_TABLE = "upgraderpacing"
 WATCH_TABLE = "upgraderwatch"
 REGISTRY_TABLE = "upgraderregistry"
+PARTITION_READERS = 8  # partitions of one table read at once (a run's counters, a large registry)
 
 
 def storage_credential(settings: StorageSettings):
@@ -39,10 +41,12 @@ def queue_service_client(settings: StorageSettings, *, credential=None, **option
 
 
 class Storage:
-    """Creates queues and tables on first use; clients are cached and thread-safe."""
+    """Creates queues and tables on first use; clients are cached and thread-safe. `readers` reads
+    several partitions of a table at once."""
 
     def __init__(self, settings: StorageSettings, *, credential=None) -> None:
         self._settings = settings
+        self.readers = ThreadPoolExecutor(PARTITION_READERS, thread_name_prefix="partition-reader")
         self._lock = threading.Lock()
         self._queues: dict[str, QueueClient] = {}
         self._tables: dict[str, TableClient] = {}

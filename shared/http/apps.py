@@ -7,7 +7,7 @@ import azure.functions as func
 from shared.foundation.settings import SCOPES
 from shared.http.auth import READ, signed_in
 from shared.http.responses import answer, json_response
-from shared.stores.tracking import AppState
+from shared.stores.apps import AppState
 
 
 def apps_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
@@ -17,7 +17,7 @@ def apps_status(req: func.HttpRequest, services=None) -> func.HttpResponse:
 
 
 def _apps(services) -> list[dict]:
-    known = services.tracking.apps()
+    known = services.apps.apps()
     for app_id in services.settings.watched_app_ids:
         known.setdefault(app_id, AppState())
     return [_app(services, app_id, state) for app_id, state in sorted(known.items())]

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 
 import azure.functions as func
 
-from shared.domain.runs import Caller
+from shared.domain.steering import Caller
 from shared.foundation.errors import RequestError
 from shared.foundation.settings import ApiAuth
+from shared.foundation.tokens import AuthorityUnavailable, InvalidToken, TokenValidator
 from shared.http.responses import services_or_error
-from shared.http.tokens import AuthorityUnavailable, InvalidToken, TokenValidator
+from shared.services import Services
 
 READ, RUN = "Upgrades.Read", "Upgrades.Run"
 GRANTS = {READ: {READ, RUN}, RUN: {RUN}}  # the roles that allow each need
@@ -26,8 +26,6 @@ FUNCTION_KEY = Caller(None, "function key")
 CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 log = logging.getLogger(f"upgrader.{__name__}")
-_validators: dict[ApiAuth, TokenValidator] = {}
-_lock = threading.Lock()
 
 
 def operator_auth_level(env=os.environ) -> func.AuthLevel:
@@ -38,21 +36,23 @@ def operator_auth_level(env=os.environ) -> func.AuthLevel:
     return func.AuthLevel.ANONYMOUS if entra else func.AuthLevel.FUNCTION
 
 
-def signed_in(req: func.HttpRequest, services, need: str):
+def signed_in(req: func.HttpRequest, services: Services | None, need: str) -> tuple[Services, Caller]:
     """The process's services and the caller, once the caller is allowed `need`."""
     services = services_or_error(services)
-    return services, authorise(req, services.settings.api_auth, need)
+    return services, authorise(req, services.settings.api_auth, services.token_validator, need)
 
 
-def authorise(req: func.HttpRequest, auth: ApiAuth, need: str) -> Caller:
+def authorise(req: func.HttpRequest, auth: ApiAuth, validator: TokenValidator | None, need: str) -> Caller:
     """The caller, once allowed `need`; otherwise a 401 (no or bad token) or 403 (no role)."""
     if auth.mode == "key":
         return FUNCTION_KEY
+    if validator is None:  # never let a caller through unchecked
+        raise RequestError("configurationError", "API_AUTH is entra but no token validator was set up.", status=500)
     scheme, _, token = (req.headers.get("Authorization") or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorised("unauthorized", "Send an Entra ID access token for this API: Authorization: Bearer <token>.")
     try:
-        claims = _validator(auth).claims(token.strip())
+        claims = validator.claims(token.strip())
     except InvalidToken as exc:
         log.warning("Refused a token: %s", exc)
         raise _unauthorised("invalidToken", str(exc)) from None
@@ -78,11 +78,3 @@ def _unauthorised(code: str, message: str) -> RequestError:
     error = RequestError(code, message, status=401)
     error.headers = CHALLENGE
     return error
-
-
-def _validator(auth: ApiAuth) -> TokenValidator:
-    with _lock:
-        validator = _validators.get(auth)
-        if validator is None:
-            validator = _validators[auth] = TokenValidator(auth)
-        return validator

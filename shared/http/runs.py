@@ -15,7 +15,7 @@ from shared.foundation.errors import RequestError
 from shared.foundation.settings import GUID
 from shared.http.auth import READ, RUN, signed_in
 from shared.http.responses import answer, json_response
-from shared.steps import operator
+from shared.steering import commands
 from shared.stores.history import HISTORY_KEY
 
 HISTORY_PARAMETERS = ("appId", "state", "top", "continuationToken", "code")  # code: the function key
@@ -53,16 +53,16 @@ def _act(req: func.HttpRequest, services, action: Callable) -> dict | str:
 
 
 def cancel_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
-    return answer("The run could not be cancelled", lambda: json_response(202, _act(req, services, operator.cancel)))
+    return answer("The run could not be cancelled", lambda: json_response(202, _act(req, services, commands.cancel)))
 
 
 def resume_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
-    return answer("The run could not be resumed", lambda: json_response(202, _act(req, services, operator.resume)))
+    return answer("The run could not be resumed", lambda: json_response(202, _act(req, services, commands.resume)))
 
 
 def retry_run(req: func.HttpRequest, services=None) -> func.HttpResponse:
     def work() -> func.HttpResponse:
-        run_id = _act(req, services, operator.retry)
+        run_id = _act(req, services, commands.retry)
         # .../runs/{old}/retry -> .../runs/{new}
         status_url = _url(req, f"../{run_id}")
         return json_response(202, {"runId": run_id, "statusUrl": status_url}, headers={"Location": status_url})

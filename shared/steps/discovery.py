@@ -22,7 +22,10 @@ from shared.foundation.telemetry import event
 from shared.graph.directory import list_users_page
 from shared.scopes.chat import chats_with_app
 from shared.scopes.team import joined_teams, list_teams_page
-from shared.steps.base import Delivery, StepOutput, add_targets
+from shared.services import Services
+from shared.steering.gate import found
+from shared.steps.redelivery import Delivery, StepOutput
+from shared.steps.start import discovery_group
 
 
 def _scanned(run: RunRecord, scope: str) -> bool:
@@ -33,20 +36,21 @@ def _next_page(step: ListUsers | ListTeams, prefix: str, cursor: str) -> ListUse
     return replace(step, step_id=f"{prefix}-{step.page + 1}", page=step.page + 1, cursor=cursor)
 
 
-def list_users(services, run: RunRecord, step: ListUsers, delivery: Delivery) -> StepOutput:
+def list_users(services: Services, run: RunRecord, step: ListUsers, delivery: Delivery) -> StepOutput:
     settings = services.settings
-    users, cursor = list_users_page(services.graph, group_id=settings.discovery_group_id, cursor=step.cursor)
+    group = discovery_group(services, run)
+    users, cursor = list_users_page(services.graph, group_id=group, cursor=step.cursor)
     output = StepOutput()
     if cursor:  # queued first: the listing keeps ahead of the scans of the users it found
         output.children.append((_next_page(step, "users", cursor), 0))
     if _scanned(run, "personal"):
-        add_targets(services, run, step, [Target("personal", u) for u in users])
+        found(services, run, step.step_id, [Target("personal", u) for u in users])
         output.count(counter("personal", "usersListed"), len(users))
     size = settings.users_per_step
     scans: list[tuple[type, str]] = []
     if _scanned(run, "chat"):
         scans.append((ScanUserChats, "scan"))
-    if _scanned(run, "team") and settings.discovery_group_id is not None:
+    if _scanned(run, "team") and group is not None:
         scans.append((ScanUserTeams, "joined"))
     for kind, prefix in scans:
         output.children += [
@@ -56,23 +60,23 @@ def list_users(services, run: RunRecord, step: ListUsers, delivery: Delivery) ->
     return output
 
 
-def list_teams(services, run: RunRecord, step: ListTeams, delivery: Delivery) -> StepOutput:
+def list_teams(services: Services, run: RunRecord, step: ListTeams, delivery: Delivery) -> StepOutput:
     teams, cursor = list_teams_page(services.graph, step.cursor)
     output = StepOutput()
-    added = add_targets(services, run, step, [Target("team", t) for t in teams])
+    added = found(services, run, step.step_id, [Target("team", t) for t in teams])
     output.count(counter("team", "teamsListed"), len(added))
     if cursor:
         output.children.append((_next_page(step, "teams", cursor), 0))
     return output
 
 
-def scan_user_chats(services, run: RunRecord, step: ScanUserChats, delivery: Delivery) -> StepOutput:
+def scan_user_chats(services: Services, run: RunRecord, step: ScanUserChats, delivery: Delivery) -> StepOutput:
     app_id = run.target.teams_app_id
     seed = "chat" in run.seeding  # a full scan seeds the installation registry with the chats it lists
 
     def chats(user_id: str) -> int:
         targets = [Target("chat", c) for c in chats_with_app(services.graph, user_id, app_id)]
-        added = add_targets(services, run, step, targets)
+        added = found(services, run, step.step_id, targets)
         if seed and targets:
             services.registry.add(app_id, targets, source="scan")
         return len(added)
@@ -80,15 +84,15 @@ def scan_user_chats(services, run: RunRecord, step: ScanUserChats, delivery: Del
     return _per_user(services, step, "chat", chats)
 
 
-def scan_user_teams(services, run: RunRecord, step: ScanUserTeams, delivery: Delivery) -> StepOutput:
+def scan_user_teams(services: Services, run: RunRecord, step: ScanUserTeams, delivery: Delivery) -> StepOutput:
     def teams(user_id: str) -> int:
-        return len(add_targets(services, run, step, [Target("team", t) for t in joined_teams(services.graph, user_id)]))
+        return len(found(services, run, step.step_id, [Target("team", t) for t in joined_teams(services.graph, user_id)]))
 
     return _per_user(services, step, "team", teams, found="teamsListed")
 
 
 def _per_user(
-    services, step: ScanUserChats | ScanUserTeams, scope: str, scan: Callable[[str], int], *, found: str | None = None
+    services: Services, step: ScanUserChats | ScanUserTeams, scope: str, scan: Callable[[str], int], *, found: str | None = None
 ) -> StepOutput:
     """Scans each user of the step (`scan` returns how many new targets it found, counted as
     `found`); a user that cannot be listed is counted (404: no Teams) and skipped; throttling hands
@@ -96,7 +100,7 @@ def _per_user(
     output = StepOutput(counts={counter(scope, n): 0 for n in ("usersScanned", "usersSkipped", "usersFailed")})
     what = "chats" if scope == "chat" else "joined teams"
     for index, user_id in enumerate(step.user_ids):
-        if services.control(step.run_id).stopped:
+        if services.run_cache.cached_steering(step.run_id).stopped:
             break  # cancelled (or failed for good) meanwhile: the users left are not scanned
         try:
             new = scan(user_id)

@@ -10,37 +10,65 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from shared.domain.messages import Step
+from shared.batches.handler import batch_upgrader
+from shared.domain.messages import LoadTargets, Step
 from shared.domain.runs import RunRecord
+from shared.domain.steering import Steering, admission_limit
 from shared.domain.targets import Target
+from shared.fanout.dispatcher import Planned
 from shared.foundation.errors import MissingPermissions
-from shared.steps.control import fail_for_permissions
-from shared.steps.fanout import Planned
-from shared.steps.holding import GATE, queue_if_going
-from shared.steps.upgrade import batch_upgrader
+from shared.services import Services
+from shared.steering.gate import found, hold
+from shared.steering.stopping import fail_for_permissions
+from shared.steps.redelivery import Delivery, StepOutput
+from shared.stores.target_rows import TargetRow
 
 WRITERS = 2  # transactions written at once: bulk writes must leave storage time for the claims of the first batches
 
 
-def lay_out_canary(services, run: RunRecord, step: Step, targets: list[Target], *, inline: int = 0, chain: str = "") -> None:
-    """A canary run's given targets: the first `canary.targets` are laid out (and begun) as its
-    canary; the others are recorded, held until the canary is decided (see steps.holding)."""
-    size = run.canary.targets
-    lay_out(services, run, step, targets[:size], inline=inline, chain=chain, canary=True)
-    held = targets[size:]
-    services.targets.add(run.run_id, held, step.step_id)
-    services.runs.take_slots(run.run_id, GATE, min(size, len(targets)), size)  # now the canary is complete
-    queue_if_going(services, run.run_id, held)
+def lay_out_planned(services: Services, run: RunRecord, step: Step, targets: list[Target], *, inline: int, chain: str) -> None:
+    """The targets given to a run, in order: those the first step of its plan admits are laid out
+    (and begun) first, the others recorded and held (see steering.gate); without a plan, all of them."""
+    steering = services.runs.steering(run.run_id) or Steering()
+    limit = admission_limit(steering, run.plan, targets=len(targets), discovering=False)
+    order = {t: i for i, t in enumerate(targets)}
+    if limit is None:
+        lay_out(services, run, step, targets, inline=inline, chain=chain, order=order)
+        return
+    lay_out(services, run, step, targets[:limit], inline=inline, chain=chain, admitted=True, order=order)
+    new = services.targets.add(run.run_id, targets[limit:], step.step_id, order=order)
+    # counted once the admitted rows exist (a redelivery takes none twice): now the step may end
+    services.runs.take_admissions(run.run_id, min(limit, len(targets)), limit)
+    hold(services, run, [TargetRow(t, "pending", etag) for t, etag in new.items()])
+
+
+def load(services: Services, run: RunRecord, step: LoadTargets, delivery: Delivery) -> StepOutput:
+    """A chunk of stored targets (the registry's, in its fixed mixed order): admitted to the plan's
+    step as it has room, in chunk order, like targets a scan finds; without a plan, laid out at once."""
+    targets = services.runs.load_input(step.run_id, step.input_key)
+    if run.plan is not None:
+        found(services, run, step.step_id, targets)
+    else:
+        lay_out(services, run, step, targets)
+    return StepOutput()
 
 
 def lay_out(
-    services, run: RunRecord, step: Step, targets: list[Target], *, inline: int = 0, chain: str = "", canary: bool = False
+    services: Services,
+    run: RunRecord,
+    step: Step,
+    targets: list[Target],
+    *,
+    inline: int = 0,
+    chain: str = "",
+    admitted: bool = False,
+    order: dict[Target, int] | None = None,
 ) -> None:
     """Records and queues `targets` as `step`'s; the first `inline` batches (in release order) are
     processed in this invocation, under `chain`, instead of being queued (and retried here, not
-    queued again, so that no message but this step's owns `chain`). `canary`: they are the
-    canary of their run."""
-    plan = [replace(p, message=replace(p.message, canary=canary)) for p in services.dispatcher.plan(run.run_id, targets)]
+    queued again, so that no message but this step's owns `chain`). `admitted`: they are admitted
+    to the first step of the run's plan."""
+    plan = services.dispatcher.plan(run.run_id, targets, admitted=admitted)
     inline = min(inline, len(plan))
     remaining = {i: set(p.targets) for i, p in enumerate(plan)}  # batch -> targets whose rows are not written yet
     etags: dict[Target, str] = {}
@@ -94,7 +122,9 @@ def lay_out(
         # per row, but hold back every batch of their partition)
         with ThreadPoolExecutor(WRITERS, thread_name_prefix="layout") as pool:
             writes = [
-                pool.submit(services.targets.add, run.run_id, list(p.targets), step.step_id, each=written, canary=canary)
+                pool.submit(
+                    services.targets.add, run.run_id, list(p.targets), step.step_id, each=written, admitted=admitted, order=order
+                )
                 for p in plan
             ]
             for future in writes:

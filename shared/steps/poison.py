@@ -1,21 +1,22 @@
-"""The last resort for messages that failed every delivery: account for their work, so every run
-completes and nothing is silently lost."""
+"""The last resort for control steps that failed every delivery: account for their work, so every
+run completes and nothing is silently lost."""
 
 from __future__ import annotations
 
 import logging
 
-from shared.domain.messages import LoadTargets, ScanUserChats, ScanUserTeams, StartRun, Step, UpgradeTargets
-from shared.domain.targets import Outcome, Target, counter
+from shared.batches.poison import fail_targets
+from shared.domain.messages import LoadTargets, ScanUserChats, ScanUserTeams, StartRun, Step
+from shared.domain.targets import counter
 from shared.foundation.errors import ErrorInfo
-from shared.foundation.telemetry import event, log_outcome
-from shared.steps.base import fail_run, resend
-from shared.steps.control import evaluate_canary
+from shared.foundation.telemetry import event
+from shared.services import Services
+from shared.steering.progress import advance_run
+from shared.steering.stopping import fail_run
+from shared.steps.redelivery import resend
 
-RETRIES_EXHAUSTED = "retriesExhausted"
 
-
-def poisoned_step(services, step: Step, message_id: str, queue: str) -> None:
+def poisoned_step(services: Services, step: Step, message_id: str, queue: str) -> None:
     """A step that failed every attempt: its targets are recorded or failed, the run is failed
     (discoveryIncomplete, or startFailed), and the step is marked done so the run can finish."""
     runs = services.runs
@@ -45,6 +46,9 @@ def poisoned_step(services, step: Step, message_id: str, queue: str) -> None:
             error = ErrorInfo("discoveryIncomplete", message)
         fail_run(services, step.run_id, error)
     runs.complete_step(step.run_id, step.step_id, message_id, [], **counts)
+    run = runs.get_run(step.run_id)
+    if run is not None and run.plan is not None:  # the end of discovery may end a step of the plan
+        advance_run(services, step.run_id)
     event(
         "poisoned",
         "Step %s of run %s was poisoned",
@@ -55,37 +59,3 @@ def poisoned_step(services, step: Step, message_id: str, queue: str) -> None:
         level=logging.ERROR,
         queue=queue,
     )
-
-
-def poisoned_batch(services, batch: UpgradeTargets, queue: str) -> None:
-    """A target batch that failed every attempt: its targets without an outcome end as failed."""
-    event(
-        "poisoned",
-        "A batch of %d %s targets of run %s was poisoned",
-        len(batch.ids),
-        batch.scope,
-        batch.run_id,
-        level=logging.ERROR,
-        queue=queue,
-        runId=batch.run_id,
-        scope=batch.scope,
-    )
-    targets = [Target(batch.scope, i) for i in batch.ids]
-    fail_targets(services, batch.run_id, targets, "Processing failed on every attempt; the message was poisoned.")
-    run = services.runs.get_run(batch.run_id)
-    if run is not None and run.canary is not None:  # these may have been the canary's last
-        evaluate_canary(services, run)
-
-
-def fail_targets(services, run_id: str, targets: list[Target], message: str) -> None:
-    rows = services.targets.get(run_id, targets)
-    outcomes = []
-    for target, row in rows.items():
-        if row.state not in ("pending", "claimed"):
-            continue
-        maybe = f" An upgrade request may have been sent; check the {target.label.lower()}."
-        text = message + (maybe if row.state == "claimed" else "")
-        outcomes.append(Outcome(target, "failed", failure={"status": None, "code": RETRIES_EXHAUSTED, "message": text}))
-    run = services.runs.get_run(run_id)
-    for outcome in services.targets.record(run_id, rows, outcomes, chain=None):
-        log_outcome(run, outcome)

@@ -12,12 +12,13 @@ from shared.foundation.errors import ErrorInfo, GraphError, GraphRetryable, Miss
 from shared.foundation.telemetry import event
 from shared.graph.catalog import resolve_target
 from shared.graph.permissions import missing_upgrade_roles
-from shared.steps.base import Delivery, StepOutput, fail_run
-from shared.steps.control import fail_for_permissions
-from shared.steps.layout import lay_out, lay_out_canary
-from shared.stores.tracking import utcnow
+from shared.services import Services
+from shared.steering.stopping import fail_for_permissions, fail_run
+from shared.steps.layout import lay_out_planned
+from shared.steps.redelivery import Delivery, StepOutput
+from shared.stores.apps import utcnow
 
-RUNNING = ("queued", "discovering", "upgrading", "paused", "cancelling")  # the app's one run at a time
+RUNNING = ("queued", "waiting", "discovering", "upgrading", "paused", "cancelling")  # the app's one run at a time
 # batches an explicit run's start step processes itself, while it lays out the rest: enough GETs
 # to keep the bucket busy until the first queued batches are picked up (a queue poll can take a second)
 INLINE_BATCHES = 4
@@ -26,7 +27,7 @@ INLINE_BATCHES = 4
 SEEDED_STATES = {"chat": ("upgrading", "completed"), "team": ("completed",), "personal": ("completed",)}
 
 
-def start(services, run: RunRecord, step: Step, delivery: Delivery) -> StepOutput:
+def start(services: Services, run: RunRecord, step: Step, delivery: Delivery) -> StepOutput:
     try:
         target = resolve_target(
             services.graph, teams_app_id=run.teams_app_id, external_id=run.external_id, version=run.requested_version
@@ -55,17 +56,17 @@ def start(services, run: RunRecord, step: Step, delivery: Delivery) -> StepOutpu
             return StepOutput()
     app_id = target.teams_app_id
     if not run.dry_run:
-        blocker = services.tracking.begin_run(app_id, run.run_id, lambda other: _running(services, other))
+        blocker = services.apps.begin_run(app_id, run.run_id, lambda other: _running(services, other))
         if blocker:
             message = f"Run {blocker} is upgrading this app now; its status shows when it is done."
             fail_run(services, run.run_id, ErrorInfo("runInProgress", message))
             return StepOutput()
     discovery = discovery_modes(services, run, app_id)
     scanned = tuple(s for s in run.scopes if discovery[s] == "scan")
-    seeding = scanned if services.settings.discovery_group_id is None else ()  # a full scan seeds the registry
+    seeding = scanned if discovery_group(services, run) is None else ()  # a full scan seeds the registry
     services.runs.set_target(run.run_id, target, discovery, seeding)
     if not run.explicit and not run.dry_run:  # so that the catalog watcher does not start it again
-        services.tracking.advance(app_id, target.version, run.run_id)
+        services.apps.advance(app_id, target.version, run.run_id)
     event(
         "runStarted",
         "Run %s targets %s version %s in %s",
@@ -81,22 +82,19 @@ def start(services, run: RunRecord, step: Step, delivery: Delivery) -> StepOutpu
         discoveryMode=",".join(f"{s}:{m}" for s, m in discovery.items()),
     )
     if seeding:
-        services.tracking.begin_seed(app_id, run.run_id, seeding)
+        services.apps.begin_seed(app_id, run.run_id, seeding)
     if run.explicit:  # laid out and begun right here: the first GETs wait for no other step
         started = replace(run, target=target, discovery=discovery)
         targets = [t for key in run.input_keys for t in services.runs.load_input(run.run_id, key)]
         inline = INLINE_BATCHES if delivery.dequeue_count == 1 else 0  # a redelivery's rows exist: resend queued them
-        if run.canary is None:
-            lay_out(services, started, step, targets, inline=inline, chain=delivery.chain(step))
-        else:
-            lay_out_canary(services, started, step, targets, inline=inline, chain=delivery.chain(step))
+        lay_out_planned(services, started, step, targets, inline=inline, chain=delivery.chain(step))
         return StepOutput()
     return StepOutput(children=[(child, 0) for child in _first_steps(services, run, app_id, discovery)])
 
 
-def _first_steps(services, run: RunRecord, app_id: str, discovery: dict[str, str]) -> list[Step]:
+def _first_steps(services: Services, run: RunRecord, app_id: str, discovery: dict[str, str]) -> list[Step]:
     scanned = {s for s, mode in discovery.items() if mode == "scan"}
-    grouped = services.settings.discovery_group_id is not None
+    grouped = discovery_group(services, run) is not None
     keys: list[str] = []
     from_registry = [t for s, mode in discovery.items() if mode == "registry" for t in services.registry.targets(app_id, s)]
     if from_registry:
@@ -109,27 +107,35 @@ def _first_steps(services, run: RunRecord, app_id: str, discovery: dict[str, str
     return steps
 
 
-def _running(services, run_id: str) -> bool:
+def _running(services: Services, run_id: str) -> bool:
     status = services.runs.status(run_id)
     return status is not None and status["state"] in RUNNING
 
 
-def discovery_modes(services, run: RunRecord, app_id: str) -> dict[str, str]:
-    """How each scope of the run finds its targets: explicit, registry or scan."""
+def discovery_group(services: Services, run: RunRecord) -> str | None:
+    """The group whose members discovery looks among: the run's own (a pilot ring), or DISCOVERY_GROUP_ID."""
+    return run.group_id or services.settings.discovery_group_id
+
+
+def discovery_modes(services: Services, run: RunRecord, app_id: str) -> dict[str, str]:
+    """How each scope of the run finds its targets: explicit, registry or scan (a ring always scans
+    its group: the registry knows installations, not who they belong to)."""
     if run.explicit:
         return dict.fromkeys(run.scopes, EXPLICIT)
+    if run.group_id is not None:
+        return dict.fromkeys(run.scopes, "scan")
     mode = services.settings.discovery_mode
     if mode != "auto":
         return dict.fromkeys(run.scopes, mode)
     return {s: "registry" if registry_ready(services, app_id, s) else "scan" for s in run.scopes}
 
 
-def registry_ready(services, app_id: str, scope: str) -> bool:
+def registry_ready(services: Services, app_id: str, scope: str) -> bool:
     """A scope of the registry is complete when a full scan seeded it after the subscription began
     covering the scope, and nothing since (an unreadable installation id, a lost subscription) put
     it in doubt."""
-    subscription = services.tracking.subscription(app_id)
-    seed = services.tracking.registry(app_id).seed(scope)
+    subscription = services.apps.subscription(app_id)
+    seed = services.apps.registry(app_id).seed(scope)
     if subscription is None or subscription.expires_at <= utcnow() or scope not in subscription.scopes:
         return False
     if not seed.run_id or not seed.started_at or seed.started_at < subscription.started_at:

@@ -13,7 +13,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.stores.keys import CHANGED, EXISTS, REPLAYABLE_METHODS, TARGET_PARTITIONS
+from shared.stores.partitions import CHANGED, EXISTS, REPLAYABLE_METHODS, TARGET_PARTITIONS
 
 SHARDS = 16
 CACHED_RUNS = 4  # runs whose shards' ETags a process keeps (the ones it works on now)

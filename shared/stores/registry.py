@@ -8,14 +8,16 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from urllib.parse import quote
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.domain.targets import Target
-from shared.stores.keys import MAX_OPS, partition_batches, query_partitions, spread_partition, spread_partitions
-from shared.stores.tracking import utcnow
+from shared.foundation.storage import PARTITION_READERS
+from shared.stores.apps import utcnow
+from shared.stores.partitions import MAX_OPS, partition_batches, query_partitions, spread_partition, spread_partitions
 
 REGISTRY_PARTITIONS = 32
 
@@ -34,8 +36,10 @@ def _partitions(app_id: str) -> list[str]:
 
 
 class Registry:
-    def __init__(self, table: TableClient) -> None:
+    def __init__(self, table: TableClient, *, readers: Executor | None = None) -> None:
+        """`readers` reads the partitions at once (the storage account's pool; a pool of its own by default)."""
         self._table = table
+        self._readers = readers or ThreadPoolExecutor(PARTITION_READERS, thread_name_prefix="partition-reader")
 
     def add(self, app_id: str, targets: Iterable[Target], source: str) -> None:
         now = utcnow()
@@ -60,7 +64,7 @@ class Registry:
         run lays them out in chunks of this order, so each chunk's writes, and the first claims on
         them, would all fall on one or two of the run's partitions at once."""
         rows = query_partitions(
-            self._table, _partitions(app_id), "scope eq @scope", parameters={"scope": scope}, select=["resourceId"]
+            self._table, self._readers, _partitions(app_id), "scope eq @scope", parameters={"scope": scope}, select=["resourceId"]
         )
         targets = list(dict.fromkeys(Target(scope, row["resourceId"]) for row in rows))
         # seeded: the same order on each read, so a run's layout (and a canary's choice) is reproducible
@@ -69,5 +73,5 @@ class Registry:
 
     def counts(self, app_id: str) -> dict[str, int]:
         """Installations known per scope."""
-        rows = query_partitions(self._table, _partitions(app_id), select=["scope", "RowKey"])
+        rows = query_partitions(self._table, self._readers, _partitions(app_id), select=["scope", "RowKey"])
         return dict(Counter(scope for scope, _ in {(row["scope"], row["RowKey"]) for row in rows}))

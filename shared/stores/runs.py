@@ -5,24 +5,29 @@ Rows of the run partition (PartitionKey = run id):
   count-00..15   counter shards (steps and discovery counts)
   step-<id>      discovery steps done, with the messages they emitted
   input-NNNN     target keys given to POST /api/publish (or read from the registry), compressed
-The targets live in partitions of their own (see stores.targets and stores.keys).
+The targets live in partitions of their own (see stores.targets and stores.partitions).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from datetime import UTC, datetime
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.domain.app import TargetApp
-from shared.domain.runs import Caller, Canary, RunRecord, RunSpec, to_json
-from shared.domain.status import failure_entry, status_document
+from shared.domain.plan import Plan
+from shared.domain.runs import RunRecord, RunSpec, to_json
+from shared.domain.status import failure_entry, progress_of, status_document
+from shared.domain.steering import Caller, Progress
 from shared.domain.targets import Target, counter
-from shared.foundation.errors import ErrorInfo
+from shared.foundation.storage import PARTITION_READERS
 from shared.stores.counters import Counters, counter_totals
 from shared.stores.history import RunHistory
-from shared.stores.keys import (
+from shared.stores.partitions import (
     COUNTER_ROWS,
     EXISTS,
     FAILURE_ROWS,
@@ -35,9 +40,13 @@ from shared.stores.keys import (
     target_partitions,
     unpack,
 )
-from shared.stores.run_control import RunControl, control_of
+from shared.stores.run_steering import ADMISSIONS, RunSteering, steering_of
 
 MAX_FAILURES_LISTED = 1000
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class StepRecord:
@@ -46,10 +55,20 @@ class StepRecord:
         self.children = children
 
 
-class RunStore(RunControl):
-    def __init__(self, table: TableClient, counters: Counters) -> None:
+class RunStore(RunSteering):
+    def __init__(
+        self,
+        table: TableClient,
+        counters: Counters,
+        *,
+        readers: Executor | None = None,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        """`readers` reads a run's partitions at once (the storage account's pool; a pool of its own by default)."""
         self._table = table
         self._counters = counters
+        self._readers = readers or ThreadPoolExecutor(PARTITION_READERS, thread_name_prefix="partition-reader")
+        self._now = now
         self._history = RunHistory(table)
 
     # ---- runs -------------------------------------------------------------------------------------
@@ -76,8 +95,8 @@ class RunStore(RunControl):
             "trigger": spec.trigger,
             "startedBy": to_json(spec.started_by.to_dict()),
             "retryOf": spec.retry_of or "",
-            "canary": to_json(spec.canary.to_dict()) if spec.canary else "",
-            "phase": "canary" if spec.canary else "running",
+            "plan": to_json(spec.plan.stored()) if spec.plan else "",
+            "groupId": spec.group_id or "",
         }
         ops = [("create", run), ("create", {"PartitionKey": spec.run_id, "RowKey": "count-00", "stepsPending": 1})]
         for key, chunk in zip(input_keys, chunks, strict=True):
@@ -92,7 +111,6 @@ class RunStore(RunControl):
     @staticmethod
     def _record(run_id: str, row: dict) -> RunRecord:
         target = TargetApp.from_json(row["target"]) if row.get("target") else None
-        error = ErrorInfo(row["errorCode"], row.get("errorMessage", "")) if row.get("errorCode") else None
         input_keys = tuple(k for k in row.get("inputKeys", "").split(",") if k)
         return RunRecord(
             run_id=run_id,
@@ -104,14 +122,14 @@ class RunStore(RunControl):
             input_keys=input_keys,
             created_at=row.get("createdAt", ""),
             target=target,
-            error=error,
             discovery=json.loads(row["discovery"]) if row.get("discovery") else {},
             seeding=tuple(s for s in row.get("seeding", "").split(",") if s),
             trigger=row.get("trigger") or "api",
             started_by=Caller.from_dict(json.loads(row["startedBy"])) if row.get("startedBy") else Caller(None, "api"),
             retry_of=row.get("retryOf") or None,
-            canary=Canary.from_dict(json.loads(row["canary"])) if row.get("canary") else None,
-            control=control_of(row, error),
+            plan=Plan.from_stored(json.loads(row["plan"])) if row.get("plan") else None,
+            group_id=row.get("groupId") or None,
+            steering=steering_of(row),
         )
 
     def set_target(
@@ -136,12 +154,6 @@ class RunStore(RunControl):
                 "discovery": json.dumps(discovery, separators=(",", ":")),
                 "seeding": ",".join(seeding),
             },
-            mode=UpdateMode.MERGE,
-        )
-
-    def fail_run(self, run_id: str, error: ErrorInfo) -> None:
-        self._table.update_entity(
-            {"PartitionKey": run_id, "RowKey": "run", "errorCode": error.code, "errorMessage": error.message},
             mode=UpdateMode.MERGE,
         )
 
@@ -195,27 +207,49 @@ class RunStore(RunControl):
             app_id=app_id, state=state, after=after, limit=limit, live=lambda run_id: self.status(run_id, failures=False)
         )
 
+    def going(self) -> list[dict]:
+        """The status documents (without failures) of every run not over yet."""
+        return self._history.going(lambda run_id: self.status(run_id, failures=False))
+
     def status(self, run_id: str, *, failures: bool = True) -> dict | None:
-        """The status document: the run row and the counter shards of each of its partitions, read
-        with one range query per partition (a query over the run's partition range would read
+        """The status document (see domain.status)."""
+        read = self._read_status(run_id)
+        if read is None:
+            return None
+        run, totals, rows, _ = read
+        failed = sum(totals.get(counter(scope, "failed"), 0) for scope in run.scopes)
+        listed = (self._failures(run_id) if failed else []) if failures else None
+        updated = iso(max(r.metadata["timestamp"] for r in rows))
+        return status_document(run, totals, listed, updated, self._now())
+
+    def progress(self, run_id: str) -> tuple[RunRecord, Progress, dict] | None:
+        """The run, the figures its steering goes by, and its status document (without failures)."""
+        read = self._read_status(run_id)
+        if read is None:
+            return None
+        run, totals, rows, slots = read
+        document = status_document(run, totals, None, iso(max(r.metadata["timestamp"] for r in rows)), self._now())
+        return run, progress_of(run, totals, slots=slots), document
+
+    def _read_status(self, run_id: str) -> tuple[RunRecord, dict[str, int], list, int] | None:
+        """The run row, the admissions row and the counter shards of each of the run's partitions,
+        read with one range query per partition (a query over the run's partition range would read
         every target row on the way)."""
         run_rows = self._table.query_entities(
-            f"PartitionKey eq @p and (RowKey eq 'run' or ({COUNTER_ROWS}))", parameters={"p": run_id}
+            f"PartitionKey eq @p and (RowKey eq 'run' or RowKey eq '{ADMISSIONS}' or ({COUNTER_ROWS}))", parameters={"p": run_id}
         )
         rows = list(run_rows)
         run_row = next((r for r in rows if r["RowKey"] == "run"), None)
         if run_row is None:
             return None
+        slots = next((int(r.get("taken", 0)) for r in rows if r["RowKey"] == ADMISSIONS), 0)
+        rows = [r for r in rows if r["RowKey"] != ADMISSIONS]
         rows += self._each_target_partition(run_id, COUNTER_ROWS)
-        run = self._record(run_id, run_row)
         totals = counter_totals(r for r in rows if r["RowKey"].startswith("count-"))
-        failed = sum(totals.get(counter(scope, "failed"), 0) for scope in run.scopes)
-        listed = (self._failures(run_id) if failed else []) if failures else None
-        updated = iso(max(r.metadata["timestamp"] for r in rows))
-        return status_document(run, totals, listed, updated)
+        return self._record(run_id, run_row), totals, rows, slots
 
     def _each_target_partition(self, run_id: str, rows: str, limit: int | None = None) -> list:
-        return query_partitions(self._table, target_partitions(run_id), rows, limit=limit)
+        return query_partitions(self._table, self._readers, target_partitions(run_id), rows, limit=limit)
 
     def _failures(self, run_id: str) -> list[dict]:
         rows = self._each_target_partition(run_id, FAILURE_ROWS, MAX_FAILURES_LISTED)

@@ -15,12 +15,21 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError
 
 from shared.domain.targets import Outcome, Target, counter
-from shared.stores.keys import CHANGED, MAX_OPS, RUN_PARTITIONS, TARGET_ROWS, by_partition, row_key, run_range, target_partition
+from shared.stores.partitions import (
+    CHANGED,
+    MAX_OPS,
+    RUN_PARTITIONS,
+    TARGET_ROWS,
+    by_partition,
+    row_key,
+    run_range,
+    target_partition,
+)
 from shared.stores.target_rows import (
+    ADMITTED,
     OPEN,
     TargetAdding,
     TargetRow,
-    canary_counts,
     conditional,
     pending_deltas,
     target_row,
@@ -37,7 +46,7 @@ class TargetStore(TargetAdding):
         rows = self._table.query_entities(
             f"{RUN_PARTITIONS} and {TARGET_ROWS} and ({clause})",
             parameters=run_range(run_id),
-            select=["scope", "resourceId", "state", "claim", "claimedAt", "canary", "recordedBy"],
+            select=["scope", "resourceId", "state", "claim", "claimedAt", "admitted", "seq", "recordedBy"],
         )
         return [target_row(Target(r["scope"], r["resourceId"]), r) for r in rows]
 
@@ -59,6 +68,30 @@ class TargetStore(TargetAdding):
                 except TableTransactionError as exc:
                     if exc.error_code != CHANGED:
                         raise  # changed meanwhile: decided or claimed by someone else, no longer ours to give
+
+    def admit(self, run_id: str, rows: list[TargetRow]) -> list[TargetRow]:
+        """Admits held targets to the current step of the run's plan, counted in the same
+        transaction; returns those admitted here (a row that changed meanwhile was decided or
+        admitted by someone else)."""
+        admitted: list[TargetRow] = []
+        for partition, group in by_partition(run_id, rows, lambda r: r.target).items():
+            for start in range(0, len(group), MAX_OPS - 1):
+                batch = group[start : start + MAX_OPS - 1]
+                while batch:
+                    entity = {"PartitionKey": partition, "admitted": True}
+                    ops = [("update", {**entity, "RowKey": row_key(r.target)}, conditional(r.etag)) for r in batch]
+                    try:
+                        results = self._counters.commit(partition, ops, {ADMITTED: len(batch)})
+                    except TableTransactionError as exc:
+                        if exc.error_code != CHANGED or exc.index >= len(batch):
+                            raise
+                        del batch[exc.index]
+                        continue
+                    for row, result in zip(batch, results, strict=True):
+                        row.etag, row.admitted = result["etag"], True
+                    admitted += batch
+                    break
+        return admitted
 
     # ---- deciding -----------------------------------------------------------------------------
 
@@ -145,8 +178,8 @@ class TargetStore(TargetAdding):
             ops, owner = self._outcome_ops(partition, rows, batch, token)
             deltas = pending_deltas((o.target for o in batch), -1)
             for o in batch:
-                for key in [counter(o.target.scope, o.outcome), *canary_counts(rows[o.target], o)]:
-                    deltas[key] = deltas.get(key, 0) + 1
+                key = counter(o.target.scope, o.outcome)
+                deltas[key] = deltas.get(key, 0) + 1
             try:
                 self._counters.commit(partition, ops, deltas)
             except TableTransactionError as exc:

@@ -1,4 +1,4 @@
-"""The POST side of a batch (its second thread, see steps.upgrade): the outdated targets its GETs
+"""The POST side of a batch (its second thread, see batches.upgrader): the outdated targets its GETs
 found are claimed, then upgraded each once its spacing has passed, in the order of their GETs.
 
 A claim (an ETag-checked write of the target rows, so that no other batch upgrades them) is
@@ -12,18 +12,20 @@ import threading
 import time
 from collections import deque
 
+from shared.batches.state import BatchState, call_graph
 from shared.domain.targets import Outcome
+from shared.foundation.runtime import Average
 from shared.graph.client import GraphClient
-from shared.steps.batch_state import CLAIM_TIME, BatchState, call_graph
 from shared.stores.targets import TargetRow, TargetStore
 
 
 class Poster:
     """Claims and POSTs the outdated targets of one batch at a time (a thread per batch)."""
 
-    def __init__(self, *, graph: GraphClient, targets: TargetStore) -> None:
+    def __init__(self, *, graph: GraphClient, targets: TargetStore, claim_time: Average) -> None:
         self._graph = graph
         self._targets = targets
+        self._claim_time = claim_time  # how long a claim takes here: claims start that much before they are due
 
     def run(self, batch: BatchState) -> None:
         """The POST thread: each outdated target once its spacing has passed, until every GET is done
@@ -67,8 +69,7 @@ class Poster:
                 if posted is not None:
                     batch.add(Outcome(target, "upgraded", version=app.version))
 
-    @staticmethod
-    def _next(batch: BatchState) -> tuple[list[TargetRow] | None, list | None]:
+    def _next(self, batch: BatchState) -> tuple[list[TargetRow] | None, list | None]:
         """Waits for the POST thread's next job: rows to claim, or claimed targets due to POST;
         (None, None) when the batch is through."""
         with batch.changed:
@@ -77,7 +78,7 @@ class Poster:
                     return None, None  # the claim thread failed: nothing more is sent
                 now = time.time()
                 unclaimed = [item for item in batch.due if item[0].target not in batch.claimed]
-                if unclaimed and not batch.claiming and (batch.checked or now >= unclaimed[0][2] - CLAIM_TIME.value):
+                if unclaimed and not batch.claiming and (batch.checked or now >= unclaimed[0][2] - self._claim_time.value):
                     batch.claiming = True
                     return [row for row, _, _ in unclaimed], None
                 ready = []
@@ -87,7 +88,7 @@ class Poster:
                     return None, ready
                 if batch.checked and not batch.due and not batch.claiming:
                     return None, None
-                wakes = [unclaimed[0][2] - CLAIM_TIME.value] if unclaimed and not batch.claiming else []
+                wakes = [unclaimed[0][2] - self._claim_time.value] if unclaimed and not batch.claiming else []
                 if batch.due and batch.due[0][0].target in batch.claimed:
                     wakes.append(batch.due[0][2])
                 batch.changed.wait(timeout=max(0.0, min(wakes) - now) if wakes else None)
@@ -102,7 +103,7 @@ class Poster:
                     batch.due = deque(item for item in batch.due if item[0].target in batch.settle.rows)
             began = time.time()
             self._claim(batch, rows)
-            CLAIM_TIME.add(time.time() - began)
+            self._claim_time.add(time.time() - began)
         except BaseException as exc:
             batch.fail(exc)
         finally:

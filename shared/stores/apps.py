@@ -1,4 +1,4 @@
-"""What the app remembers per watched app, in the `upgraderwatch` table:
+"""What the app remembers per Teams app, in the `upgraderwatch` table:
 
 app/<appId>           newest published version seen, and the run started for it
 active/<appId>        the run upgrading the app now (one at a time)
@@ -86,7 +86,7 @@ def _registry(row: dict | None) -> RegistryState:
     return RegistryState(seeds, int(row.get("events", 0)), int(row.get("undecodable", 0)))
 
 
-class Tracking:
+class AppStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table
 

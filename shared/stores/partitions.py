@@ -15,7 +15,7 @@ import itertools
 import json
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import quote
@@ -80,11 +80,9 @@ def spread_partition(prefix: str, target: Target, partitions: int) -> str:
     return f"{prefix}-{zlib.crc32(target.key.encode()) % partitions:02d}"
 
 
-_READERS = ThreadPoolExecutor(8, thread_name_prefix="partition-reader")
-
-
 def query_partitions(
     table: TableClient,
+    readers: Executor,
     partitions: Iterable[str],
     where: str = "",
     *,
@@ -92,14 +90,14 @@ def query_partitions(
     select: list[str] | None = None,
     limit: int | None = None,
 ) -> list:
-    """The rows of several partitions (`where` narrows each; at most `limit` from each), read at once."""
+    """The rows of several partitions (`where` narrows each; at most `limit` from each), read at once by `readers`."""
     clause = f"PartitionKey eq @p and {where}" if where else "PartitionKey eq @p"
 
     def query(partition: str) -> list:
         found = table.query_entities(clause, parameters={**(parameters or {}), "p": partition}, select=select)
         return list(itertools.islice(found, limit))
 
-    return [row for part in _READERS.map(query, partitions) for row in part]
+    return [row for part in readers.map(query, partitions) for row in part]
 
 
 def row_key(target: Target, prefix: str = "t-") -> str:

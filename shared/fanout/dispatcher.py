@@ -15,7 +15,7 @@ from shared.domain.messages import UpgradeTargets
 from shared.domain.targets import Target
 from shared.foundation.storage import CONTROL_QUEUE, TARGETS_QUEUE, Storage
 from shared.scopes import scope as scope_named
-from shared.stores.keys import by_partition
+from shared.stores.partitions import by_partition
 
 MAX_VISIBILITY_DELAY = 7 * 24 * 3600 - 60
 RELEASE_SPEEDUP = 1.25
@@ -48,18 +48,18 @@ class Dispatcher:
             queue.send_message(text, visibility_timeout=_delay(delay))
 
     def send_targets(
-        self, run_id: str, targets: Iterable[Target] | Mapping[Target, str], *, claim: str | None = None, canary: bool = False
+        self, run_id: str, targets: Iterable[Target] | Mapping[Target, str], *, claim: str | None = None, admitted: bool = False
     ) -> int:
         """Queues targets in batches of one scope, scheduled at the pacing rate of the scope's GET
         bucket; returns the number of messages. `targets` maps targets to the ETags of their rows
         when the caller knows them; `claim` lets the batches take over targets claimed by that chain;
-        `canary` marks them as their run's canary."""
-        planned = self.plan(run_id, targets, claim=claim, canary=canary)
+        `admitted`: they are admitted to the current step of their run's plan."""
+        planned = self.plan(run_id, targets, claim=claim, admitted=admitted)
         self.send(planned)
         return len(planned)
 
     def plan(
-        self, run_id: str, targets: Iterable[Target] | Mapping[Target, str], *, claim: str | None = None, canary: bool = False
+        self, run_id: str, targets: Iterable[Target] | Mapping[Target, str], *, claim: str | None = None, admitted: bool = False
     ) -> list[Planned]:
         """The batches for these targets and when each should become visible.
 
@@ -71,10 +71,10 @@ class Dispatcher:
         by_scope: dict[str, list[Target]] = {}
         for target in targets:
             by_scope.setdefault(target.scope, []).append(target)
-        return [p for name, group in by_scope.items() for p in self._plan_scope(run_id, name, group, etags, claim, canary)]
+        return [p for name, group in by_scope.items() for p in self._plan_scope(run_id, name, group, etags, claim, admitted)]
 
     def _plan_scope(
-        self, run_id: str, name: str, targets: list[Target], etags: Mapping[Target, str], claim: str | None, canary: bool
+        self, run_id: str, name: str, targets: list[Target], etags: Mapping[Target, str], claim: str | None, admitted: bool
     ) -> list[Planned]:
         groups = by_partition(run_id, targets, lambda t: t)
         ordered = [t for group in groups.values() for t in group]
@@ -90,7 +90,7 @@ class Dispatcher:
                 ids=tuple(t.id for t in batch),
                 claim=claim,
                 etags=tuple(etags[t] for t in batch) if etags else (),
-                canary=canary,
+                admitted=admitted,
             )
             planned.append(Planned(message, tuple(batch), start + sent * self._pacer.interval / RELEASE_SPEEDUP))
             sent += len(batch)

@@ -15,22 +15,6 @@ from shared.scopes.base import Installation, Scope
 from shared.stores.targets import TargetRow
 
 
-class Average:
-    """A moving average, shared by this process's batches."""
-
-    def __init__(self, value: float, *, cap: float) -> None:
-        self.value = value
-        self._cap = cap
-        self._lock = threading.Lock()
-
-    def add(self, sample: float) -> None:
-        with self._lock:
-            self.value = 0.8 * self.value + 0.2 * min(sample, self._cap)
-
-
-CLAIM_TIME = Average(0.2, cap=0.8)  # how long a claim takes here: claims start that much before they are due
-
-
 def failure_of(error: GraphError) -> dict:
     return {"status": error.status, "code": error.code, "message": error.message}
 
@@ -82,7 +66,7 @@ class BatchState:
     claiming: bool = False  # a claim is being written beside the POSTs
     claimer: threading.Thread | None = None
     settle: Settle | None = None
-    halted: Callable[[], bool] = lambda: False  # the run stopped or paused: send nothing more
+    halted: Callable[[], bool] = lambda: False  # the gate no longer lets the run go: send nothing more
     missing: MissingPermissions | None = None  # Graph said the identity lacks a permission
 
     def add(self, outcome: Outcome) -> None:

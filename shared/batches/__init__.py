@@ -1,0 +1,1 @@
+"""Deciding batches of targets: a targets-queue message's GETs, claims, upgrade POSTs and outcomes."""
