@@ -9,10 +9,11 @@ import azure.functions as func
 from shared.foundation.storage import CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX, TARGETS_QUEUE
 from shared.foundation.telemetry import keep_libraries_quiet
 from shared.foundation.tracing import traced
-from shared.http import apps, health, notifications, openapi, runs
+from shared.http import apps, health, openapi, runs
+from shared.http import notifications as incoming
 from shared.http import publish as publishing
 from shared.http.auth import operator_auth_level
-from shared.queues import handlers, timers
+from shared.queues import control, notifications, targets, timers
 
 STORAGE = "AzureWebJobsStorage"
 OPERATOR = operator_auth_level()  # the function key, or anonymous to the host when the app checks Entra ID tokens
@@ -78,25 +79,25 @@ def apps_status(req: func.HttpRequest, context: func.Context) -> func.HttpRespon
 @app.queue_trigger(arg_name="msg", queue_name=CONTROL_QUEUE, connection=STORAGE)
 @traced
 def control_step(msg: func.QueueMessage, context: func.Context) -> None:
-    handlers.handle_control(msg)
+    control.handle(msg)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=TARGETS_QUEUE, connection=STORAGE)
 @traced
 def upgrade_targets(msg: func.QueueMessage, context: func.Context) -> None:
-    handlers.handle_targets(msg)
+    targets.handle(msg)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=CONTROL_QUEUE + POISON_SUFFIX, connection=STORAGE)
 @traced
 def control_poison(msg: func.QueueMessage, context: func.Context) -> None:
-    handlers.handle_control_poison(msg)
+    control.handle_poison(msg)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=TARGETS_QUEUE + POISON_SUFFIX, connection=STORAGE)
 @traced
 def upgrade_poison(msg: func.QueueMessage, context: func.Context) -> None:
-    handlers.handle_targets_poison(msg)
+    targets.handle_poison(msg)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%CATALOG_WATCH_SCHEDULE%")
@@ -109,25 +110,31 @@ def catalog_watcher(timer: func.TimerRequest, context: func.Context) -> None:
 @app.queue_output(arg_name="events", queue_name=NOTIFICATIONS_QUEUE, connection=STORAGE)
 @traced
 def graph_notifications(req: func.HttpRequest, events: func.Out[typing.List[str]], context: func.Context) -> func.HttpResponse:
-    return notifications.receive(req, events)
+    return incoming.receive(req, events)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=NOTIFICATIONS_QUEUE, connection=STORAGE)
 @traced
 def installation_events(msg: func.QueueMessage, context: func.Context) -> None:
-    handlers.handle_notifications(msg)
+    notifications.handle(msg)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=NOTIFICATIONS_QUEUE + POISON_SUFFIX, connection=STORAGE)
 @traced
 def installation_events_poison(msg: func.QueueMessage, context: func.Context) -> None:
-    handlers.handle_notifications_poison(msg)
+    notifications.handle_poison(msg)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%SUBSCRIPTION_SCHEDULE%")
 @traced
 def subscription_manager(timer: func.TimerRequest, context: func.Context) -> None:
     timers.maintain_subscriptions()
+
+
+@app.timer_trigger(arg_name="timer", schedule="%RUN_KEEPER_SCHEDULE%")
+@traced
+def run_keeper(timer: func.TimerRequest, context: func.Context) -> None:
+    timers.keep_runs_going()
 
 
 @app.timer_trigger(arg_name="timer", schedule="%QUEUE_MONITOR_SCHEDULE%")

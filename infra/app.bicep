@@ -304,6 +304,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       CATALOG_WATCH_SCHEDULE: '0 */5 * * * *'
       SUBSCRIPTION_SCHEDULE: '0 7 * * * *'
       QUEUE_MONITOR_SCHEDULE: '0 * * * * *'
+      RUN_KEEPER_SCHEDULE: '0 */5 * * * *'
       // operator sign-in: function keys, or Entra ID tokens checked by the app
       API_AUTH: apiAuth
       API_AUTH_TENANT_ID: tenant().tenantId

@@ -72,6 +72,7 @@ def app_env(monkeypatch, azurite, identity, emulator):
     monkeypatch.setenv("CATALOG_WATCH_SCHEDULE", NEVER)  # tests fire the timers themselves
     monkeypatch.setenv("SUBSCRIPTION_SCHEDULE", NEVER)
     monkeypatch.setenv("QUEUE_MONITOR_SCHEDULE", NEVER)
+    monkeypatch.setenv("RUN_KEEPER_SCHEDULE", NEVER)
     azurite.clear()
     bootstrap.reset()
     yield monkeypatch

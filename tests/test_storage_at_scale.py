@@ -15,7 +15,7 @@ from shared.domain.targets import Target
 from shared.foundation.settings import StorageSettings
 from shared.foundation.storage import REGISTRY_TABLE, RUNS_TABLE, Storage
 from shared.stores.counters import Counters, counter_totals
-from shared.stores.keys import COUNTER_ROWS, target_partition
+from shared.stores.partitions import COUNTER_ROWS, target_partition
 from shared.stores.registry import Registry
 
 

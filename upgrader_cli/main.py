@@ -3,7 +3,8 @@ local stack.
 
   teams-upgrader publish --app-id GUID [--version 1.4.0] [--scope chat|team|personal ...]
                          [--chat ID ...] [--team ID ...] [--user ID ...] [--chats-file FILE] [--teams-file FILE]
-                         [--users-file FILE] [--dry-run] [--canary N [--max-failed-percent P] [--pause]] [--watch]
+                         [--users-file FILE] [--dry-run] [--canary N [--max-failed-percent P] [--pause]]
+                         [--rollout plan.json] [--group GUID] [--watch]
   teams-upgrader status RUN_ID [--watch] [--json]
   teams-upgrader runs [--app-id GUID] [--state STATE] [--top N] [--all] [--json]
   teams-upgrader cancel RUN_ID
@@ -13,8 +14,9 @@ local stack.
 The app URL comes from --url or UPGRADER_URL (default http://127.0.0.1:7071); the function key from
 --key or UPGRADER_FUNCTION_KEY. The key is sent in the x-functions-key header and never printed.
 Exit codes: 0 the run completed and no target failed; 1 the run failed or some targets failed;
-2 a usage, connection or API error; 3 the run is paused (a canary waits for an operator);
-4 the run was cancelled; 130 interrupted (the run goes on).
+2 a usage, connection or API error; 3 the run is paused (a canary or a rollout step waits for an
+operator); 4 the run was cancelled; 5 the run waits more than a minute (a bake, its maintenance
+window, the app catalog: it goes on by itself); 130 interrupted (the run goes on).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from upgrader_cli.render import Progress, exit_code, history_table, settled, sum
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 SCOPES = ("chat", "team", "personal")
-STATES = ("queued", "discovering", "upgrading", "paused", "cancelling", "cancelled", "completed", "failed")
+STATES = ("queued", "waiting", "discovering", "upgrading", "paused", "cancelling", "cancelled", "completed", "failed")
 ID_OPTIONS = {  # scope -> (API field, option, file option)
     "chat": ("chatIds", "chat", "chats_file"),
     "team": ("teamIds", "team", "teams_file"),
@@ -96,7 +98,26 @@ def publish_body(args: argparse.Namespace) -> dict:
         body["canary"] = {"targets": args.canary, "maxFailedPercent": args.max_failed_percent, "pause": args.pause}
     elif args.max_failed_percent or args.pause:
         raise CliError("--max-failed-percent and --pause go with --canary N")
+    if args.rollout:
+        body["rollout"] = read_rollout(args.rollout)
+    if args.group:
+        body["groupId"] = args.group
     return body
+
+
+def read_rollout(path: str) -> dict:
+    """A rollout plan file: the rollout object, or a body holding it under "rollout"."""
+    try:
+        plan = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise CliError(f"{path} is not JSON: {exc}") from None
+    if isinstance(plan, dict) and isinstance(plan.get("rollout"), dict):
+        plan = plan["rollout"]
+    if not isinstance(plan, dict):
+        raise CliError(f'{path} must hold a rollout object: {{"steps": [...], ...}}')
+    return plan
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="pause if more than P%% of the canary failed (default 0)",
     )
     publish.add_argument("--pause", action="store_true", help="pause after a canary that passed, until resumed")
-    publish.add_argument("--watch", action="store_true", help="follow the run until it completes or pauses")
+    publish.add_argument("--rollout", metavar="FILE", help="roll out in steps: a JSON plan (steps, maxFailedPercent, window)")
+    publish.add_argument("--group", metavar="GUID", help="only the installations of this group's members (a pilot ring)")
+    publish.add_argument("--watch", action="store_true", help="follow the run until it completes, pauses or waits a while")
 
     status = sub.add_parser("status", parents=[common], help="show a run")
     status.add_argument("run_id")
@@ -160,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (
         ("cancel", "cancel a run"),
-        ("resume", "resume a paused run"),
+        ("resume", "resume a paused run, or end a bake now (promote)"),
         ("retry", "retry what failed or was cancelled"),
     ):
         action = sub.add_parser(name, parents=[common], help=text)

@@ -4,21 +4,59 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from datetime import UTC, datetime
 
 OUTCOMES = ("upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed", "cancelled")
 FINAL_STATES = ("completed", "failed", "cancelled")
 ID_FIELDS = {"chat": "chatId", "team": "teamId", "personal": "userId"}
-PAUSED, CANCELLED = 3, 4  # exit codes
+PAUSED, CANCELLED, WAITING = 3, 4, 5  # exit codes
+LONG_WAIT = 60  # seconds: --watch follows a run through shorter waits, and stops at longer ones
 
 
 def _done(counts: dict) -> int:
     return sum(counts.get(k, 0) for k in OUTCOMES)
 
 
+def waits_long(status: dict, now: datetime | None = None) -> bool:
+    """Waiting for longer than a minute (a bake, a window, the catalog), or until an operator acts."""
+    if status["state"] != "waiting":
+        return False
+    resumes = (status.get("waiting") or {}).get("resumesAt")
+    if not resumes:
+        return True
+    now = now or datetime.now(UTC)
+    return (datetime.fromisoformat(resumes.replace("Z", "+00:00")) - now).total_seconds() > LONG_WAIT
+
+
 def settled(status: dict) -> bool:
-    """Nothing more will happen by itself: over (nothing pending), or paused for an operator."""
+    """Nothing more will happen soon by itself: over (nothing pending), paused for an operator, or
+    waiting longer than a minute."""
     over = status["state"] in FINAL_STATES and status["counts"].get("pending", 0) == 0
-    return over or status["state"] == "paused"
+    return over or status["state"] == "paused" or waits_long(status)
+
+
+def plan_line(status: dict) -> str | None:
+    """Where the run stands in its rollout: "step 3 of 6 (pause PT24H): waiting (bake) until ..."."""
+    rollout = status.get("rollout")
+    if not rollout:
+        return None
+    steps = rollout["steps"]
+    hold = status.get("pause") or {}
+    index = hold.get("step", rollout["step"])
+    if index >= len(steps):
+        return f"rollout: through all {len(steps)} steps"
+    step = steps[index]
+    kind, body = next(iter(step.items()))
+    what = (
+        (f"upgrade {body['targets']} targets" if "targets" in body else f"upgrade {body['percent']:g}%")
+        if kind == "upgrade"
+        else (f"bake {body['duration']}" if body.get("duration") else "pause for an operator")
+    )
+    line = f"rollout: step {index + 1} of {len(steps)} ({what}): {status['state']}"
+    waiting = status.get("waiting") or {}
+    if status["state"] == "waiting":
+        line += f" ({waiting.get('reason')})" + (f" until {waiting['resumesAt']}" if waiting.get("resumesAt") else "")
+    return line
 
 
 class Progress:
@@ -47,6 +85,9 @@ class Progress:
         bar = "#" * filled + "." * (width - filled)
         parts = " ".join(f"{k}={counts.get(k, 0)}" for k in OUTCOMES if counts.get(k, 0))
         line = f"{status['state']:<11} [{bar}] {done}/{targets} {parts} {rate:5.1f}/s eta {eta}"
+        plan = plan_line(status)
+        if plan:
+            line += f"  [{plan}]"
         by_scope = status.get("countsByScope") or {}
         if len(by_scope) > 1:  # where each scope stands
             line += "  (" + ", ".join(f"{s} {_done(c)}/{c.get('targets', 0)}" for s, c in by_scope.items()) + ")"
@@ -116,12 +157,32 @@ def _steering(status: dict) -> list[str]:
             f"Canary: {canary['decided']} of {canary['selected']} decided ({canary['targets']} asked), "
             f"{canary['failed']} failed (at most {canary['maxFailedPercent']:g}% allowed)"
         )
+    plan = plan_line(status)
+    if plan:
+        rollout = status["rollout"]
+        window = rollout.get("window")
+        budget = f"at most {rollout['maxFailedPercent']:g}% of a step may fail"
+        lines.append(plan[0].upper() + plan[1:] + f"; {budget}" + (f"; window {_window(window)}" if window else ""))
+    if status.get("groupId"):
+        lines.append(f"Pilot ring: the members of group {status['groupId']}")
     pause = status.get("pause")
     if status["state"] == "paused" and pause:
-        why = {"canaryFailed": "the canary failed", "canaryPassed": "the canary passed and the run was asked to pause"}
+        why = {
+            "canaryFailed": "the canary failed",
+            "canaryPassed": "the canary passed and the run was asked to pause",
+            "stepFailed": f"too many targets of step {pause.get('step', 0) + 1} failed",
+            "step": f"step {pause.get('step', 0) + 1} of the rollout waits for an operator",
+        }
         reason = why.get(pause.get("reason"), pause.get("reason"))
         lines.append(f"\nPaused: {reason} ({pause['failed']} of {pause['decided']} failed).")
         lines.append(f"  Look at the failures, then: teams-upgrader resume {run_id}  (or: teams-upgrader cancel {run_id})")
+    waiting = status.get("waiting")
+    if status["state"] == "waiting" and waiting:
+        until = f" until {waiting['resumesAt']}" if waiting.get("resumesAt") else ""
+        why = {"bake": "a bake", "window": "the maintenance window", "catalog": "the version to show in the app catalog"}
+        lines.append(f"\nWaiting for {why.get(waiting['reason'], waiting['reason'])}{until}; it goes on by itself.")
+        if waiting["reason"] == "bake":
+            lines.append(f"  To go on now: teams-upgrader resume {run_id}  (or: teams-upgrader cancel {run_id})")
     cancelled = status.get("cancelled")
     if cancelled:
         by = (cancelled.get("by") or {}).get("name", "?")
@@ -129,6 +190,10 @@ def _steering(status: dict) -> list[str]:
     if status["state"] in FINAL_STATES and (status["counts"].get("failed") or status["counts"].get("cancelled")):
         lines.append(f"  Retry what failed or was cancelled: teams-upgrader retry {run_id} --watch")
     return lines
+
+
+def _window(window: dict) -> str:
+    return f"{window['start']}-{window['end']} {window['timeZone']} ({','.join(window.get('days') or [])})"
 
 
 def history_table(runs: list[dict]) -> str:
@@ -150,9 +215,11 @@ def history_table(runs: list[dict]) -> str:
 
 
 def exit_code(status: dict) -> int:
-    """0 completed without failures; 1 failed, or some targets failed; 3 paused; 4 cancelled."""
+    """0 completed without failures; 1 failed, or some targets failed; 3 paused; 4 cancelled; 5 waiting."""
     if status["state"] == "paused":
         return PAUSED
+    if status["state"] == "waiting":
+        return WAITING
     if status["state"] in ("cancelled", "cancelling"):
         return CANCELLED
     return 0 if status["state"] == "completed" and status["counts"].get("failed", 0) == 0 and not status.get("error") else 1

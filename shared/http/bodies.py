@@ -7,7 +7,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from shared.domain.runs import Canary
+from shared.domain.plan import Plan, PlanError, parse_canary, parse_rollout
 from shared.domain.targets import Target
 from shared.foundation.errors import RequestError
 from shared.foundation.settings import GUID, SCOPES
@@ -15,14 +15,13 @@ from shared.foundation.settings import GUID, SCOPES
 MAX_BODY_BYTES = 1024 * 1024
 MAX_IDS = 10_000  # chatIds, teamIds and userIds together
 MAX_CHAT_ID_LENGTH = 512
-FIELDS = ("teamsAppId", "externalId", "version", "scopes", "chatIds", "teamIds", "userIds", "dryRun", "canary")
-CANARY_FIELDS = ("targets", "maxFailedPercent", "pause")
-MAX_CANARY = 10_000
+FIELDS = ("teamsAppId", "externalId", "version", "scopes", "chatIds", "teamIds", "userIds", "dryRun", "canary", "rollout")
+FIELDS += ("groupId",)
 ID_LISTS = (("chatIds", "chat", "chat ids"), ("teamIds", "team", "team ids (GUIDs)"), ("userIds", "personal", "user ids (GUIDs)"))
 VERSION = re.compile(r"^\d{1,9}(\.\d{1,9}){0,3}$")
 CHAT_ID = re.compile(r"^19:[^@]+@[^@]+$")
 PLAIN_CHAT_ID = re.compile(r"^19:[!-~]+@[!-~]+$")  # printable ASCII: the usual case, checked at C speed
-FORBIDDEN_IN_CHAT_ID = set("/?#%\\")
+FORBIDDEN_IN_CHAT_ID = frozenset("/?#%\\")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,7 +32,8 @@ class PublishRequest:
     dry_run: bool
     scopes: tuple[str, ...] | None  # None: the deployment's UPGRADE_SCOPES
     targets: list[Target] | None  # explicit targets; None: discover
-    canary: Canary | None = None
+    plan: Plan | None = None  # the canary or rollout asked for
+    group_id: str | None = None  # discover among this group's members only
 
     @property
     def run_scopes(self) -> tuple[str, ...] | None:
@@ -104,31 +104,37 @@ def _scopes(data: dict, explicit: bool) -> tuple[str, ...] | None:
     return tuple(s for s in SCOPES if s in scopes)
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _plan(data: dict, dry_run: bool) -> Plan | None:
+    """The canary or the rollout asked for (not both, not with a dry run)."""
+    canary, rollout = data.get("canary"), data.get("rollout")
+    if canary is not None and rollout is not None:
+        raise _bad("rolloutWithCanary", "rollout and canary exclude each other: a canary is the one-step rollout.")
+    if canary is not None:
+        if dry_run:
+            raise _bad("canaryWithDryRun", "canary and dryRun exclude each other: a dry run upgrades nothing.")
+        try:
+            return parse_canary(canary)
+        except PlanError as exc:
+            raise _bad("invalidCanary", str(exc)) from None
+    if rollout is not None:
+        if dry_run:
+            raise _bad("rolloutWithDryRun", "rollout and dryRun exclude each other: a dry run upgrades nothing.")
+        try:
+            return parse_rollout(rollout)
+        except PlanError as exc:
+            raise _bad("invalidRollout", f"{exc}.") from None
+    return None
 
 
-def _canary(data: dict, dry_run: bool) -> Canary | None:
-    canary = data.get("canary")
-    if canary is None:
+def _group(data: dict, explicit: bool) -> str | None:
+    group = data.get("groupId")
+    if group is None:
         return None
-    if dry_run:
-        raise _bad("canaryWithDryRun", "canary and dryRun exclude each other: a dry run upgrades nothing.")
-    if not isinstance(canary, dict):
-        raise _bad("invalidCanary", 'canary must be an object: {"targets": N, "maxFailedPercent": P, "pause": false}.')
-    unknown = sorted(set(canary) - set(CANARY_FIELDS))
-    if unknown:
-        raise _bad("invalidCanary", f"Unknown canary field(s): {', '.join(unknown)}. Allowed: {', '.join(CANARY_FIELDS)}.")
-    size = canary.get("targets")
-    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_CANARY:
-        raise _bad("invalidCanary", f"canary.targets must be an integer from 1 to {MAX_CANARY}.")
-    percent = canary.get("maxFailedPercent", 0)
-    if not _number(percent) or not 0 <= percent <= 100:
-        raise _bad("invalidCanary", "canary.maxFailedPercent must be a number from 0 to 100.")
-    pause = canary.get("pause", False)
-    if not isinstance(pause, bool):
-        raise _bad("invalidCanary", "canary.pause must be true or false.")
-    return Canary(size, float(percent), pause)
+    if not isinstance(group, str) or not GUID.match(group):
+        raise _bad("invalidGroupId", "groupId must be a GUID, the object id of an Entra ID group.")
+    if explicit:
+        raise _bad("groupWithIds", "groupId and chatIds, teamIds or userIds exclude each other: ids are the targets.")
+    return group.lower()
 
 
 def check_enabled(request: PublishRequest, enabled: tuple[str, ...]) -> None:
@@ -187,5 +193,6 @@ def parse_publish(body: bytes) -> PublishRequest:
         dry_run=dry_run,
         scopes=scopes,
         targets=explicit,
-        canary=_canary(data, dry_run),
+        plan=_plan(data, dry_run),
+        group_id=_group(data, explicit is not None),
     )

@@ -1,4 +1,4 @@
-"""Timer-triggered entry points: the catalog watcher, the subscription manager, the queue monitor."""
+"""Timer-triggered entry points: the catalog watcher, the subscription manager, the run keeper, the queue monitor."""
 
 from __future__ import annotations
 
@@ -7,17 +7,23 @@ from shared.automatic import watcher
 from shared.automatic.subscriptions import SubscriptionManager
 from shared.foundation.storage import CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX, TARGETS_QUEUE
 from shared.foundation.telemetry import event
+from shared.services import Services
+from shared.steering.keeper import keep_runs
 
 
-def check_catalog(services=None) -> None:
+def check_catalog(services: Services | None = None) -> None:
     watcher.check_catalog(services or bootstrap.get())
 
 
-def maintain_subscriptions(services=None) -> None:
+def maintain_subscriptions(services: Services | None = None) -> None:
     SubscriptionManager(services or bootstrap.get()).maintain()
 
 
-def report_queue_depth(services=None) -> None:
+def keep_runs_going(services: Services | None = None) -> None:
+    keep_runs(services or bootstrap.get())
+
+
+def report_queue_depth(services: Services | None = None) -> None:
     """One queueDepth record per queue, for the workbook and the poison alert."""
     services = services or bootstrap.get()
     for name in (CONTROL_QUEUE, TARGETS_QUEUE, NOTIFICATIONS_QUEUE):

@@ -91,6 +91,21 @@ class RunHistory:
                 documents.append(document)
         return documents, None
 
+    def going(self, live: Callable[[str], dict | None]) -> list[dict]:
+        """The status documents of every run not over yet (their index rows hold no document);
+        those found over meanwhile get their document stored."""
+        rows = self._table.query_entities("PartitionKey eq 'history' and state eq ''", select=["RowKey", "runId"])
+        documents = []
+        for row in rows:
+            document = live(row["runId"])
+            if document is None:
+                continue
+            if settled(document):
+                self._store(row["RowKey"], document)
+            else:
+                documents.append(document)
+        return documents
+
     def _store(self, key: str, document: dict) -> None:
         text = json.dumps(document, separators=(",", ":"))
         for partition in _partitions(document.get("teamsAppId")):

@@ -1,0 +1,56 @@
+"""The run keeper, a timer: every few minutes it looks at every run not over yet.
+
+A run that waits for a time already past (its wake message was lost) is looked at again; a run
+with a plan is moved on if its counters say so (a safety net for a move no batch triggered); a
+run paused for an operator longer than PAUSED_ALERT_AFTER, and one that recorded nothing for
+STALLED_AFTER while discovering or upgrading, are reported (`runPausedTooLong`, `runStalled`:
+the alerts watch for them)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from shared.domain.messages import AdvanceRun
+from shared.domain.steering import parse_iso
+from shared.foundation.telemetry import event
+from shared.services import Services
+from shared.steering.progress import advance_run
+
+STALLED_AFTER = timedelta(minutes=30)
+OVERDUE = timedelta(minutes=2)  # a wake this late was lost
+
+
+def keep_runs(services: Services) -> int:
+    """Looks at every run not over yet; returns how many."""
+    now = services.now()
+    going = services.runs.going()
+    for status in going:
+        run_id, state = status["runId"], status["state"]
+        waiting = status.get("waiting") or {}
+        if state == "waiting" and waiting.get("resumesAt") and parse_iso(waiting["resumesAt"]) < now - OVERDUE:
+            services.dispatcher.send_steps([(AdvanceRun(run_id=run_id).encode(), 0)])
+        elif (status.get("rollout") or status.get("canary")) and state in ("discovering", "upgrading"):
+            advance_run(services, run_id)
+        pause = status.get("pause")
+        if state == "paused" and pause and now - parse_iso(pause["at"]) > services.settings.paused_alert_after:
+            _report("runPausedTooLong", status, f"paused ({pause['reason']}) since {pause['at']}", pausedSince=pause["at"])
+        if state in ("discovering", "upgrading") and now - parse_iso(status["updatedAt"]) > STALLED_AFTER:
+            since = status["updatedAt"]
+            _report("runStalled", status, f"{state} with nothing recorded since {since}", lastChange=since)
+    return len(going)
+
+
+def _report(name: str, status: dict, what: str, **fields) -> None:
+    event(
+        name,
+        "Run %s of app %s is %s",
+        status["runId"],
+        status.get("teamsAppId"),
+        what,
+        level=logging.WARNING,
+        runId=status["runId"],
+        appId=status.get("teamsAppId"),
+        state=status["state"],
+        **fields,
+    )
