@@ -28,10 +28,19 @@ if (($env:API_AUTH ?? 'key').ToLower() -eq 'entra') {
     Write-Host "Operator sign-in: Entra ID, API app registration $clientId (assign Upgrades.Run / Upgrades.Read to people and pipelines)."
 }
 
+# `azd down` removes the template's outputs from the environment, so the vault is found by what it
+# carries: this environment's tag or resource group, and this region (its name derives from the region).
+$subscription = if ($env:AZURE_SUBSCRIPTION_ID) { @("--subscription=$($env:AZURE_SUBSCRIPTION_ID)") } else { @() }
+$deleted = az keyvault list-deleted --resource-type vault @subscription --output json
+if ($LASTEXITCODE -ne 0) { throw 'Could not list the soft-deleted Key Vaults.' }
+$vault = $deleted | ConvertFrom-Json | Where-Object {
+    $_.name -like 'kv-upg-*' -and
+    ($_.properties.tags.'azd-env-name' -eq $envName -or $_.properties.vaultId -like "*/resourceGroups/rg-$envName/*") -and
+    (-not $env:AZURE_LOCATION -or $_.properties.location -eq $env:AZURE_LOCATION)
+} | Select-Object -First 1 -ExpandProperty name
 $mode = 'default'
-$vault = $env:AZURE_KEY_VAULT_NAME
-if ($vault -and (az keyvault list-deleted --resource-type vault --query "[?name=='$vault'].name" --output tsv)) {
+if ($vault) {
     $mode = 'recover'
-    Write-Host "Key Vault $vault is soft-deleted from an earlier deployment of this environment: it will be recovered."
+    Write-Host "Key Vault $vault of this environment is soft-deleted (azd down): it will be recovered, secrets and all."
 }
 azd env set KEY_VAULT_CREATE_MODE $mode

@@ -30,10 +30,19 @@ if [ "$(printf '%s' "${API_AUTH:-key}" | tr 'A-Z' 'a-z')" = "entra" ]; then
   echo "Operator sign-in: Entra ID, API app registration $client_id (assign Upgrades.Run / Upgrades.Read to people and pipelines)."
 fi
 
+# `azd down` removes the template's outputs from the environment, so the vault is found by what it
+# carries: this environment's tag or resource group, and this region (its name derives from the region).
+match="(properties.tags.\"azd-env-name\"=='$env_name' || contains(properties.vaultId || '', '/resourceGroups/rg-$env_name/'))"
+match="$match && starts_with(name, 'kv-upg-')"
+if [ -n "${AZURE_LOCATION:-}" ]; then
+  match="$match && properties.location=='$AZURE_LOCATION'"
+fi
+subscription="${AZURE_SUBSCRIPTION_ID:+--subscription=$AZURE_SUBSCRIPTION_ID}"
+# shellcheck disable=SC2086 # $subscription is one option or nothing
+vault="$(az keyvault list-deleted --resource-type vault $subscription --query "[?$match].name | [0]" --output tsv)"
 mode=default
-vault="${AZURE_KEY_VAULT_NAME:-}"
-if [ -n "$vault" ] && [ -n "$(az keyvault list-deleted --resource-type vault --query "[?name=='$vault'].name" --output tsv)" ]; then
+if [ -n "$vault" ]; then
   mode=recover
-  echo "Key Vault $vault is soft-deleted from an earlier deployment of this environment: it will be recovered."
+  echo "Key Vault $vault of this environment is soft-deleted (azd down): it will be recovered, secrets and all."
 fi
 azd env set KEY_VAULT_CREATE_MODE "$mode"

@@ -313,7 +313,9 @@ def test_regions_are_limited_to_flex_consumption_and_a_deleted_vault_is_recovere
     assert "createMode: keyVaultCreateMode" in text(module)
     parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert parameters["keyVaultCreateMode"]["value"] == "${KEY_VAULT_CREATE_MODE=default}"
-    assert "output AZURE_KEY_VAULT_NAME string" in main  # what the preprovision hook looks for among deleted vaults
+    # what the preprovision hook looks for among deleted vaults, since azd down removes the outputs
+    assert "name: 'rg-${environmentName}'" in main and "var tags = { 'azd-env-name': environmentName }" in main
+    assert text(properties(vault)["tags"]) == "tags" and text(properties(vault)["name"]).startswith("'kv-upg-")
 
 
 def test_the_runs_query_has_one_row_per_run():

@@ -1,11 +1,13 @@
 """scripts/preprovision.sh against stand-ins for the Azure CLI and azd (no tenant here): with
 API_AUTH=entra it creates the API's app registration once, with both app roles, and records its id;
-a soft-deleted vault of the environment is recovered instead of colliding."""
+a soft-deleted vault of the environment is found without any azd output and recovered instead of
+colliding."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,16 +18,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "preprovision.sh"
 NEW_APP = "0a1b2c3d-0000-4000-8000-0000000000aa"
+SUBSCRIPTION = "5d1e0000-0000-4000-8000-00000000cafe"
 
+# Answers exactly the calls the script makes, from a JSON state file; `--query` is evaluated with
+# JMESPath, as the Azure CLI does, and printed as `--output tsv` prints it.
 FAKE = textwrap.dedent(f"""\
     #!{sys.executable}
     import json, os, sys
+    import jmespath
     path = os.environ["FAKE_STATE"]
     state = json.load(open(path))
     tool, args = os.path.basename(sys.argv[0]), sys.argv[1:]
     state["calls"].append([tool, *args])
     def arg(name):
         return args[args.index(name) + 1] if name in args else None
+    def tsv(value):
+        values = value if isinstance(value, list) else [value]
+        return "\\n".join("" if v is None else str(v) for v in values)
     out, code = "", 0
     if tool == "azd" and args[:2] == ["env", "set"]:
         state["env"][args[2]] = args[3]
@@ -44,15 +53,34 @@ FAKE = textwrap.dedent(f"""\
         code = 0 if arg("--id") in state["sps"] else 3
     elif args[:3] == ["ad", "sp", "create"]:
         state["sps"].append(arg("--id"))
-    elif args[:2] == ["keyvault", "list-deleted"]:
-        wanted = arg("--query").split("'")[1]
-        out = wanted if wanted in state["deletedVaults"] else ""
+    elif args[:2] == ["keyvault", "list-deleted"] and arg("--resource-type") == "vault":
+        subscription = next((a.split("=", 1)[1] for a in args if a.startswith("--subscription=")), state["signedInSubscription"])
+        vaults = [v for v in state["deletedVaults"] if v["id"].startswith(f"/subscriptions/{{subscription}}/")]
+        out = tsv(jmespath.search(arg("--query"), vaults)) if arg("--query") else json.dumps(vaults)
     else:
         code = 9
     json.dump(state, open(path, "w"))
     print(out)
     sys.exit(code)
 """)
+
+
+def deleted_vault(name: str, *, env: str | None = "prod", location: str = "eastus", subscription: str = SUBSCRIPTION) -> dict:
+    """One entry of `az keyvault list-deleted --resource-type vault`, as the CLI prints it."""
+    group = f"rg-{env or 'elsewhere'}"
+    return {
+        "id": f"/subscriptions/{subscription}/providers/Microsoft.KeyVault/locations/{location}/deletedVaults/{name}",
+        "name": name,
+        "properties": {
+            "deletionDate": "2026-01-10T08:00:00+00:00",
+            "location": location,
+            "purgeProtectionEnabled": True,
+            "scheduledPurgeDate": "2026-01-17T08:00:00+00:00",
+            "tags": {"azd-env-name": env} if env else {},
+            "vaultId": f"/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.KeyVault/vaults/{name}",
+        },
+        "type": "Microsoft.KeyVault/deletedVaults",
+    }
 
 
 @pytest.fixture
@@ -66,7 +94,16 @@ def tools(tmp_path):
 
     def run(env: dict, *, apps=(), sps=(), deleted=()) -> tuple[subprocess.CompletedProcess, dict]:
         state.write_text(
-            json.dumps({"calls": [], "env": {}, "apps": list(apps), "sps": list(sps), "deletedVaults": list(deleted)})
+            json.dumps(
+                {
+                    "calls": [],
+                    "env": {},
+                    "apps": list(apps),
+                    "sps": list(sps),
+                    "deletedVaults": list(deleted),
+                    "signedInSubscription": SUBSCRIPTION,
+                }
+            )
         )
         environment = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_STATE": str(state), "AZURE_ENV_NAME": "prod", **env}
         result = subprocess.run(["sh", str(SCRIPT)], env=environment, capture_output=True, text=True, timeout=60)
@@ -75,10 +112,14 @@ def tools(tmp_path):
     return run
 
 
+def directory_calls(state: dict) -> list[list[str]]:
+    return [c for c in state["calls"] if c[:2] == ["az", "ad"]]
+
+
 def test_with_function_keys_no_app_registration_is_touched(tools):
     result, state = tools({})
     assert result.returncode == 0, result.stderr
-    assert [c for c in state["calls"] if c[:2] == ["az", "ad"]] == []
+    assert directory_calls(state) == []
     assert state["env"] == {"KEY_VAULT_CREATE_MODE": "default"}
 
 
@@ -109,11 +150,43 @@ def test_a_given_client_id_is_used_as_is_and_a_wrong_one_stops_the_provision(too
     assert wrong.returncode != 0 and "names no app registration" in wrong.stderr
 
 
-def test_a_soft_deleted_vault_of_the_environment_is_recovered(tools):
-    result, state = tools({"AZURE_KEY_VAULT_NAME": "kv-upg-abc"}, deleted=["kv-upg-abc"])
+def test_the_environments_deleted_vault_is_recovered_without_any_azd_output(tools):
+    ours, other_env, other_region = (
+        deleted_vault("kv-upg-ours"),
+        deleted_vault("kv-upg-theirs", env="staging"),
+        deleted_vault("kv-upg-westeu", location="westeurope"),  # the name derives from the region: not ours
+    )
+    env = {"AZURE_LOCATION": "eastus", "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION}  # no AZURE_KEY_VAULT_NAME: azd down removed it
+    result, state = tools(env, deleted=[other_env, other_region, ours])
     assert result.returncode == 0, result.stderr
     assert state["env"]["KEY_VAULT_CREATE_MODE"] == "recover"
-    result, state = tools({"AZURE_KEY_VAULT_NAME": "kv-upg-abc"}, deleted=["kv-upg-other"])
+    assert "kv-upg-ours" in result.stdout
+    [listing] = [c for c in state["calls"] if c[1:3] == ["keyvault", "list-deleted"]]
+    assert f"--subscription={SUBSCRIPTION}" in listing  # azd's subscription, not the CLI's default one
+
+
+def test_a_deleted_vault_is_found_by_its_resource_group_when_its_tags_are_gone(tools):
+    untagged = deleted_vault("kv-upg-ours", env=None)
+    untagged["properties"]["vaultId"] = untagged["properties"]["vaultId"].replace("rg-elsewhere", "rg-prod")
+    result, state = tools({"AZURE_LOCATION": "eastus"}, deleted=[untagged])
+    assert result.returncode == 0, result.stderr
+    assert state["env"]["KEY_VAULT_CREATE_MODE"] == "recover"
+
+
+@pytest.mark.parametrize(
+    "deleted",
+    [
+        [],
+        [deleted_vault("kv-upg-theirs", env="staging")],
+        [deleted_vault("kv-upg-westeu", location="westeurope")],
+        [deleted_vault("kv-upg-ours", subscription="99990000-0000-4000-8000-000000000000")],
+        [deleted_vault("kv-other-ours")],  # not one this template names
+    ],
+    ids=["none", "another environment", "another region", "another subscription", "another naming"],
+)
+def test_no_vault_of_this_environment_means_a_new_one(tools, deleted):
+    result, state = tools({"AZURE_LOCATION": "eastus", "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION}, deleted=deleted)
+    assert result.returncode == 0, result.stderr
     assert state["env"]["KEY_VAULT_CREATE_MODE"] == "default"
 
 
@@ -125,3 +198,14 @@ def test_both_hooks_are_wired_and_do_the_same_calls():
         assert call in posix and call in windows, call
     for option in ("--identifier-uris", "api.requestedAccessTokenVersion=2", "KEY_VAULT_CREATE_MODE", "list-deleted"):
         assert option in posix and option in windows, option
+    for text in ("--subscription=", "azd-env-name", "/resourceGroups/rg-", "kv-upg-", "AZURE_LOCATION"):
+        assert text in posix and text in windows, text
+    assert "AZURE_KEY_VAULT_NAME" not in posix and "AZURE_KEY_VAULT_NAME" not in windows  # gone after azd down
+
+
+def test_the_readme_says_what_azd_down_leaves_and_what_the_next_azd_up_does():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    retention = re.search(r"softDeleteRetentionInDays: (\d+)", (ROOT / "infra" / "secrets.bicep").read_text()).group(1)
+    leaves = "`azd down` deletes the resource group and all in it but one thing: with notifications, the Key Vault"
+    assert f"{leaves} stays soft-deleted for {retention} days" in readme
+    assert "The next `azd up` of that environment, in that subscription and region, recovers it" in readme
