@@ -1,7 +1,7 @@
 """scripts/preprovision.sh against stand-ins for the Azure CLI and azd (no tenant here): with
-API_AUTH=entra it creates the API's app registration once, with both app roles, and records its id;
-a soft-deleted vault of the environment is found without any azd output and recovered instead of
-colliding."""
+API_AUTH=entra it creates the API's app registration once, with both app roles, and records its id,
+or uses a given one without reading the directory; a soft-deleted vault of the environment is found
+without any azd output and recovered instead of colliding."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "preprovision.sh"
 NEW_APP = "0a1b2c3d-0000-4000-8000-0000000000aa"
 SUBSCRIPTION = "5d1e0000-0000-4000-8000-00000000cafe"
+REFUSED = "Insufficient privileges to complete the operation."
 
 # Answers exactly the calls the script makes, from a JSON state file; `--query` is evaluated with
 # JMESPath, as the Azure CLI does, and printed as `--output tsv` prints it.
@@ -38,10 +39,11 @@ FAKE = textwrap.dedent(f"""\
     out, code = "", 0
     if tool == "azd" and args[:2] == ["env", "set"]:
         state["env"][args[2]] = args[3]
+    elif args[:1] == ["ad"] and state["refuseDirectory"]:
+        print(f"ERROR: {REFUSED}", file=sys.stderr)
+        code = 1
     elif args[:3] == ["ad", "app", "list"]:
         out = next((a["appId"] for a in state["apps"] if a["displayName"] == arg("--display-name")), "")
-    elif args[:3] == ["ad", "app", "show"]:
-        code = 0 if any(a["appId"] == arg("--id") for a in state["apps"]) else 3
     elif args[:3] == ["ad", "app", "create"]:
         roles = json.load(open(arg("--app-roles")[1:]))
         state["apps"].append({{"appId": "{NEW_APP}", "displayName": arg("--display-name"), "roles": roles}})
@@ -92,7 +94,7 @@ def tools(tmp_path):
         (bin_dir / tool).chmod(0o755)
     state = tmp_path / "state.json"
 
-    def run(env: dict, *, apps=(), sps=(), deleted=()) -> tuple[subprocess.CompletedProcess, dict]:
+    def run(env: dict, *, apps=(), sps=(), deleted=(), refuse_directory=False) -> tuple[subprocess.CompletedProcess, dict]:
         state.write_text(
             json.dumps(
                 {
@@ -101,6 +103,7 @@ def tools(tmp_path):
                     "apps": list(apps),
                     "sps": list(sps),
                     "deletedVaults": list(deleted),
+                    "refuseDirectory": refuse_directory,
                     "signedInSubscription": SUBSCRIPTION,
                 }
             )
@@ -141,13 +144,29 @@ def test_entra_creates_the_registration_once_with_both_roles_and_records_it(tool
     assert state["env"]["API_AUTH_CLIENT_ID"] == NEW_APP
 
 
-def test_a_given_client_id_is_used_as_is_and_a_wrong_one_stops_the_provision(tools):
-    mine = {"appId": "11111111-0000-4000-8000-000000000001", "displayName": "ours"}
-    result, state = tools({"API_AUTH": "ENTRA", "API_AUTH_CLIENT_ID": mine["appId"]}, apps=[mine])
+def test_a_given_client_id_is_used_without_reading_the_directory(tools):
+    given = "11111111-0000-4000-8000-000000000001"
+    # the pipeline's identity may not read the directory: nothing asks it to
+    result, state = tools({"API_AUTH": "ENTRA", "API_AUTH_CLIENT_ID": given}, refuse_directory=True)
     assert result.returncode == 0, result.stderr
-    assert "API_AUTH_CLIENT_ID" not in state["env"] and len(state["apps"]) == 1
-    wrong, _ = tools({"API_AUTH": "entra", "API_AUTH_CLIENT_ID": "22222222-0000-4000-8000-000000000002"})
-    assert wrong.returncode != 0 and "names no app registration" in wrong.stderr
+    assert directory_calls(state) == []
+    assert "API_AUTH_CLIENT_ID" not in state["env"] and given in result.stdout
+
+
+def test_a_client_id_that_is_no_guid_stops_the_provision_before_any_call(tools):
+    result, state = tools({"API_AUTH": "entra", "API_AUTH_CLIENT_ID": "teams-app-upgrader-api"})
+    assert result.returncode != 0 and "is not a client id" in result.stderr
+    assert state["calls"] == []
+
+
+def test_a_refused_directory_lookup_is_reported_as_such_with_what_to_do(tools):
+    result, state = tools({"API_AUTH": "entra"}, refuse_directory=True)
+    assert result.returncode != 0
+    assert "Entra ID refused" in result.stderr and "may not read or change app registrations" in result.stderr
+    assert "API_AUTH_CLIENT_ID" in result.stderr and REFUSED in result.stderr
+    [lookup] = directory_calls(state)  # stopped there: no create attempted, nothing recorded
+    assert lookup[:4] == ["az", "ad", "app", "list"]
+    assert state["env"] == {}
 
 
 def test_the_environments_deleted_vault_is_recovered_without_any_azd_output(tools):
@@ -195,12 +214,21 @@ def test_both_hooks_are_wired_and_do_the_same_calls():
     assert "run: ./scripts/preprovision.sh" in azure_yaml and "run: ./scripts/preprovision.ps1" in azure_yaml
     posix, windows = SCRIPT.read_text(), (ROOT / "scripts" / "preprovision.ps1").read_text()
     for call in ("az ad app create", "az ad app list", "az ad app update", "az ad sp create", "azd env set API_AUTH_CLIENT_ID"):
-        assert call in posix and call in windows, call
+        assert call in posix.replace("directory az", "az") and call in windows.replace("Invoke-Directory ", "az "), call
     for option in ("--identifier-uris", "api.requestedAccessTokenVersion=2", "KEY_VAULT_CREATE_MODE", "list-deleted"):
         assert option in posix and option in windows, option
-    for text in ("--subscription=", "azd-env-name", "/resourceGroups/rg-", "kv-upg-", "AZURE_LOCATION"):
+    for text in (
+        "--subscription=",
+        "azd-env-name",
+        "/resourceGroups/rg-",
+        "kv-upg-",
+        "AZURE_LOCATION",
+        "Entra ID refused",
+        "is not a client id",
+    ):
         assert text in posix and text in windows, text
     assert "AZURE_KEY_VAULT_NAME" not in posix and "AZURE_KEY_VAULT_NAME" not in windows  # gone after azd down
+    assert "ad app show" not in posix and "ad app show" not in windows  # a given id is not looked up
 
 
 def test_the_readme_says_what_azd_down_leaves_and_what_the_next_azd_up_does():
