@@ -225,6 +225,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   //checkov:skip=CKV_AZURE_222:Graph change notifications, the operator API and azd deploy's publish endpoint come from the internet; requests carry function keys, clientState or Entra tokens
   //checkov:skip=CKV_AZURE_17:neither Graph nor the operator API presents client certificates; requests are authenticated by function keys, clientState or Entra tokens
   //checkov:skip=CKV_AZURE_212:Flex Consumption scales instances itself (functionAppConfig.scaleAndConcurrency); numberOfWorkers does not apply
+  //checkov:skip=CKV_AZURE_78:Flex Consumption deploys only from its blob container and does not take siteConfig.ftpsState; there is no FTP publishing to disable
   name: appName
   location: location
   tags: union(tags, { 'azd-service-name': 'api' })
@@ -239,7 +240,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     keyVaultReferenceIdentity: identity.id
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       healthCheckPath: '/api/health' // anonymous: settings load and storage answers
     }

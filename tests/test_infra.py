@@ -421,3 +421,39 @@ def test_checkov_finds_nothing_and_every_suppression_says_why():
             assert reason and len(reason.strip()) >= 20, f"{path.name}: {check} is suppressed without a reason"
             skips += 1
     assert skips == report["summary"]["skipped"]
+
+
+def test_the_site_sets_no_property_flex_consumption_does_not_take(app):
+    [(_, site)] = resource(app, "Microsoft.Web/sites@")
+    site_config = properties(properties(properties(site)["properties"])["siteConfig"])
+    assert "ftpsState" not in site_config  # no FTP publishing on Flex Consumption: the property is not supported
+    assert set(site_config) <= {"minTlsVersion", "http20Enabled", "healthCheckPath"}
+
+
+# Microsoft.Insights/scheduledQueryRules@2023-12-01 (generally available), from its published resource schema
+SCHEDULED_QUERY_RULE_API = "2023-12-01"
+SCHEDULED_QUERY_RULE_PROPERTIES = {
+    "actions", "autoMitigate", "checkWorkspaceAlertsStorageConfigured", "criteria", "description", "displayName", "enabled",
+    "evaluationFrequency", "muteActionsDuration", "overrideQueryTimeRange", "ruleResolveConfiguration", "scopes", "severity",
+    "skipQueryValidation", "targetResourceTypes", "windowSize",
+}  # fmt: skip
+SCHEDULED_QUERY_CONDITION = {
+    "dimensions", "failingPeriods", "metricMeasureColumn", "metricName", "operator", "query", "resourceIdColumn", "threshold",
+    "timeAggregation",
+}  # fmt: skip
+
+
+def test_alerts_use_the_generally_available_api_and_only_properties_it_has():
+    tree = parse(INFRA / "monitoring.bicep")
+    alerts = [
+        (symbol, type_, body)
+        for symbol, type_, body in resources(tree)
+        if type_.startswith("Microsoft.Insights/scheduledQueryRules@")
+    ]
+    assert len(alerts) == 3
+    for symbol, type_, body in alerts:
+        assert type_ == f"Microsoft.Insights/scheduledQueryRules@{SCHEDULED_QUERY_RULE_API}", symbol
+        rule = properties(properties(body)["properties"])
+        assert set(rule) <= SCHEDULED_QUERY_RULE_PROPERTIES, (symbol, sorted(set(rule) - SCHEDULED_QUERY_RULE_PROPERTIES))
+        [condition] = [c for c in properties(rule["criteria"])["allOf"].children if c.type == "object"]
+        assert set(properties(condition)) <= SCHEDULED_QUERY_CONDITION, symbol
