@@ -255,6 +255,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         }
       }
       scaleAndConcurrency: {
+        // Graph's validation request must be answered within 10 s and each notification within 3 s, and no timer
+        // keeps the HTTP group warm: with notifications, one instance of it is always ready (billed around the clock)
+        alwaysReady: notificationsEnabled ? [{ name: 'http', instanceCount: 1 }] : []
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: 2048
       }

@@ -457,3 +457,21 @@ def test_alerts_use_the_generally_available_api_and_only_properties_it_has():
         assert set(rule) <= SCHEDULED_QUERY_RULE_PROPERTIES, (symbol, sorted(set(rule) - SCHEDULED_QUERY_RULE_PROPERTIES))
         [condition] = [c for c in properties(rule["criteria"])["allOf"].children if c.type == "object"]
         assert set(properties(condition)) <= SCHEDULED_QUERY_CONDITION, symbol
+
+
+def test_with_notifications_one_instance_of_the_http_group_is_always_ready(app):
+    source = (INFRA / "app.bicep").read_text()
+    assert "var notificationsEnabled = !empty(notificationClientState) && !empty(notificationFunctionKey)" in source
+    [(_, type_, site)] = [(s, t, b) for s, t, b in resources(app) if t.startswith("Microsoft.Web/sites@")]
+    assert type_.split("@")[1] >= "2024-04-01"  # functionAppConfig.scaleAndConcurrency.alwaysReady is in this version
+    config = properties(properties(properties(site)["properties"])["functionAppConfig"])
+    always_ready = properties(config["scaleAndConcurrency"])["alwaysReady"]
+    assert always_ready.type == "ternary_expression"
+    condition, when_on, when_off = (c for c in always_ready.children if c.type not in ("?", ":"))
+    assert text(condition) == "notificationsEnabled"
+    [group] = [c for c in when_on.children if c.type == "object"]
+    assert {k: text(v) for k, v in properties(group).items()} == {"name": "'http'", "instanceCount": "1"}
+    assert text(when_off) == "[]"  # without notifications nothing is billed while idle
+    memory = int(text(properties(config["scaleAndConcurrency"])["instanceMemoryMB"]))
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"the always-ready instance ({memory:,} MB) is billed around the clock" in readme  # what it costs is said
