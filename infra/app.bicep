@@ -15,6 +15,15 @@ param discoveryGroupId string
 param discoveryMode string
 param watchedAppIds string
 param watchOrgApps string
+param rollout string
+param catalogWait string
+param runRetention string
+param pausedAlertAfter string
+param graphBaseUrl string
+param upgradeTargetsPerMessage string
+param discoveryUsersPerStep string
+param graphInlineRetrySeconds string
+param upgradeMaxAttempts string
 @secure()
 param notificationClientState string
 @secure()
@@ -293,17 +302,21 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME: 'upgrader'
       // the app
       AZURE_CLIENT_ID: identity.properties.clientId
-      GRAPH_BASE_URL: 'https://graph.microsoft.com/v1.0'
+      GRAPH_BASE_URL: graphBaseUrl
       GRAPH_MAX_RPS: graphMaxRps
       DISCOVERY_GROUP_ID: discoveryGroupId
       DISCOVERY_MODE: discoveryMode
-      DISCOVERY_USERS_PER_STEP: '10'
+      DISCOVERY_USERS_PER_STEP: discoveryUsersPerStep
       UPGRADE_SCOPES: upgradeScopes
-      UPGRADE_TARGETS_PER_MESSAGE: '20'
-      UPGRADE_MAX_ATTEMPTS: '8'
-      GRAPH_INLINE_RETRY_SECONDS: '5'
+      UPGRADE_TARGETS_PER_MESSAGE: upgradeTargetsPerMessage
+      UPGRADE_MAX_ATTEMPTS: upgradeMaxAttempts
+      GRAPH_INLINE_RETRY_SECONDS: graphInlineRetrySeconds
       WATCHED_APP_IDS: watchedAppIds
       WATCH_ORG_APPS: watchOrgApps
+      ROLLOUT: rollout
+      CATALOG_WAIT: catalogWait
+      RUN_RETENTION: runRetention
+      PAUSED_ALERT_AFTER: pausedAlertAfter
       CATALOG_WATCH_SCHEDULE: '0 */5 * * * *'
       SUBSCRIPTION_SCHEDULE: '0 7 * * * *'
       QUEUE_MONITOR_SCHEDULE: '0 * * * * *'
