@@ -1,7 +1,9 @@
-"""The deploy workflow against the app and the infrastructure, statically (no Azure here): a CI
-provision replaces every app setting, so every setting the app reads must travel from a repository
-variable (or secret) through infra/main.parameters.json and a Bicep parameter into the app settings,
-or be derived by the deployment itself. A setting added to the app and forgotten on the way fails here."""
+"""The deploy workflow against the app, the infrastructure and the README's setup, statically (no
+Azure or GitHub here). A CI provision replaces every app setting, so every setting the app reads must
+travel from a repository variable (or secret) through infra/main.parameters.json and a Bicep parameter
+into the app settings, or be derived by the deployment itself: a setting added to the app and forgotten
+on the way fails here. And the job's OIDC token must carry a subject that the federated credentials
+`azd pipeline config` creates trust."""
 
 from __future__ import annotations
 
@@ -122,3 +124,66 @@ def test_an_unset_repository_variable_means_the_parameters_default():
         assert default is not None, f"{param}: ${{{variable}=...}} needs a default"
         bicep_default = declared[param][1]
         assert bicep_default is not None and bicep_default.strip("'") == default, (param, bicep_default, default)
+
+
+def pipeline_section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return " ".join(readme[readme.index("**From a pipeline.**") :].split("\n\n")[0].split())
+
+
+def subjects_the_readme_setup_trusts(repository: str) -> set[str]:
+    """The token subjects the README's setup (`azd pipeline config`, run on main) creates credentials for."""
+    section = pipeline_section()
+    assert "`azd pipeline config --provider github` creates" in section
+    created = section.split(" and copies ")[0]  # what it creates, before what it copies
+    subjects = re.findall(r"`(repo:<owner>/<repo>:[^`]+)`", created)
+    return {s.replace("<owner>/<repo>", repository).replace("<the branch you ran it on>", "main") for s in subjects}
+
+
+ANY_BRANCH = "refs/heads/<any branch>"
+
+
+def subjects_the_workflow_presents(repository: str, spec: dict) -> set[str]:
+    """The `sub` of the OIDC token each job that may sign in gets, per GitHub's subject formats."""
+    triggers = spec.get("on", spec.get(True))  # YAML 1.1 reads the key `on` as true
+    subjects = set()
+    for job in spec["jobs"].values():
+        if (job.get("permissions") or spec.get("permissions", {})).get("id-token") != "write":
+            continue
+        environment = job.get("environment")
+        if environment:
+            name = environment["name"] if isinstance(environment, dict) else environment
+            subjects.add(f"repo:{repository}:environment:{name}")
+            continue
+        refs = {f"refs/heads/{branch}" for branch in (triggers.get("push") or {}).get("branches", [])}
+        if "workflow_dispatch" in triggers:
+            refs.add(ANY_BRANCH)  # started by hand on whichever branch is chosen
+        guard = re.fullmatch(r"github\.ref == '(refs/heads/[^']+)'", job.get("if", "").strip())
+        if guard:  # the job runs on that ref only
+            refs = {guard.group(1)} if refs & {guard.group(1), ANY_BRANCH} else set()
+        subjects |= {f"repo:{repository}:ref:{ref}" for ref in refs}
+    return subjects
+
+
+def test_the_workflow_signs_in_with_a_subject_the_readme_setup_trusts():
+    repository = "contoso/teams-app-upgrader"
+    presented = subjects_the_workflow_presents(repository, workflow())
+    trusted = subjects_the_readme_setup_trusts(repository)
+    assert trusted == {
+        f"repo:{repository}:ref:refs/heads/main",  # azd: the branch it ran on, and main
+        f"repo:{repository}:pull_request",
+    }
+    assert presented == {f"repo:{repository}:ref:refs/heads/main"}
+    assert presented <= trusted, f"no federated credential for {sorted(presented - trusted)} (AADSTS700213)"
+
+
+def test_a_job_in_a_github_environment_or_run_from_any_branch_presents_a_subject_nothing_trusts():
+    trusted = subjects_the_readme_setup_trusts("o/r")
+    in_environment = workflow()
+    in_environment["jobs"]["deploy"]["environment"] = "production"  # as the workflow was
+    assert subjects_the_workflow_presents("o/r", in_environment) == {"repo:o/r:environment:production"}
+    unguarded = workflow()
+    del unguarded["jobs"]["deploy"]["if"]
+    assert f"repo:o/r:ref:{ANY_BRANCH}" in subjects_the_workflow_presents("o/r", unguarded)
+    for spec in (in_environment, unguarded):
+        assert not subjects_the_workflow_presents("o/r", spec) <= trusted
