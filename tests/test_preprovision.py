@@ -234,6 +234,7 @@ def test_both_hooks_are_wired_and_do_the_same_calls():
 def test_the_readme_says_what_azd_down_leaves_and_what_the_next_azd_up_does():
     readme = " ".join((ROOT / "README.md").read_text().split())
     retention = re.search(r"softDeleteRetentionInDays: (\d+)", (ROOT / "infra" / "secrets.bicep").read_text()).group(1)
-    leaves = "`azd down` deletes the resource group and all in it but one thing: with notifications, the Key Vault"
-    assert f"{leaves} stays soft-deleted for {retention} days" in readme
-    assert "The next `azd up` of that environment, in that subscription and region, recovers it" in readme
+    leaves = "`azd down` deletes the resource group and everything in it, and leaves two things. With notifications,"
+    assert f"{leaves} the Key Vault stays soft-deleted for {retention} days" in readme
+    assert "the next `azd up` of that environment, in that subscription and region, recovers it" in readme
+    assert "the API's app registration stays in Entra ID, and the next `azd up` finds it by name" in readme
