@@ -15,6 +15,15 @@ param discoveryGroupId string
 param discoveryMode string
 param watchedAppIds string
 param watchOrgApps string
+param rollout string
+param catalogWait string
+param runRetention string
+param pausedAlertAfter string
+param graphBaseUrl string
+param upgradeTargetsPerMessage string
+param discoveryUsersPerStep string
+param graphInlineRetrySeconds string
+param upgradeMaxAttempts string
 @secure()
 param notificationClientState string
 @secure()
@@ -225,6 +234,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   //checkov:skip=CKV_AZURE_222:Graph change notifications, the operator API and azd deploy's publish endpoint come from the internet; requests carry function keys, clientState or Entra tokens
   //checkov:skip=CKV_AZURE_17:neither Graph nor the operator API presents client certificates; requests are authenticated by function keys, clientState or Entra tokens
   //checkov:skip=CKV_AZURE_212:Flex Consumption scales instances itself (functionAppConfig.scaleAndConcurrency); numberOfWorkers does not apply
+  //checkov:skip=CKV_AZURE_78:Flex Consumption deploys only from its blob container and does not take siteConfig.ftpsState; there is no FTP publishing to disable
   name: appName
   location: location
   tags: union(tags, { 'azd-service-name': 'api' })
@@ -239,7 +249,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     keyVaultReferenceIdentity: identity.id
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       healthCheckPath: '/api/health' // anonymous: settings load and storage answers
     }
@@ -255,6 +264,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         }
       }
       scaleAndConcurrency: {
+        // Graph's validation request must be answered within 10 s and each notification within 3 s, and no timer
+        // keeps the HTTP group warm: with notifications, one instance of it is always ready (billed around the clock)
+        alwaysReady: notificationsEnabled ? [{ name: 'http', instanceCount: 1 }] : []
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: 2048
       }
@@ -290,17 +302,21 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME: 'upgrader'
       // the app
       AZURE_CLIENT_ID: identity.properties.clientId
-      GRAPH_BASE_URL: 'https://graph.microsoft.com/v1.0'
+      GRAPH_BASE_URL: graphBaseUrl
       GRAPH_MAX_RPS: graphMaxRps
       DISCOVERY_GROUP_ID: discoveryGroupId
       DISCOVERY_MODE: discoveryMode
-      DISCOVERY_USERS_PER_STEP: '10'
+      DISCOVERY_USERS_PER_STEP: discoveryUsersPerStep
       UPGRADE_SCOPES: upgradeScopes
-      UPGRADE_TARGETS_PER_MESSAGE: '20'
-      UPGRADE_MAX_ATTEMPTS: '8'
-      GRAPH_INLINE_RETRY_SECONDS: '5'
+      UPGRADE_TARGETS_PER_MESSAGE: upgradeTargetsPerMessage
+      UPGRADE_MAX_ATTEMPTS: upgradeMaxAttempts
+      GRAPH_INLINE_RETRY_SECONDS: graphInlineRetrySeconds
       WATCHED_APP_IDS: watchedAppIds
       WATCH_ORG_APPS: watchOrgApps
+      ROLLOUT: rollout
+      CATALOG_WAIT: catalogWait
+      RUN_RETENTION: runRetention
+      PAUSED_ALERT_AFTER: pausedAlertAfter
       CATALOG_WATCH_SCHEDULE: '0 */5 * * * *'
       SUBSCRIPTION_SCHEDULE: '0 7 * * * *'
       QUEUE_MONITOR_SCHEDULE: '0 * * * * *'

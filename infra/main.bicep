@@ -82,6 +82,34 @@ param watchedAppIds string = ''
 @allowed(['true', 'false'])
 param watchOrgApps string = 'false'
 
+@description('ROLLOUT: the rollout plan (JSON) of runs that name neither a rollout nor a canary; empty: no plan')
+param rollout string = ''
+
+@description('CATALOG_WAIT: how long (ISO 8601) a run waits for its version to be published in the app catalog')
+param catalogWait string = 'PT48H'
+
+@description('RUN_RETENTION: how long (ISO 8601) the target rows of a finished run are kept')
+param runRetention string = 'P90D'
+
+@description('PAUSED_ALERT_AFTER: how long (ISO 8601) a run may wait paused for an operator before it alerts')
+param pausedAlertAfter string = 'PT1H'
+
+@description('GRAPH_BASE_URL: the Microsoft Graph endpoint (another for a national cloud)')
+param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
+
+// Advanced tuning: the defaults suit Graph's documented limits
+@description('UPGRADE_TARGETS_PER_MESSAGE: targets per queue message (at most 50)')
+param upgradeTargetsPerMessage string = '20'
+
+@description('DISCOVERY_USERS_PER_STEP: users per discovery step')
+param discoveryUsersPerStep string = '10'
+
+@description('GRAPH_INLINE_RETRY_SECONDS: Retry-After waits up to this long happen in the invocation; longer ones re-queue')
+param graphInlineRetrySeconds string = '5'
+
+@description('UPGRADE_MAX_ATTEMPTS: throttled or unavailable attempts per target before it fails')
+param upgradeMaxAttempts string = '8'
+
 @secure()
 @description('clientState of Graph subscriptions (16-255 characters); empty: no installation notifications')
 param notificationClientState string = ''
@@ -125,6 +153,15 @@ module app 'app.bicep' = {
     discoveryMode: discoveryMode
     watchedAppIds: watchedAppIds
     watchOrgApps: watchOrgApps
+    rollout: rollout
+    catalogWait: catalogWait
+    runRetention: runRetention
+    pausedAlertAfter: pausedAlertAfter
+    graphBaseUrl: graphBaseUrl
+    upgradeTargetsPerMessage: upgradeTargetsPerMessage
+    discoveryUsersPerStep: discoveryUsersPerStep
+    graphInlineRetrySeconds: graphInlineRetrySeconds
+    upgradeMaxAttempts: upgradeMaxAttempts
     notificationClientState: notificationClientState
     notificationFunctionKey: notificationFunctionKey
     alertEmail: alertEmail

@@ -60,7 +60,7 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(a
 
 var actions = empty(alertEmail) ? {} : { actionGroups: [actionGroup.id] }
 
-resource failedTargetsAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource failedTargetsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'alert-upgrader-failed-targets-${token}'
   location: location
   tags: tags
@@ -91,7 +91,7 @@ resource failedTargetsAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-p
   }
 }
 
-resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'alert-upgrader-poison-${token}'
   location: location
   tags: tags
@@ -122,7 +122,7 @@ resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview'
   }
 }
 
-resource missingPermissionsAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource missingPermissionsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'alert-upgrader-missing-permissions-${token}'
   location: location
   tags: tags

@@ -313,7 +313,9 @@ def test_regions_are_limited_to_flex_consumption_and_a_deleted_vault_is_recovere
     assert "createMode: keyVaultCreateMode" in text(module)
     parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert parameters["keyVaultCreateMode"]["value"] == "${KEY_VAULT_CREATE_MODE=default}"
-    assert "output AZURE_KEY_VAULT_NAME string" in main  # what the preprovision hook looks for among deleted vaults
+    # what the preprovision hook looks for among deleted vaults, since azd down removes the outputs
+    assert "name: 'rg-${environmentName}'" in main and "var tags = { 'azd-env-name': environmentName }" in main
+    assert text(properties(vault)["tags"]) == "tags" and text(properties(vault)["name"]).startswith("'kv-upg-")
 
 
 def test_the_runs_query_has_one_row_per_run():
@@ -419,3 +421,57 @@ def test_checkov_finds_nothing_and_every_suppression_says_why():
             assert reason and len(reason.strip()) >= 20, f"{path.name}: {check} is suppressed without a reason"
             skips += 1
     assert skips == report["summary"]["skipped"]
+
+
+def test_the_site_sets_no_property_flex_consumption_does_not_take(app):
+    [(_, site)] = resource(app, "Microsoft.Web/sites@")
+    site_config = properties(properties(properties(site)["properties"])["siteConfig"])
+    assert "ftpsState" not in site_config  # no FTP publishing on Flex Consumption: the property is not supported
+    assert set(site_config) <= {"minTlsVersion", "http20Enabled", "healthCheckPath"}
+
+
+# Microsoft.Insights/scheduledQueryRules@2023-12-01 (generally available), from its published resource schema
+SCHEDULED_QUERY_RULE_API = "2023-12-01"
+SCHEDULED_QUERY_RULE_PROPERTIES = {
+    "actions", "autoMitigate", "checkWorkspaceAlertsStorageConfigured", "criteria", "description", "displayName", "enabled",
+    "evaluationFrequency", "muteActionsDuration", "overrideQueryTimeRange", "ruleResolveConfiguration", "scopes", "severity",
+    "skipQueryValidation", "targetResourceTypes", "windowSize",
+}  # fmt: skip
+SCHEDULED_QUERY_CONDITION = {
+    "dimensions", "failingPeriods", "metricMeasureColumn", "metricName", "operator", "query", "resourceIdColumn", "threshold",
+    "timeAggregation",
+}  # fmt: skip
+
+
+def test_alerts_use_the_generally_available_api_and_only_properties_it_has():
+    tree = parse(INFRA / "monitoring.bicep")
+    alerts = [
+        (symbol, type_, body)
+        for symbol, type_, body in resources(tree)
+        if type_.startswith("Microsoft.Insights/scheduledQueryRules@")
+    ]
+    assert len(alerts) == 3
+    for symbol, type_, body in alerts:
+        assert type_ == f"Microsoft.Insights/scheduledQueryRules@{SCHEDULED_QUERY_RULE_API}", symbol
+        rule = properties(properties(body)["properties"])
+        assert set(rule) <= SCHEDULED_QUERY_RULE_PROPERTIES, (symbol, sorted(set(rule) - SCHEDULED_QUERY_RULE_PROPERTIES))
+        [condition] = [c for c in properties(rule["criteria"])["allOf"].children if c.type == "object"]
+        assert set(properties(condition)) <= SCHEDULED_QUERY_CONDITION, symbol
+
+
+def test_with_notifications_one_instance_of_the_http_group_is_always_ready(app):
+    source = (INFRA / "app.bicep").read_text()
+    assert "var notificationsEnabled = !empty(notificationClientState) && !empty(notificationFunctionKey)" in source
+    [(_, type_, site)] = [(s, t, b) for s, t, b in resources(app) if t.startswith("Microsoft.Web/sites@")]
+    assert type_.split("@")[1] >= "2024-04-01"  # functionAppConfig.scaleAndConcurrency.alwaysReady is in this version
+    config = properties(properties(properties(site)["properties"])["functionAppConfig"])
+    always_ready = properties(config["scaleAndConcurrency"])["alwaysReady"]
+    assert always_ready.type == "ternary_expression"
+    condition, when_on, when_off = (c for c in always_ready.children if c.type not in ("?", ":"))
+    assert text(condition) == "notificationsEnabled"
+    [group] = [c for c in when_on.children if c.type == "object"]
+    assert {k: text(v) for k, v in properties(group).items()} == {"name": "'http'", "instanceCount": "1"}
+    assert text(when_off) == "[]"  # without notifications nothing is billed while idle
+    memory = int(text(properties(config["scaleAndConcurrency"])["instanceMemoryMB"]))
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"the always-ready instance ({memory:,} MB) is billed around the clock" in readme  # what it costs is said

@@ -34,7 +34,9 @@ def test_deployment_signs_in_with_oidc_and_holds_no_secret():
     deploy = _workflow("deploy.yml")
     assert deploy["permissions"]["id-token"] == "write"
     text = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
-    assert "secrets." not in text and "client-secret" not in text and "AZURE_CLIENT_SECRET" not in text
+    # the only secrets it reads are the app's notification settings: none signs in
+    assert set(re.findall(r"secrets\.(\w+)", text)) == {"NOTIFICATION_CLIENT_STATE", "NOTIFICATION_FUNCTION_KEY"}
+    assert "client-secret" not in text and "AZURE_CLIENT_SECRET" not in text and "AZURE_CREDENTIALS" not in text
     runs = [s.get("run", "") for s in deploy["jobs"]["deploy"]["steps"]]
     assert any("--federated-credential-provider github" in r for r in runs)
     assert any(r.startswith("azd provision") for r in runs) and any(r.startswith("azd deploy") for r in runs)
