@@ -15,7 +15,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-from shared.domain.versions import version_key
+from devtools.app_versions import is_newer, newest, parse
 
 
 def b64(text: str) -> str:
@@ -28,6 +28,9 @@ class Definition:
     version: str
     state: str = "published"  # published | submitted | rejected
     permissions: list[tuple[str, str]] = field(default_factory=list)  # (permissionValue, permissionType)
+
+    def __post_init__(self) -> None:
+        parse(self.version)  # the catalog holds manifest versions only (InvalidVersion otherwise)
 
     @property
     def id(self) -> str:
@@ -43,8 +46,8 @@ class CatalogApp:
     distribution: str = "organization"
 
     def newest_published(self) -> Definition | None:
-        published = [d for d in self.definitions if d.state == "published"]
-        return max(published, key=lambda d: version_key(d.version)) if published else None
+        published = {d.version: d for d in self.definitions if d.state == "published"}
+        return published[newest(published)] if published else None
 
 
 class Installable:
@@ -144,8 +147,8 @@ class Tenant:
     def publish(self, app_id: str, version: str, *, permissions=None, requires_review: bool = False) -> Definition:
         with self.lock:
             app = self.apps[app_id]
-            newest = app.newest_published()
-            perms = list(permissions) if permissions is not None else list(newest.permissions if newest else [])
+            current = app.newest_published()
+            perms = list(permissions) if permissions is not None else list(current.permissions if current else [])
             definition = Definition(app_id, version, "submitted" if requires_review else "published", perms)
             app.definitions.append(definition)
             return definition
@@ -223,8 +226,8 @@ class Tenant:
         return self._outdated(list(self.users.values()), app_id)
 
     def _outdated(self, places: list, app_id: str) -> list:
-        newest = self.apps[app_id].newest_published()
-        return [p for p in places if app_id in p.installed and version_key(p.installed[app_id]) < version_key(newest.version)]
+        target = self.apps[app_id].newest_published()
+        return [p for p in places if app_id in p.installed and is_newer(target.version, p.installed[app_id])]
 
 
 DEPARTMENTS = ("Finance", "Sales", "Marketing", "Engineering", "HR", "Legal", "Support", "Operations", "Procurement", "IT")
