@@ -61,6 +61,18 @@ READ_MEMBERS = {"GroupMember.Read.All", "Group.Read.All", "Directory.Read.All"}
 READ_CATALOG = {"AppCatalog.Read.All", "AppCatalog.ReadWrite.All"}
 QUOTED = r"'((?:[^']|'')*)'"
 POLICY_BLOCKED = "App is blocked by app permission policy. ... AppType: Private"
+RSC_MISMATCH = (
+    "ResourceSpecificPermissionsMismatch: the consented permission set does not "
+    "match the resource-specific permissions of the app definition."
+)
+# Teams' middle tier failing a request of its own, in the words Graph's 400s use in public issue
+# threads about installing apps (the same call went through when repeated)
+CHAT_SERVICE_FAILURE = "Failed to execute Skype backend request CreateThreadRequest."
+SETTINGS_STORE_FAILURE = (
+    "Exception in CreateOrUpdateUserAppEntitlementForTeamsAsync. Exception(s): 'ServiceException: Failed to execute "
+    "settings store request: https://settings.teams.internal.example/v1.0/settings/teams/users/appentitlements, "
+    "StatusCode: 400, ReasonPhrase: Schema validation errors'"
+)
 # the team properties GET /teams returns as null: it populates only id, displayName, description, visibility
 UNPOPULATED_TEAM = (
     "createdDateTime",
@@ -602,7 +614,10 @@ class GraphEmulator(RequestLog):
         return request
 
     def _apply_upgrade(self, handler, place: Installable, installation_id: str, request: dict, scope: InstallScope):
-        """Brings the installation to the newest published version, if Graph would let this request."""
+        """Brings the installation to the newest published version, if Graph would let this request.
+
+        A refusal set on the chat, team or user (tenant.Refusal) answers its 400 instead of 204,
+        after the upgrade when it is one that was applied all the same."""
         with self.tenant.lock:
             app_id = place.app_of(installation_id)
             if app_id is None:
@@ -623,18 +638,18 @@ class GraphEmulator(RequestLog):
                 if isinstance(p, dict)
             }
             if given != required:
-                raise GraphFault(
-                    400,
-                    "BadRequest",
-                    "ResourceSpecificPermissionsMismatch: the consented permission set does not "
-                    "match the resource-specific permissions of the app definition.",
-                )
+                raise GraphFault(400, "BadRequest", RSC_MISMATCH)
+            refused = place.refusal if place.refusal is not None and place.refusal.take() else None
+            if refused is not None and not refused.applied:
+                raise GraphFault(400, "BadRequest", refused.message)
             place.installed[app_id] = target.version
             self.upgrades[place.id] = self.upgrades.get(place.id, 0) + 1
         if self.on_upgrade:
             self.on_upgrade(place.id)
         for listener in list(self.upgrade_listeners):
             listener(scope.name, app_id, installation_id)
+        if refused is not None:  # applied, and then a backend failed: Graph answers the failure
+            raise GraphFault(400, "BadRequest", refused.message)
         return 204, None, {}
 
     def _catalog(self, query: dict):

@@ -50,6 +50,26 @@ class CatalogApp:
         return published[newest(published)] if published else None
 
 
+@dataclass
+class Refusal:
+    """What Graph answers the upgrade POSTs on one chat, team or user instead of 204: 400 BadRequest
+    with `message`, the next `times` times (None: every time). `applied`: the upgrade went through
+    before the failure was answered (the installation is at the new version all the same)."""
+
+    message: str
+    times: int | None = 1
+    applied: bool = False
+
+    def take(self) -> bool:
+        """True when this POST is refused (and counts it)."""
+        if self.times is None:
+            return True
+        if self.times <= 0:
+            return False
+        self.times -= 1
+        return True
+
+
 class Installable:
     """What a chat, a team and a user (personal scope) have in common: apps installed in them."""
 
@@ -57,6 +77,7 @@ class Installable:
     installed: dict[str, str]  # app id -> installed version
     blocked: set[str]  # app ids blocked by policy here
     installation_ids: dict[str, str]  # app id -> an id other than the usual form
+    refusal: Refusal | None  # what the upgrade POSTs here are answered, if not 204
 
     def installation_id(self, app_id: str) -> str:
         return self.installation_ids.get(app_id) or b64(f"{self.id}##{app_id}")
@@ -76,6 +97,7 @@ class User(Installable):
     blocked: set[str] = field(default_factory=set)  # app ids an app permission policy blocks for this user
     teams_enabled: bool = True  # False: no Teams for this user, the teamwork endpoints answer 404
     installation_ids: dict[str, str] = field(default_factory=dict)
+    refusal: Refusal | None = None
 
 
 @dataclass
@@ -87,6 +109,7 @@ class Chat(Installable):
     installed: dict[str, str] = field(default_factory=dict)
     blocked: set[str] = field(default_factory=set)
     installation_ids: dict[str, str] = field(default_factory=dict)
+    refusal: Refusal | None = None
 
 
 @dataclass
@@ -100,6 +123,7 @@ class Team(Installable):
     blocked: set[str] = field(default_factory=set)  # app ids the tenant admin blocks in this team
     archived: bool = False
     installation_ids: dict[str, str] = field(default_factory=dict)
+    refusal: Refusal | None = None
 
 
 class Tenant:
