@@ -296,17 +296,15 @@ def test_resource_specific_consent_needs_the_consent_role_and_the_same_set(scope
     permissions = [("TeamsActivity.Send.User", "application"), ("ChannelMeeting.ReadBasic.Group", "delegated")]
     tenant.publish(app.id, "1.2.0", permissions=permissions)
     place = teams[0] if scope == "team" else tenant.users[people[0]]
-    write, consent = {
-        "team": (WRITE_TEAM_APPS, "TeamsAppInstallation.ReadWriteAndConsentForTeam.All"),
-        "user": (WRITE_USER_APPS, "TeamsAppInstallation.ReadWriteAndConsentForUser.All"),
-    }[scope]
-    graph.as_roles(write - {consent})
+    write, noun = {"team": (WRITE_TEAM_APPS, "Team"), "user": (WRITE_USER_APPS, "User")}[scope]
+    consent = {f"TeamsAppInstallation.ReadWriteAndConsentFor{noun}.All", f"TeamsAppInstallation.ManageSelectedFor{noun}.All"}
+    graph.as_roles(write - consent)
     assert error(graph.post(upgrade_path(place, app.id), {})) == (
         403,
         "Forbidden",
-        f"Installing an app that requires resource-specific consent needs {consent}.",
+        f"Installing an app that requires resource-specific consent needs one of {', '.join(sorted(consent))}.",
     )
-    graph.as_roles([consent])
+    graph.as_roles([f"TeamsAppInstallation.ManageSelectedFor{noun}.All"])  # either of the two
     status, code, message = error(graph.post(upgrade_path(place, app.id), {}))
     assert (status, code) == (400, "BadRequest") and message.startswith("ResourceSpecificPermissionsMismatch")
     consented = {
