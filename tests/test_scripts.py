@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.readme_permissions import permission_rows
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "grant-graph-permissions.sh"
 GRAPH_SP = "9a1b2c3d-0000-4000-8000-00000000beef"
@@ -224,3 +226,14 @@ def test_the_readme_names_every_permission():
     readme = (ROOT / "README.md").read_text()
     missing = [permission for permission in ROLES if f"`{permission}`" not in readme]
     assert missing == []
+
+
+@pytest.mark.parametrize("rsc", [False, True])
+@pytest.mark.parametrize("scope", ["chat", "team", "personal"])
+def test_the_script_grants_what_the_readme_table_says_for_each_scope(az, scope, rsc):
+    rows = [r for r in permission_rows() if r.scope in (scope, "every", "group")]
+    expected = {p for r in rows for p in (r.grant_rsc or r.grant if rsc else r.grant)}
+    args = ["--principal-id", PRINCIPAL, "--scopes", scope, "--group-discovery", "--dry-run"]
+    result, _ = az(*args, *(["--rsc"] if rsc else []))
+    assert result.returncode == 0, result.stderr
+    assert set(re.findall(r"would grant: (\S+)", result.stdout)) == expected
