@@ -219,8 +219,9 @@ class GraphClient:
         cancelled while its GET or POST waited for its slot sends nothing more. `more`: how many
         requests to the bucket the caller sends right after this one (see Pacer.acquire).
 
-        429 is always safe to retry (nothing was applied). A 5xx or timeout on a POST may have been
-        applied, so callers that must not repeat a POST pass retry_unavailable=False and re-check.
+        429 is always safe to retry (nothing was applied). A 5xx, a timeout or a 400 from a failing
+        Teams backend (GraphBackendFailure) on a POST may have been applied, so callers that must not
+        repeat a POST pass retry_unavailable=False and re-check.
         Longer waits are raised as GraphThrottled / GraphUnavailable for the caller to reschedule.
         """
         if urlsplit(url)[:2] != self._origin:
