@@ -33,34 +33,62 @@ from devtools.loopback import reply, serve_calls, shutdown
 from devtools.tenant import Chat, Installable, Team, Tenant, User
 
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
-READ_CHAT_APPS = {
-    "TeamsAppInstallation.ReadForChat.All",
-    "TeamsAppInstallation.ReadWriteForChat.All",
-    "TeamsAppInstallation.ReadWriteAndConsentForChat.All",
-    "TeamsAppInstallation.Read.All",
+INSTALLATION = "TeamsAppInstallation."
+# The application permissions each call's Graph reference page lists ("least privileged" and "higher
+# privileged"). The `...Self...` ones are left out: they let a Teams app manage itself only, which
+# the emulated apps never are; resource-specific consent (`...Chat`, `...Group`) is not emulated.
+WRITE_CHAT_APPS = {
+    INSTALLATION + p for p in ("ReadWriteForChat.All", "ReadWriteAndConsentForChat.All", "ManageSelectedForChat.All")
 }
-WRITE_CHAT_APPS = {"TeamsAppInstallation.ReadWriteForChat.All", "TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
-READ_TEAM_APPS = {
-    "TeamsAppInstallation.ReadForTeam.All",
-    "TeamsAppInstallation.ReadWriteForTeam.All",
-    "TeamsAppInstallation.ReadWriteAndConsentForTeam.All",
-    "TeamsAppInstallation.Read.All",
+READ_CHAT_APPS = WRITE_CHAT_APPS | {INSTALLATION + "ReadForChat.All", INSTALLATION + "Read.All"}
+WRITE_TEAM_APPS = {
+    *(INSTALLATION + p for p in ("ReadWriteForTeam.All", "ReadWriteAndConsentForTeam.All", "ManageSelectedForTeam.All")),
+    "Group.ReadWrite.All",  # "supported only for backward compatibility"
+    "Directory.ReadWrite.All",
 }
-WRITE_TEAM_APPS = {"TeamsAppInstallation.ReadWriteForTeam.All", "TeamsAppInstallation.ReadWriteAndConsentForTeam.All"}
-READ_USER_APPS = {
-    "TeamsAppInstallation.ReadForUser.All",
-    "TeamsAppInstallation.ReadWriteForUser.All",
-    "TeamsAppInstallation.ReadWriteAndConsentForUser.All",
-    "TeamsAppInstallation.Read.All",
+READ_TEAM_APPS = WRITE_TEAM_APPS | {
+    INSTALLATION + "ReadForTeam.All",
+    INSTALLATION + "Read.All",
+    "Group.Read.All",
+    "Directory.Read.All",
 }
-WRITE_USER_APPS = {"TeamsAppInstallation.ReadWriteForUser.All", "TeamsAppInstallation.ReadWriteAndConsentForUser.All"}
-LIST_TEAMS = {"Team.ReadBasic.All", "TeamSettings.Read.All", "TeamSettings.ReadWrite.All", "Directory.Read.All"}
+WRITE_USER_APPS = {
+    INSTALLATION + p
+    for p in (
+        "ReadWriteForUser.All",
+        "ReadWriteAndConsentForUser.All",
+        "ManageSelectedForUser.All",
+        "ReadWriteSelectedForUser.All",
+    )
+}
+READ_USER_APPS = WRITE_USER_APPS | {INSTALLATION + "ReadForUser.All", INSTALLATION + "Read.All"}
+LIST_TEAMS = {"Team.ReadBasic.All", "TeamSettings.Read.All", "TeamSettings.ReadWrite.All"}  # GET /teams, joinedTeams
 LIST_CHATS = {"Chat.ReadBasic.All", "Chat.Read.All", "Chat.ReadWrite.All"}
-READ_USERS = {"User.Read.All", "User.ReadBasic.All", "Directory.Read.All"}
-READ_MEMBERS = {"GroupMember.Read.All", "Group.Read.All", "Directory.Read.All"}
+READ_USERS = {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+READ_MEMBERS = {
+    "GroupMember.ReadBasic.All",
+    "GroupMember.Read.All",
+    "GroupMember.ReadWrite.All",
+    "Group.ReadBasic.All",
+    "Group.Read.All",
+    "Group.ReadWrite.All",
+    "Directory.Read.All",
+}
 READ_CATALOG = {"AppCatalog.Read.All", "AppCatalog.ReadWrite.All"}
 QUOTED = r"'((?:[^']|'')*)'"
 POLICY_BLOCKED = "App is blocked by app permission policy. ... AppType: Private"
+RSC_MISMATCH = (
+    "ResourceSpecificPermissionsMismatch: the consented permission set does not "
+    "match the resource-specific permissions of the app definition."
+)
+# Teams' middle tier failing a request of its own, in the words Graph's 400s use in public issue
+# threads about installing apps (the same call went through when repeated)
+CHAT_SERVICE_FAILURE = "Failed to execute Skype backend request CreateThreadRequest."
+SETTINGS_STORE_FAILURE = (
+    "Exception in CreateOrUpdateUserAppEntitlementForTeamsAsync. Exception(s): 'ServiceException: Failed to execute "
+    "settings store request: https://settings.teams.internal.example/v1.0/settings/teams/users/appentitlements, "
+    "StatusCode: 400, ReasonPhrase: Schema validation errors'"
+)
 # the team properties GET /teams returns as null: it populates only id, displayName, description, visibility
 UNPOPULATED_TEAM = (
     "createdDateTime",
@@ -96,18 +124,24 @@ class InstallScope:
 
     name: str  # Graph's scopeInfo/scope: groupChat | team | personal
     noun: str  # chat | team | user, in messages
-    consent_role: str  # needed to upgrade to a definition with resource-specific permissions
+    consent_roles: frozenset[str]  # one of them upgrades to a definition with resource-specific permissions
     blocked_message: str
 
 
-CHAT_SCOPE = InstallScope("groupChat", "chat", "TeamsAppInstallation.ReadWriteAndConsentForChat.All", POLICY_BLOCKED)
+def _consent(noun: str) -> frozenset[str]:
+    """The permissions that may consent to resource-specific permissions while upgrading (the plain
+    ReadWrite ones "can't be used to install apps that require consent")."""
+    return frozenset({f"{INSTALLATION}ReadWriteAndConsentFor{noun}.All", f"{INSTALLATION}ManageSelectedFor{noun}.All"})
+
+
+CHAT_SCOPE = InstallScope("groupChat", "chat", _consent("Chat"), POLICY_BLOCKED)
 TEAM_SCOPE = InstallScope(
     "team",
     "team",
-    "TeamsAppInstallation.ReadWriteAndConsentForTeam.All",
+    _consent("Team"),
     "Trying to CreateTeamAppEntitlement for an App that is explicitly blocked by the tenant admin.",
 )
-PERSONAL_SCOPE = InstallScope("personal", "user", "TeamsAppInstallation.ReadWriteAndConsentForUser.All", POLICY_BLOCKED)
+PERSONAL_SCOPE = InstallScope("personal", "user", _consent("User"), POLICY_BLOCKED)
 
 
 @dataclass
@@ -602,7 +636,10 @@ class GraphEmulator(RequestLog):
         return request
 
     def _apply_upgrade(self, handler, place: Installable, installation_id: str, request: dict, scope: InstallScope):
-        """Brings the installation to the newest published version, if Graph would let this request."""
+        """Brings the installation to the newest published version, if Graph would let this request.
+
+        A refusal set on the chat, team or user (tenant.Refusal) answers its 400 instead of 204,
+        after the upgrade when it is one that was applied all the same."""
         with self.tenant.lock:
             app_id = place.app_of(installation_id)
             if app_id is None:
@@ -612,9 +649,12 @@ class GraphEmulator(RequestLog):
                 raise GraphFault(403, "Forbidden", scope.blocked_message)
             target = app.newest_published()
             required = {(v.lower(), t.lower()) for v, t in target.permissions}
-            if required and scope.consent_role not in self._roles(handler):
+            if required and not scope.consent_roles & self._roles(handler):
                 raise GraphFault(
-                    403, "Forbidden", f"Installing an app that requires resource-specific consent needs {scope.consent_role}."
+                    403,
+                    "Forbidden",
+                    "Installing an app that requires resource-specific consent needs one of "
+                    f"{', '.join(sorted(scope.consent_roles))}.",
                 )
             consent = (request.get("consentedPermissionSet") or {}).get("resourceSpecificPermissions") or []
             given = {
@@ -623,18 +663,18 @@ class GraphEmulator(RequestLog):
                 if isinstance(p, dict)
             }
             if given != required:
-                raise GraphFault(
-                    400,
-                    "BadRequest",
-                    "ResourceSpecificPermissionsMismatch: the consented permission set does not "
-                    "match the resource-specific permissions of the app definition.",
-                )
+                raise GraphFault(400, "BadRequest", RSC_MISMATCH)
+            refused = place.refusal if place.refusal is not None and place.refusal.take() else None
+            if refused is not None and not refused.applied:
+                raise GraphFault(400, "BadRequest", refused.message)
             place.installed[app_id] = target.version
             self.upgrades[place.id] = self.upgrades.get(place.id, 0) + 1
         if self.on_upgrade:
             self.on_upgrade(place.id)
         for listener in list(self.upgrade_listeners):
             listener(scope.name, app_id, installation_id)
+        if refused is not None:  # applied, and then a backend failed: Graph answers the failure
+            raise GraphFault(400, "BadRequest", refused.message)
         return 204, None, {}
 
     def _catalog(self, query: dict):

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
+from devtools.app_versions import is_valid
 from devtools.graph_emulator import (
     CHAT_SCOPE,
     PERSONAL_SCOPE,
@@ -169,6 +170,12 @@ class Subscriptions:
             raise GraphFault(
                 400, "BadRequest", "UnableToParseTeamsAppManifest: the package has no valid manifest.json."
             ) from None
+        if not isinstance(version, str) or not is_valid(version):
+            raise GraphFault(
+                400,
+                "BadRequest",
+                f"UnableToParseTeamsAppManifest: SchemaError_Pattern: version {version!r} is not MAJOR.MINOR.PATCH.",
+            )
         review = query.get("requiresReview", "").lower() == "true"
         permissions = [
             (p["name"], p["type"].lower())

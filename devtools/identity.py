@@ -21,11 +21,12 @@ from urllib.parse import parse_qs, urlsplit
 from devtools.loopback import reply, serve_calls, shutdown
 
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+# what scripts/grant-graph-permissions grants for every scope and a discovery group (the least privileged)
 DEFAULT_ROLES = (
     "TeamsAppInstallation.ReadWriteForChat.All",
     "Chat.ReadBasic.All",
     "User.Read.All",
-    "GroupMember.Read.All",
+    "GroupMember.ReadBasic.All",
     "AppCatalog.Read.All",
     "TeamsAppInstallation.ReadWriteForTeam.All",
     "TeamsAppInstallation.ReadWriteForUser.All",

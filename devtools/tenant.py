@@ -15,7 +15,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-from shared.domain.versions import version_key
+from devtools.app_versions import is_newer, newest, parse
 
 
 def b64(text: str) -> str:
@@ -28,6 +28,9 @@ class Definition:
     version: str
     state: str = "published"  # published | submitted | rejected
     permissions: list[tuple[str, str]] = field(default_factory=list)  # (permissionValue, permissionType)
+
+    def __post_init__(self) -> None:
+        parse(self.version)  # the catalog holds manifest versions only (InvalidVersion otherwise)
 
     @property
     def id(self) -> str:
@@ -43,8 +46,28 @@ class CatalogApp:
     distribution: str = "organization"
 
     def newest_published(self) -> Definition | None:
-        published = [d for d in self.definitions if d.state == "published"]
-        return max(published, key=lambda d: version_key(d.version)) if published else None
+        published = {d.version: d for d in self.definitions if d.state == "published"}
+        return published[newest(published)] if published else None
+
+
+@dataclass
+class Refusal:
+    """What Graph answers the upgrade POSTs on one chat, team or user instead of 204: 400 BadRequest
+    with `message`, the next `times` times (None: every time). `applied`: the upgrade went through
+    before the failure was answered (the installation is at the new version all the same)."""
+
+    message: str
+    times: int | None = 1
+    applied: bool = False
+
+    def take(self) -> bool:
+        """True when this POST is refused (and counts it)."""
+        if self.times is None:
+            return True
+        if self.times <= 0:
+            return False
+        self.times -= 1
+        return True
 
 
 class Installable:
@@ -54,6 +77,7 @@ class Installable:
     installed: dict[str, str]  # app id -> installed version
     blocked: set[str]  # app ids blocked by policy here
     installation_ids: dict[str, str]  # app id -> an id other than the usual form
+    refusal: Refusal | None  # what the upgrade POSTs here are answered, if not 204
 
     def installation_id(self, app_id: str) -> str:
         return self.installation_ids.get(app_id) or b64(f"{self.id}##{app_id}")
@@ -73,6 +97,7 @@ class User(Installable):
     blocked: set[str] = field(default_factory=set)  # app ids an app permission policy blocks for this user
     teams_enabled: bool = True  # False: no Teams for this user, the teamwork endpoints answer 404
     installation_ids: dict[str, str] = field(default_factory=dict)
+    refusal: Refusal | None = None
 
 
 @dataclass
@@ -84,6 +109,7 @@ class Chat(Installable):
     installed: dict[str, str] = field(default_factory=dict)
     blocked: set[str] = field(default_factory=set)
     installation_ids: dict[str, str] = field(default_factory=dict)
+    refusal: Refusal | None = None
 
 
 @dataclass
@@ -97,6 +123,7 @@ class Team(Installable):
     blocked: set[str] = field(default_factory=set)  # app ids the tenant admin blocks in this team
     archived: bool = False
     installation_ids: dict[str, str] = field(default_factory=dict)
+    refusal: Refusal | None = None
 
 
 class Tenant:
@@ -144,8 +171,8 @@ class Tenant:
     def publish(self, app_id: str, version: str, *, permissions=None, requires_review: bool = False) -> Definition:
         with self.lock:
             app = self.apps[app_id]
-            newest = app.newest_published()
-            perms = list(permissions) if permissions is not None else list(newest.permissions if newest else [])
+            current = app.newest_published()
+            perms = list(permissions) if permissions is not None else list(current.permissions if current else [])
             definition = Definition(app_id, version, "submitted" if requires_review else "published", perms)
             app.definitions.append(definition)
             return definition
@@ -223,8 +250,8 @@ class Tenant:
         return self._outdated(list(self.users.values()), app_id)
 
     def _outdated(self, places: list, app_id: str) -> list:
-        newest = self.apps[app_id].newest_published()
-        return [p for p in places if app_id in p.installed and version_key(p.installed[app_id]) < version_key(newest.version)]
+        target = self.apps[app_id].newest_published()
+        return [p for p in places if app_id in p.installed and is_newer(target.version, p.installed[app_id])]
 
 
 DEPARTMENTS = ("Finance", "Sales", "Marketing", "Engineering", "HR", "Legal", "Support", "Operations", "Procurement", "IT")

@@ -7,7 +7,9 @@ Idempotent: what is granted already is skipped. Uses Microsoft Graph PowerShell
 (Install-Module Microsoft.Graph.Applications) and signs in with the scopes needed to grant
 application permissions. Same options and permissions as grant-graph-permissions.sh.
 
-Permissions granted (application permissions, least privilege per scope):
+Permissions granted (application permissions): for each Graph call, the least privileged one Graph's
+reference page for the call names, except for upgrades, whose least privileged (...Self...) only lets a
+Teams app upgrade itself; the README's permission table lists each call:
   always             AppCatalog.Read.All                                  read the app catalog
   chat               TeamsAppInstallation.ReadWriteForChat.All            list and upgrade installations in chats
                        -Rsc: TeamsAppInstallation.ReadWriteAndConsentForChat.All instead
@@ -19,7 +21,7 @@ Permissions granted (application permissions, least privilege per scope):
   personal           TeamsAppInstallation.ReadWriteForUser.All            list and upgrade users' personal installations
                        -Rsc: TeamsAppInstallation.ReadWriteAndConsentForUser.All instead
                      User.Read.All                                        list users (the scan)
-  -GroupDiscovery    GroupMember.Read.All                                 the group's transitive members
+  -GroupDiscovery    GroupMember.ReadBasic.All                            the group's transitive members
 The installation registry's subscription (/appCatalogs/teamsApps/{id}/installations, filtered by scope)
 needs one read permission per filtered scope; the installation permission of that scope above is one,
 so it needs nothing extra.
@@ -38,7 +40,7 @@ param(
     # The app to upgrade has resource-specific permissions: the ReadWriteAndConsent variant instead of
     # the ReadWrite one, in each chosen scope.
     [switch] $Rsc,
-    # DISCOVERY_GROUP_ID is used: also GroupMember.Read.All.
+    # DISCOVERY_GROUP_ID is used: also GroupMember.ReadBasic.All.
     [switch] $GroupDiscovery,
     # Print what would be granted, change nothing (same as -WhatIf).
     [switch] $DryRun
@@ -73,7 +75,7 @@ foreach ($item in $items) {
 # User.Read.All comes with chat and personal only: both scan all users (GET /users) when DISCOVERY_GROUP_ID
 # is not set. They keep it with -GroupDiscovery too (as before), so that clearing DISCOVERY_GROUP_ID later
 # does not turn the scan into 403s. The team scope never needs it: teams are listed with GET /teams, and with
-# a group its members come from GroupMember.Read.All and their teams from joinedTeams (Team.ReadBasic.All).
+# a group its members come from GroupMember.ReadBasic.All and their teams from joinedTeams (Team.ReadBasic.All).
 $permissions = @('AppCatalog.Read.All')
 if ($chosen -contains 'chat') {
     $permissions += if ($Rsc) { 'TeamsAppInstallation.ReadWriteAndConsentForChat.All' } else { 'TeamsAppInstallation.ReadWriteForChat.All' }
@@ -87,7 +89,7 @@ if ($chosen -contains 'personal') {
     $permissions += if ($Rsc) { 'TeamsAppInstallation.ReadWriteAndConsentForUser.All' } else { 'TeamsAppInstallation.ReadWriteForUser.All' }
     $permissions += 'User.Read.All'
 }
-if ($GroupDiscovery) { $permissions += 'GroupMember.Read.All' }
+if ($GroupDiscovery) { $permissions += 'GroupMember.ReadBasic.All' }
 $permissions = @($permissions | Select-Object -Unique)  # once each, in order
 
 Connect-MgGraph -Scopes 'Application.Read.All', 'AppRoleAssignment.ReadWrite.All' -NoWelcome

@@ -13,10 +13,12 @@
 #                    any of chat, team, personal (default: chat)
 # --rsc              the app to upgrade has resource-specific permissions: grant the ReadWriteAndConsent
 #                    variant instead of the ReadWrite one, in each chosen scope
-# --group-discovery  DISCOVERY_GROUP_ID is used: also grant GroupMember.Read.All
+# --group-discovery  DISCOVERY_GROUP_ID is used: also grant GroupMember.ReadBasic.All
 # --dry-run          print what would be granted, change nothing
 #
-# Permissions granted (application permissions, least privilege per scope):
+# Permissions granted (application permissions): for each Graph call, the least privileged one Graph's
+# reference page for the call names, except for upgrades, whose least privileged (...Self...) only lets a
+# Teams app upgrade itself; the README's permission table lists each call:
 #   always             AppCatalog.Read.All                                  read the app catalog
 #   chat               TeamsAppInstallation.ReadWriteForChat.All            list and upgrade installations in chats
 #                        --rsc: TeamsAppInstallation.ReadWriteAndConsentForChat.All instead
@@ -28,7 +30,7 @@
 #   personal           TeamsAppInstallation.ReadWriteForUser.All            list and upgrade users' personal installations
 #                        --rsc: TeamsAppInstallation.ReadWriteAndConsentForUser.All instead
 #                      User.Read.All                                        list users (the scan)
-#   --group-discovery  GroupMember.Read.All                                 the group's transitive members
+#   --group-discovery  GroupMember.ReadBasic.All                            the group's transitive members
 # The installation registry's subscription (/appCatalogs/teamsApps/{id}/installations, filtered by scope)
 # needs one read permission per filtered scope; the installation permission of that scope above is one,
 # so it needs nothing extra.
@@ -94,7 +96,7 @@ add() {  # once each, in order
 # User.Read.All comes with chat and personal only: both scan all users (GET /users) when DISCOVERY_GROUP_ID
 # is not set. They keep it with --group-discovery too (as before), so that clearing DISCOVERY_GROUP_ID later
 # does not turn the scan into 403s. The team scope never needs it: teams are listed with GET /teams, and with
-# a group its members come from GroupMember.Read.All and their teams from joinedTeams (Team.ReadBasic.All).
+# a group its members come from GroupMember.ReadBasic.All and their teams from joinedTeams (Team.ReadBasic.All).
 if $chat; then
   if $rsc; then add TeamsAppInstallation.ReadWriteAndConsentForChat.All; else add TeamsAppInstallation.ReadWriteForChat.All; fi
   add Chat.ReadBasic.All
@@ -109,7 +111,7 @@ if $personal; then
   add User.Read.All
 fi
 if $group; then
-  add GroupMember.Read.All
+  add GroupMember.ReadBasic.All
 fi
 
 graph_sp=$(az ad sp show --id "$GRAPH_APP_ID" --query id -o tsv)

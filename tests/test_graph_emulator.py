@@ -14,10 +14,13 @@ import pytest
 import requests
 
 from devtools.graph_emulator import (
+    CHAT_SERVICE_FAILURE,
     LIST_TEAMS,
     READ_CHAT_APPS,
     READ_TEAM_APPS,
     READ_USER_APPS,
+    RSC_MISMATCH,
+    SETTINGS_STORE_FAILURE,
     WRITE_CHAT_APPS,
     WRITE_TEAM_APPS,
     WRITE_USER_APPS,
@@ -27,7 +30,7 @@ from devtools.graph_limits import Limits
 from devtools.graph_process import EmulatorProcess
 from devtools.graph_subscriptions import PERSONAL_SUBSCRIBERS, Delivery, Subscriptions
 from devtools.loopback import reply, serve_calls, shutdown
-from devtools.tenant import CatalogApp, Team, Tenant, User, demo_tenant
+from devtools.tenant import CatalogApp, Refusal, Team, Tenant, User, demo_tenant
 
 GRAPH = "https://graph.microsoft.com"
 EVERYTHING = sorted(
@@ -293,17 +296,15 @@ def test_resource_specific_consent_needs_the_consent_role_and_the_same_set(scope
     permissions = [("TeamsActivity.Send.User", "application"), ("ChannelMeeting.ReadBasic.Group", "delegated")]
     tenant.publish(app.id, "1.2.0", permissions=permissions)
     place = teams[0] if scope == "team" else tenant.users[people[0]]
-    write, consent = {
-        "team": (WRITE_TEAM_APPS, "TeamsAppInstallation.ReadWriteAndConsentForTeam.All"),
-        "user": (WRITE_USER_APPS, "TeamsAppInstallation.ReadWriteAndConsentForUser.All"),
-    }[scope]
-    graph.as_roles(write - {consent})
+    write, noun = {"team": (WRITE_TEAM_APPS, "Team"), "user": (WRITE_USER_APPS, "User")}[scope]
+    consent = {f"TeamsAppInstallation.ReadWriteAndConsentFor{noun}.All", f"TeamsAppInstallation.ManageSelectedFor{noun}.All"}
+    graph.as_roles(write - consent)
     assert error(graph.post(upgrade_path(place, app.id), {})) == (
         403,
         "Forbidden",
-        f"Installing an app that requires resource-specific consent needs {consent}.",
+        f"Installing an app that requires resource-specific consent needs one of {', '.join(sorted(consent))}.",
     )
-    graph.as_roles([consent])
+    graph.as_roles([f"TeamsAppInstallation.ManageSelectedFor{noun}.All"])  # either of the two
     status, code, message = error(graph.post(upgrade_path(place, app.id), {}))
     assert (status, code) == (400, "BadRequest") and message.startswith("ResourceSpecificPermissionsMismatch")
     consented = {
@@ -316,6 +317,57 @@ def test_resource_specific_consent_needs_the_consent_role_and_the_same_set(scope
     }
     assert graph.post(upgrade_path(place, app.id), consented).status_code == 204
     assert place.installed[app.id] == "1.2.0" and emulator.upgrades == {place.id: 1}
+
+
+def graph_error(response: requests.Response) -> dict:
+    """Graph's error object, checked for the documented shape."""
+    body = response.json()
+    assert set(body) == {"error"} and {"code", "message", "innerError"} <= set(body["error"])
+    assert {"date", "request-id", "client-request-id"} <= set(body["error"]["innerError"])
+    return body["error"]
+
+
+@pytest.mark.parametrize("scope", ["team", "user"])
+def test_a_failing_teams_backend_answers_400_as_often_as_set_then_the_upgrade_goes_through(scope, graph, emulator, tenant, org):
+    app, _, people, teams = org
+    place = teams[0] if scope == "team" else tenant.users[people[0]]
+    place.refusal = Refusal(CHAT_SERVICE_FAILURE, times=2)
+    for _ in range(2):
+        refused = graph.post(upgrade_path(place, app.id), {})
+        assert refused.status_code == 400
+        assert {k: graph_error(refused)[k] for k in ("code", "message")} == {
+            "code": "BadRequest",
+            "message": CHAT_SERVICE_FAILURE,
+        }
+        assert place.installed[app.id] == "1.0.0" and not emulator.upgrades  # not applied
+    assert graph.post(upgrade_path(place, app.id), {}).status_code == 204
+    assert place.installed[app.id] == "1.1.0" and emulator.upgrades == {place.id: 1}
+
+
+def test_a_backend_failure_after_the_upgrade_was_applied_answers_400_all_the_same(start_emulator, identity, tenant, org):
+    app, _, people, _ = org
+    emulator = start_emulator(chat_rps=10)  # the GET right after the POST on the same chat
+    graph = Graph(emulator, identity)
+    chat = tenant.add_chat("group", people[:3], installed={app.id: "1.0.0"})
+    chat.refusal = Refusal(SETTINGS_STORE_FAILURE, applied=True)
+    upgraded: list[str] = []
+    emulator.on_upgrade = upgraded.append
+    refused = graph.post(upgrade_path(chat, app.id), {})
+    assert refused.status_code == 400 and graph_error(refused)["message"] == SETTINGS_STORE_FAILURE
+    assert chat.installed[app.id] == "1.1.0" and emulator.upgrades == {chat.id: 1} and upgraded == [chat.id]
+    found = graph.get(f"/chats/{quote(chat.id, safe='')}/installedApps", **{"$expand": "teamsAppDefinition"}).json()
+    assert [i["teamsAppDefinition"]["version"] for i in found["value"]] == ["1.1.0"]
+    assert graph.post(upgrade_path(chat, app.id), {}).status_code == 204  # the refusal was used up
+    assert emulator.upgrades == {chat.id: 2}
+
+
+def test_a_plain_400_is_answered_every_time_and_nothing_is_upgraded(graph, emulator, org):
+    app, _, _, teams = org
+    teams[0].refusal = Refusal(RSC_MISMATCH, times=None)
+    for _ in range(3):
+        refused = graph.post(upgrade_path(teams[0], app.id), {})
+        assert refused.status_code == 400 and graph_error(refused)["message"] == RSC_MISMATCH
+    assert teams[0].installed[app.id] == "1.0.0" and not emulator.upgrades
 
 
 # ---- limits ---------------------------------------------------------------------------------------

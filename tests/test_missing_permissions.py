@@ -48,10 +48,43 @@ def test_a_token_without_the_upgrade_permission_fails_the_run_before_any_install
     assert status["counts"]["targets"] == 0 and status["counts"]["pending"] == 0
 
 
-def test_a_403_saying_a_role_is_missing_stops_the_run_after_a_handful_of_requests(api, roles, tenant, emulator):
-    # the token holds a role the pre-check accepts (a Teams app may upgrade itself) but Graph does not
+def graph_says_a_role_is_missing(emulator) -> None:
+    """Graph refuses every chat's installedApps although the token holds a role the pre-check
+    accepts: only Graph's 403 tells (its answer is what counts, whatever the token says)."""
+    needed = "TeamsAppInstallation.ReadForChat.All, TeamsAppInstallation.ReadWriteForChat.All"
+    message = f"Missing role permissions on the request. API requires one of '{needed}'."
+    emulator.inject(403, 100_000, kind="getInstalledApps", code="Forbidden", message=message)
+
+
+def test_a_token_holding_only_a_self_permission_fails_the_run_before_any_installation_request(api, roles, tenant, emulator):
+    # Graph's least privileged permission for the upgrade, but it lets a Teams app upgrade itself only
     roles.remove(CHAT_WRITE)
     roles.append("TeamsAppInstallation.ReadWriteSelfForChat.All")
+    app = org_app(tenant)
+    chats = group_chats(tenant, people(tenant, 2), 5, {app.id: "1.0.0"})
+
+    status = api.wait(api.start(teamsAppId=app.id, chatIds=[c.id for c in chats]))
+
+    assert status["state"] == "failed" and status["error"]["code"] == "missingPermissions"
+    assert "upgrading chat installations needs one of TeamsAppInstallation.ReadWriteForChat.All" in status["error"]["message"]
+    assert _graph_calls(emulator, "getInstalledApps", "upgrade") == []
+    assert status["counts"]["targets"] == 0 and emulator.upgrades == {}
+
+
+def test_a_token_holding_only_a_manage_selected_permission_upgrades(api, roles, tenant, emulator):
+    roles.remove(CHAT_WRITE)
+    roles.append("TeamsAppInstallation.ManageSelectedForChat.All")
+    app = org_app(tenant)
+    chats = group_chats(tenant, people(tenant, 2), 3, {app.id: "1.0.0"})
+
+    status = api.wait(api.start(teamsAppId=app.id, chatIds=[c.id for c in chats]))
+
+    assert status["state"] == "completed" and status["counts"]["upgraded"] == 3
+    assert emulator.upgrades == {c.id: 1 for c in chats}
+
+
+def test_a_403_saying_a_role_is_missing_stops_the_run_after_a_handful_of_requests(api, tenant, emulator):
+    graph_says_a_role_is_missing(emulator)
     app = org_app(tenant)
     chats = group_chats(tenant, people(tenant, 2), 200, {app.id: "1.0.0"})
 
@@ -82,15 +115,14 @@ def test_discovery_without_the_chat_list_permission_fails_fast(api, roles, tenan
     assert emulator.upgrades == {}
 
 
-def test_a_retry_after_the_permission_is_granted_upgrades_what_was_cancelled(api, roles, tenant, emulator):
-    roles.remove(CHAT_WRITE)
-    roles.append("TeamsAppInstallation.ReadWriteSelfForChat.All")
+def test_a_retry_after_the_permission_is_granted_upgrades_what_was_cancelled(api, tenant, emulator):
+    graph_says_a_role_is_missing(emulator)
     app = org_app(tenant)
     chats = group_chats(tenant, people(tenant, 2), 12, {app.id: "1.0.0"})
     failed = api.wait(api.start(teamsAppId=app.id, chatIds=[c.id for c in chats]))
     assert failed["error"]["code"] == "missingPermissions"
 
-    roles.append(CHAT_WRITE)
+    emulator.faults.clear()  # granted: Graph lets the requests through
     response = api.act(failed["runId"], "retry")
     assert response.status_code == 202, response.text
     status = api.wait(response.json()["runId"])

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.readme_permissions import permission_rows
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "grant-graph-permissions.sh"
 GRAPH_SP = "9a1b2c3d-0000-4000-8000-00000000beef"
@@ -22,7 +24,7 @@ ROLES = {
     "TeamsAppInstallation.ReadWriteAndConsentForChat.All": "6e74eff9-4a21-45d6-bc03-3a20f61f8281",
     "Chat.ReadBasic.All": "b2e060da-3baf-4687-9611-f4ebc0f0cbde",
     "User.Read.All": "df021288-bdef-4463-88db-98f22de89214",
-    "GroupMember.Read.All": "98830695-27a2-44f7-8c18-0c3ebc9698f6",
+    "GroupMember.ReadBasic.All": "5f7a8b9c-0000-4000-8000-00000000b45c",  # the stand-in's id: roles are looked up by value
     "AppCatalog.Read.All": "e12dae10-5a57-4817-b79d-dfbec5348930",
     "TeamsAppInstallation.ReadWriteForTeam.All": "5dad17ba-f6cc-4954-a5a2-a0dcc95154f0",
     "TeamsAppInstallation.ReadWriteAndConsentForTeam.All": "b0c13be0-8e20-4bc5-8c55-963c23a39ce9",
@@ -111,7 +113,7 @@ def test_grants_once_then_skips_what_is_granted(az):
     second, state = az("--principal-id", PRINCIPAL, "--group-discovery")
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("already granted:") == 4
-    assert "granted: GroupMember.Read.All" in second.stdout
+    assert "granted: GroupMember.ReadBasic.All" in second.stdout
     assert len(state["assignments"]) == 5
 
 
@@ -173,7 +175,7 @@ def test_all_scopes_with_rsc_get_the_consent_variants_and_none_of_the_plain_ones
 def test_group_discovery_for_teams_only_needs_group_members_and_teams_not_users(az):
     result, state = az("--principal-id", PRINCIPAL, "--scopes", "team", "--group-discovery")
     assert result.returncode == 0, result.stderr
-    assert granted(state) == TEAM | {"GroupMember.Read.All"}
+    assert granted(state) == TEAM | {"GroupMember.ReadBasic.All"}
     assert "User.Read.All" not in granted(state)
 
 
@@ -224,3 +226,14 @@ def test_the_readme_names_every_permission():
     readme = (ROOT / "README.md").read_text()
     missing = [permission for permission in ROLES if f"`{permission}`" not in readme]
     assert missing == []
+
+
+@pytest.mark.parametrize("rsc", [False, True])
+@pytest.mark.parametrize("scope", ["chat", "team", "personal"])
+def test_the_script_grants_what_the_readme_table_says_for_each_scope(az, scope, rsc):
+    rows = [r for r in permission_rows() if r.scope in (scope, "every", "group")]
+    expected = {p for r in rows for p in (r.grant_rsc or r.grant if rsc else r.grant)}
+    args = ["--principal-id", PRINCIPAL, "--scopes", scope, "--group-discovery", "--dry-run"]
+    result, _ = az(*args, *(["--rsc"] if rsc else []))
+    assert result.returncode == 0, result.stderr
+    assert set(re.findall(r"would grant: (\S+)", result.stdout)) == expected

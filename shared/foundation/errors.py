@@ -68,6 +68,12 @@ class GraphUnavailable(GraphRetryable):
     """5xx, timeout or connection failure. A POST may or may not have been applied."""
 
 
+class GraphBackendFailure(GraphUnavailable):
+    """A 400 whose message says a request of Teams' own middle tier failed (see graph.backend): not
+    the request's fault, and it goes through when repeated. Like a 5xx, a POST may or may not have
+    been applied, so it is re-checked before it is sent again."""
+
+
 MISSING_ROLE = re.compile(r"Missing role permissions on the request\. API requires one of '([^']*)'", re.IGNORECASE)
 
 

@@ -21,8 +21,9 @@ import requests
 from azure.identity import ManagedIdentityCredential  # at import: not on the first invocation's path
 
 from shared.foundation.connections import pooled
-from shared.foundation.errors import GraphError, GraphThrottled, GraphUnavailable, RunHalted
+from shared.foundation.errors import GraphBackendFailure, GraphError, GraphThrottled, GraphUnavailable, RunHalted
 from shared.foundation.telemetry import event
+from shared.graph.backend import BACKEND_RETRY_SECONDS, backend_failure
 from shared.graph.permissions import token_roles
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -105,20 +106,29 @@ def _json_object(value: object) -> dict:
 
 
 def _error(response: requests.Response, attempt: int) -> GraphError:
-    """A typed error from any error response, whatever its body (Graph's JSON, HTML from a proxy...)."""
+    """A typed error from any error response, whatever its body (Graph's JSON, HTML from a proxy...).
+
+    429: throttled (never applied). 5xx: unavailable (a POST may have been applied). A 400 that
+    says Teams' backend failed (graph.backend): unavailable too, after a short wait. Anything
+    else: final."""
     try:
         error = _json_object(_json_object(response.json()).get("error"))
     except ValueError:
         error = {}
+    inner = _json_object(error.get("innerError"))
     code = str(error.get("code") or response.reason or "unknown")
-    message = str(error.get("message") or response.text[:200] or response.reason or "")[:500]
-    request_id = _json_object(error.get("innerError")).get("request-id") or response.headers.get("request-id")
+    full_message = str(error.get("message") or response.text[:200] or response.reason or "")
+    message = full_message[:500]
+    request_id = inner.get("request-id") or response.headers.get("request-id")
     status = response.status_code
     backoff = min(2.0**attempt, 60.0)
     if status == 429:
         return GraphThrottled(status, code, message, retry_after=_retry_after(response) or backoff, request_id=request_id)
     if status in RETRYABLE_STATUS:
         return GraphUnavailable(status, code, message, retry_after=_retry_after(response) or backoff, request_id=request_id)
+    if backend_failure(status, full_message, str(inner.get("message") or "")):
+        wait = _retry_after(response) or BACKEND_RETRY_SECONDS
+        return GraphBackendFailure(status, code, message, retry_after=wait, request_id=request_id)
     return GraphError(status, code, message, request_id=request_id)
 
 
@@ -209,8 +219,9 @@ class GraphClient:
         cancelled while its GET or POST waited for its slot sends nothing more. `more`: how many
         requests to the bucket the caller sends right after this one (see Pacer.acquire).
 
-        429 is always safe to retry (nothing was applied). A 5xx or timeout on a POST may have been
-        applied, so callers that must not repeat a POST pass retry_unavailable=False and re-check.
+        429 is always safe to retry (nothing was applied). A 5xx, a timeout or a 400 from a failing
+        Teams backend (GraphBackendFailure) on a POST may have been applied, so callers that must not
+        repeat a POST pass retry_unavailable=False and re-check.
         Longer waits are raised as GraphThrottled / GraphUnavailable for the caller to reschedule.
         """
         if urlsplit(url)[:2] != self._origin:

@@ -3,9 +3,15 @@
 A managed identity's Graph token lists its app roles in the `roles` claim. The start step checks
 them before any upgrade, so a run whose identity lacks a permission fails at once with the
 permission's name; Graph's own 403 ("Missing role permissions on the request. API requires one of
-'...'") is caught as well, for whatever the token does not tell (see foundation.errors). The sets
-are every application permission Graph documents for the upgrade call of each scope, least
-privileged first, so that the check never fails an identity that Graph would let through.
+'...'") is caught as well, for whatever the token does not tell (see foundation.errors).
+
+The sets are every application permission Graph's reference page documents for the upgrade call of
+each scope (chat-, team- and userteamwork-teamsappinstallation-upgrade), least privileged first, so
+that the check never fails an identity Graph would let through; the README's permission table lists
+the same (a test compares them). Left out: the `...Self...` permissions, which Graph lists as least
+privileged but which let a Teams app upgrade only itself, never the app this one upgrades (an
+identity holding nothing else would find no installation to upgrade); and resource-specific consent
+(`Chat.Manage.Chat`), which is granted per chat and never appears in the token's roles.
 """
 
 from __future__ import annotations
@@ -22,8 +28,6 @@ UPGRADE_ROLES: dict[str, tuple[str, ...]] = {
             "ReadWriteForChat.All",
             "ReadWriteAndConsentForChat.All",
             "ManageSelectedForChat.All",
-            "ReadWriteSelfForChat.All",
-            "ReadWriteAndConsentSelfForChat.All",
         )
     ),
     "team": (
@@ -33,11 +37,9 @@ UPGRADE_ROLES: dict[str, tuple[str, ...]] = {
                 "ReadWriteForTeam.All",
                 "ReadWriteAndConsentForTeam.All",
                 "ManageSelectedForTeam.All",
-                "ReadWriteSelfForTeam.All",
-                "ReadWriteAndConsentSelfForTeam.All",
             )
         ),
-        "Group.ReadWrite.All",
+        "Group.ReadWrite.All",  # "supported only for backward compatibility"
         "Directory.ReadWrite.All",
     ),
     "personal": tuple(
@@ -47,8 +49,6 @@ UPGRADE_ROLES: dict[str, tuple[str, ...]] = {
             "ReadWriteAndConsentForUser.All",
             "ManageSelectedForUser.All",
             "ReadWriteSelectedForUser.All",
-            "ReadWriteSelfForUser.All",
-            "ReadWriteAndConsentSelfForUser.All",
         )
     ),
 }
