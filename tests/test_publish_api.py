@@ -74,6 +74,32 @@ BAD_BODIES = [
         "tooManyIds",
     ),
 ]
+ROLLOUT = {"steps": [{"upgrade": {"targets": 5}}, {"pause": {}}]}
+BAD_BODIES += [
+    ("rollout not an object", json.dumps({"teamsAppId": APP, "rollout": [ROLLOUT]}).encode(), "invalidRollout"),
+    ("rollout of no steps", json.dumps({"teamsAppId": APP, "rollout": {"steps": []}}).encode(), "invalidRollout"),
+    ("rollout step unknown", json.dumps({"teamsAppId": APP, "rollout": {"steps": [{"wait": {}}]}}).encode(), "invalidRollout"),
+    (
+        "rollout bake not a duration",
+        json.dumps({"teamsAppId": APP, "rollout": {"steps": [{"pause": {"duration": "4h"}}]}}).encode(),
+        "invalidRollout",
+    ),
+    (
+        "rollout window unknown zone",
+        json.dumps(
+            {"teamsAppId": APP, "rollout": {**ROLLOUT, "window": {"timeZone": "Mars/Base", "start": "20:00", "end": "06:00"}}}
+        ).encode(),
+        "invalidRollout",
+    ),
+    (
+        "rollout with canary",
+        json.dumps({"teamsAppId": APP, "rollout": ROLLOUT, "canary": {"targets": 5}}).encode(),
+        "rolloutWithCanary",
+    ),
+    ("rollout with dryRun", json.dumps({"teamsAppId": APP, "rollout": ROLLOUT, "dryRun": True}).encode(), "rolloutWithDryRun"),
+    ("groupId not a guid", json.dumps({"teamsAppId": APP, "groupId": "pilots"}).encode(), "invalidGroupId"),
+    ("groupId with ids", json.dumps({"teamsAppId": APP, "groupId": TEAM, "chatIds": [CHAT]}).encode(), "groupWithIds"),
+]
 BAD_CHARACTERS = ["/", "?", "#", "%", " ", "\t", "\n", "\x00", "\x1f", "\x7f", "\u2028", "\u00a0", "\u200b"]
 
 

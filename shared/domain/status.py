@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from shared.domain.runs import RunRecord
-from shared.domain.steering import FATAL_ERRORS, HOLD, Progress, gate, iso
+from shared.domain.steering import FATAL_ERRORS, HOLD, Progress, current_step, gate, iso
 from shared.domain.targets import COUNTS, ID_FIELDS, OUTCOMES, Target, counter
 
 ADMITTED = "admitted"  # counter: targets admitted to the plan's steps
@@ -83,7 +83,7 @@ def _canary(run: RunRecord, totals: dict[str, int]) -> dict | None:
 def _rollout(run: RunRecord) -> dict | None:
     if run.plan is None or run.plan.is_canary:
         return None
-    return {**run.plan.to_dict(), "step": run.steering.step}
+    return {**run.plan.to_dict(), "step": current_step(run.steering)}
 
 
 def overall_mode(discovery: dict[str, str]) -> str | None:

@@ -98,10 +98,15 @@ def admit(services: Services, run: RunRecord, held: list[TargetRow], limit: int)
 
 
 def give_back(services: Services, run: RunRecord, rows: list[TargetRow]) -> None:
-    """A batch that the gate holds gives the targets it claimed back: pending, queued again when the run goes on."""
+    """A batch that the gate holds gives the targets it claimed back: pending, queued again when
+    the run goes on; a hold that ends by itself (a window, a bake) gets a look at its end."""
     if rows:
         services.targets.release(run.run_id, rows)
         hold(services, run, rows)
+        return
+    now = gate_now(services, run)
+    if now.resumes_at is not None:
+        wake_at(services, run.run_id, now.resumes_at, services.run_cache.cached_steering(run.run_id))
 
 
 def wake_at(services: Services, run_id: str, moment: datetime, steering: Steering | None = None) -> None:
