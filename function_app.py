@@ -137,6 +137,12 @@ def run_keeper(timer: func.TimerRequest, context: func.Context) -> None:
     timers.keep_runs_going()
 
 
+@app.timer_trigger(arg_name="timer", schedule="%RETENTION_SCHEDULE%")
+@traced
+def run_retention(timer: func.TimerRequest, context: func.Context) -> None:
+    timers.purge_old_runs()
+
+
 @app.timer_trigger(arg_name="timer", schedule="%QUEUE_MONITOR_SCHEDULE%")
 @traced
 def queue_monitor(timer: func.TimerRequest, context: func.Context) -> None:

@@ -717,6 +717,7 @@ class GraphEmulator(RequestLog):
                             },
                         }
                         for d in app.definitions
+                        if d.listed_from <= time.time()
                     ]
                 items.append(item)
         return 200, {"@odata.context": f"{self.base_url}/$metadata#appCatalogs/teamsApps", "value": items}, {}

@@ -75,6 +75,7 @@ class Stack:
         os.environ.setdefault("SUBSCRIPTION_SCHEDULE", "0 0 * * * *")
         os.environ.setdefault("QUEUE_MONITOR_SCHEDULE", "0 * * * * *")
         os.environ.setdefault("RUN_KEEPER_SCHEDULE", "0 */5 * * * *")
+        os.environ.setdefault("RETENTION_SCHEDULE", "0 30 2 * * *")
         for name in ("MSI_ENDPOINT", "IMDS_ENDPOINT", "IDENTITY_SERVER_THUMBPRINT", "AZURE_CLIENT_ID"):
             os.environ.pop(name, None)
         self.host = LocalHost(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import random
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ class Definition:
     version: str
     state: str = "published"  # published | submitted | rejected
     permissions: list[tuple[str, str]] = field(default_factory=list)  # (permissionValue, permissionType)
+    listed_from: float = 0.0  # epoch seconds: the catalog list shows it from then on (it lags a publish)
 
     def __post_init__(self) -> None:
         parse(self.version)  # the catalog holds manifest versions only (InvalidVersion otherwise)
@@ -168,12 +170,18 @@ class Tenant:
         self.apps[app.id] = app
         return app
 
-    def publish(self, app_id: str, version: str, *, permissions=None, requires_review: bool = False) -> Definition:
+    def publish(
+        self, app_id: str, version: str, *, permissions=None, requires_review: bool = False, listed_after: float = 0.0
+    ) -> Definition:
+        """A new version of an app; the catalog list shows it `listed_after` seconds from now (Graph's
+        list "typically takes 24-48 hours" to reflect a publish under app-management policies)."""
         with self.lock:
             app = self.apps[app_id]
             current = app.newest_published()
             perms = list(permissions) if permissions is not None else list(current.permissions if current else [])
-            definition = Definition(app_id, version, "submitted" if requires_review else "published", perms)
+            definition = Definition(
+                app_id, version, "submitted" if requires_review else "published", perms, time.time() + listed_after
+            )
             app.definitions.append(definition)
             return definition
 

@@ -321,6 +321,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       SUBSCRIPTION_SCHEDULE: '0 7 * * * *'
       QUEUE_MONITOR_SCHEDULE: '0 * * * * *'
       RUN_KEEPER_SCHEDULE: '0 */5 * * * *'
+      RETENTION_SCHEDULE: '0 30 2 * * *'
       // operator sign-in: function keys, or Entra ID tokens checked by the app
       API_AUTH: apiAuth
       API_AUTH_TENANT_ID: tenant().tenantId

@@ -73,6 +73,7 @@ def app_env(monkeypatch, azurite, identity, emulator):
     monkeypatch.setenv("SUBSCRIPTION_SCHEDULE", NEVER)
     monkeypatch.setenv("QUEUE_MONITOR_SCHEDULE", NEVER)
     monkeypatch.setenv("RUN_KEEPER_SCHEDULE", NEVER)
+    monkeypatch.setenv("RETENTION_SCHEDULE", NEVER)
     azurite.clear()
     bootstrap.reset()
     yield monkeypatch

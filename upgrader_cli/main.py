@@ -33,7 +33,7 @@ from upgrader_cli.render import Progress, exit_code, history_table, settled, sum
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 SCOPES = ("chat", "team", "personal")
-STATES = ("queued", "waiting", "discovering", "upgrading", "paused", "cancelling", "cancelled", "completed", "failed")
+STATES = ("queued", "waiting", "discovering", "upgrading", "paused", "cancelling", "failing", "cancelled", "completed", "failed")
 ID_OPTIONS = {  # scope -> (API field, option, file option)
     "chat": ("chatIds", "chat", "chats_file"),
     "team": ("teamIds", "team", "teams_file"),

@@ -10,6 +10,17 @@ from shared.domain.versions import version_key
 from shared.foundation.errors import RunFailure
 
 
+class VersionNotListed(RunFailure):
+    """The version asked for is not the catalog's newest published one yet, but may become it: it is
+    absent (the catalog list lags a publish by up to two days), waits for an admin's approval, or is
+    newer than anything published. A run waits for it (CATALOG_WAIT) rather than failing at once."""
+
+    def __init__(self, app_id: str, version: str, message: str) -> None:
+        super().__init__("versionNotPublished", message)
+        self.app_id = app_id
+        self.version = version
+
+
 @dataclass(frozen=True)
 class Permission:
     value: str
@@ -61,16 +72,18 @@ def choose_target(app: dict, version: str | None) -> TargetApp:
     definitions = [d for d in app.get("appDefinitions") or [] if isinstance(d, dict) and d.get("version")]
     published = [d for d in definitions if str(d.get("publishingState", "")).lower() == "published"]
     name = app.get("displayName") or app["id"]
-    if not published:
-        raise RunFailure("versionNotPublished", f"App '{name}' has no published version in the tenant app catalog.")
-    newest = max(published, key=lambda d: version_key(d["version"]))
-    if version is not None and version_key(version) != version_key(newest["version"]):
+    newest = max(published, key=lambda d: version_key(d["version"])) if published else None
+    if version is not None and (newest is None or version_key(version) > version_key(newest["version"])):
         other = next((d for d in definitions if version_key(d["version"]) == version_key(version)), None)
-        state = f" (its state is '{other.get('publishingState')}')" if other else ""
+        state = f"its state is '{other.get('publishingState')}'" if other else "the catalog does not list it"
+        shown = f"the newest published version is {newest['version']}" if newest else "no version is published"
+        raise VersionNotListed(app["id"], version, f"Version {version} of app '{name}' is not published yet ({state}; {shown}).")
+    if newest is None:
+        raise RunFailure("versionNotPublished", f"App '{name}' has no published version in the tenant app catalog.")
+    if version is not None and version_key(version) != version_key(newest["version"]):
         raise RunFailure(
             "versionNotPublished",
-            f"Version {version} of app '{name}' is not the newest published version{state}; "
-            f"the newest published version is {newest['version']}.",
+            f"Version {version} of app '{name}' is older than the newest published version, {newest['version']}.",
         )
     return TargetApp(
         teams_app_id=app["id"],

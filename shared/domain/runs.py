@@ -13,7 +13,7 @@ from shared.foundation.errors import ErrorInfo
 
 EXPLICIT = "explicit"  # discovery mode of a run given its targets
 TRIGGERS = ("api", "catalogWatcher", "retry")
-STATES = ("queued", "waiting", "discovering", "upgrading", "paused", "cancelling", "cancelled", "completed", "failed")
+STATES = ("queued", "waiting", "discovering", "upgrading", "paused", "cancelling", "failing", "cancelled", "completed", "failed")
 FINAL_STATES = ("completed", "failed", "cancelled")
 
 
@@ -53,6 +53,7 @@ class RunRecord:
     retry_of: str | None = None
     plan: Plan | None = None
     group_id: str | None = None
+    targets_purged_at: str | None = None  # RUN_RETENTION deleted its target rows then
     steering: Steering = field(default_factory=Steering)
 
     @property

@@ -21,12 +21,15 @@ DISCOVERY_COUNTS = {
 
 
 def run_state(run: RunRecord, *, steps_pending: int, pending: int, now: datetime) -> str:
-    """queued -> discovering -> upgrading -> completed, with paused, waiting, cancelling -> cancelled and failed."""
+    """queued -> discovering -> upgrading -> completed, with paused, waiting, cancelling -> cancelled
+    and failing -> failed. A final state is reached only once nothing is pending (its counts are
+    final with it) and nothing can change it again."""
     steering = run.steering
+    settled = steps_pending <= 0 and pending == 0
     if steering.cancelled_at is not None:
-        return "cancelled" if steps_pending <= 0 and pending == 0 else "cancelling"
+        return "cancelled" if settled else "cancelling"
     if run.error and run.error.code in FATAL_ERRORS:
-        return "failed"
+        return "failed" if settled else "failing"
     if run.target is None:
         return "waiting" if steering.wait is not None else "queued"
     active = pending > 0 or steps_pending > 0

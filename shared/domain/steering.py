@@ -15,7 +15,7 @@ persist what they return and the steering package applies it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from shared.domain.plan import PauseStep, Plan, UpgradeStep
 from shared.foundation.errors import ErrorInfo
@@ -25,6 +25,8 @@ FATAL_ERRORS = frozenset(
     {"appNotFound", "appAmbiguous", "versionNotPublished", "catalogError", "startFailed", "runInProgress", "missingPermissions"}
 )
 GO, HOLD, STOP = "go", "hold", "stop"
+CATALOG_FIRST_CHECK = 5.0  # seconds until a run waiting for its version looks at the catalog again ...
+CATALOG_LONGEST_CHECK = 300.0  # ... doubling each time, up to this
 
 
 def iso(moment: datetime) -> str:
@@ -96,6 +98,14 @@ class Gate:
     @property
     def go(self) -> bool:
         return self.verdict == GO
+
+
+def next_catalog_check(checks: int, waited: timedelta, limit: timedelta) -> timedelta | None:
+    """How long until a run waiting for its version looks at the catalog again, after `checks`
+    looks and `waited` in all; None once it has waited `limit` (CATALOG_WAIT): then it fails."""
+    if waited >= limit:
+        return None
+    return min(timedelta(seconds=min(CATALOG_FIRST_CHECK * 2**checks, CATALOG_LONGEST_CHECK)), limit - waited)
 
 
 def limited(steering: Steering, plan: Plan | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared import bootstrap
 from shared.automatic import watcher
+from shared.automatic.retention import purge_finished_runs
 from shared.automatic.subscriptions import SubscriptionManager
 from shared.foundation.storage import CONTROL_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX, TARGETS_QUEUE
 from shared.foundation.telemetry import event
@@ -21,6 +22,10 @@ def maintain_subscriptions(services: Services | None = None) -> None:
 
 def keep_runs_going(services: Services | None = None) -> None:
     keep_runs(services or bootstrap.get())
+
+
+def purge_old_runs(services: Services | None = None) -> None:
+    purge_finished_runs(services or bootstrap.get())
 
 
 def report_queue_depth(services: Services | None = None) -> None:

@@ -50,6 +50,9 @@ def cancel(services: Services, run_id: str, by: Caller) -> dict:
     if cancelled is not None:
         run = services.runs.get_run(run_id)
         log_control("runCancelled", run, by, f"Run {run_id} cancelled by {by.name}")
+        if run.target is None and cancelled.wait is not None and cancelled.wait.get("stepId"):
+            # waiting for the catalog: its next look is marked done now, so nothing stays pending
+            services.runs.complete_step(run_id, cancelled.wait["stepId"], "cancel", [])
         stop(services, run_id)
         time.sleep(CANCEL_SEEN)
     return _status(services, run_id)
@@ -87,6 +90,9 @@ def retry(services: Services, run_id: str, by: Caller) -> str:
     status = _status(services, run_id)
     if status["state"] not in FINAL_STATES:
         raise RequestError("runNotFinished", f"Run {run_id} is {status['state']}; retry it once it is over.", status=409)
+    if status.get("targetsPurgedAt"):
+        message = f"Run {run_id}'s targets were deleted at {status['targetsPurgedAt']} (RUN_RETENTION); start a new run instead."
+        raise RequestError("targetsPurged", message, status=409)
     targets = sorted(r.target for r in services.targets.rows_in(run_id, states=RETRIED))
     if not targets:
         raise RequestError("nothingToRetry", f"Run {run_id} has no failed or cancelled targets.", status=409)

@@ -26,11 +26,13 @@ def fail_run(services: Services, run_id: str, error: ErrorInfo) -> bool:
     def change(steering):
         if steering.error is not None and steering.error.code in FATAL_ERRORS:
             return None
-        return replace(steering, error=error)
+        return replace(steering, error=error, wait=None)
 
     if services.runs.change_steering(run_id, change) is None:
         return False
     log_failed(run_id, error)
+    if error.code in FATAL_ERRORS:  # what it had found ends cancelled
+        stop(services, run_id)
     return True
 
 
@@ -38,8 +40,7 @@ def fail_for_permissions(services: Services, run_id: str, message: str) -> None:
     """Ends the run `failed` (missingPermissions): no target is tried any more. The token is
     dropped, so that the next run here asks for one with the permissions granted meanwhile."""
     services.graph.renew_token()
-    if fail_run(services, run_id, ErrorInfo("missingPermissions", message)):
-        stop(services, run_id)
+    fail_run(services, run_id, ErrorInfo("missingPermissions", message))
 
 
 def stop(services: Services, run_id: str) -> None:
@@ -62,7 +63,7 @@ def sweep(services: Services, message: SweepRun) -> None:
     for outcome in services.targets.record(run.run_id, ended, [cancelled_outcome(t) for t in ended], SWEEP):
         log_outcome(run, outcome)
     status = services.runs.status(run.run_id, failures=False)
-    going = status is not None and (status["counts"]["pending"] > 0 or status["state"] == "cancelling")
+    going = status is not None and (status["counts"]["pending"] > 0 or status["state"] in ("cancelling", "failing"))
     if going and message.round < MAX_SWEEPS:
         services.dispatcher.send_steps([(SweepRun(run_id=run.run_id, round=message.round + 1).encode(), SWEEP_AGAIN)])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from shared.domain.app import VersionNotListed
 from shared.domain.messages import ListTeams, ListUsers, LoadTargets, Step
 from shared.domain.runs import EXPLICIT, RunRecord
 from shared.foundation.errors import ErrorInfo, GraphError, GraphRetryable, MissingPermissions, RunFailure, missing_permissions
@@ -14,11 +15,12 @@ from shared.graph.catalog import resolve_target
 from shared.graph.permissions import missing_upgrade_roles
 from shared.services import Services
 from shared.steering.stopping import fail_for_permissions, fail_run
+from shared.steps.catalog_wait import wait_for_catalog
 from shared.steps.layout import lay_out_planned
 from shared.steps.redelivery import Delivery, StepOutput
 from shared.stores.apps import utcnow
 
-RUNNING = ("queued", "waiting", "discovering", "upgrading", "paused", "cancelling")  # the app's one run at a time
+RUNNING = ("queued", "waiting", "discovering", "upgrading", "paused", "cancelling", "failing")  # the app's one run at a time
 # batches an explicit run's start step processes itself, while it lays out the rest: enough GETs
 # to keep the bucket busy until the first queued batches are picked up (a queue poll can take a second)
 INLINE_BATCHES = 4
@@ -32,6 +34,8 @@ def start(services: Services, run: RunRecord, step: Step, delivery: Delivery) ->
         target = resolve_target(
             services.graph, teams_app_id=run.teams_app_id, external_id=run.external_id, version=run.requested_version
         )
+    except VersionNotListed as missing:
+        return wait_for_catalog(services, run, step, missing)
     except RunFailure as failure:
         fail_run(services, run.run_id, failure.info)
         return StepOutput()
@@ -65,6 +69,10 @@ def start(services: Services, run: RunRecord, step: Step, delivery: Delivery) ->
     scanned = tuple(s for s in run.scopes if discovery[s] == "scan")
     seeding = scanned if discovery_group(services, run) is None else ()  # a full scan seeds the registry
     services.runs.set_target(run.run_id, target, discovery, seeding)
+    if run.steering.wait is not None:  # the version it waited for is in the catalog now
+        services.runs.change_steering(
+            run.run_id, lambda s: replace(s, wait=None) if s.wait and s.wait["reason"] == "catalog" else None
+        )
     if not run.explicit and not run.dry_run:  # so that the catalog watcher does not start it again
         services.apps.advance(app_id, target.version, run.run_id)
     event(

@@ -91,6 +91,17 @@ class RunHistory:
                 documents.append(document)
         return documents, None
 
+    def finished(self, before: str) -> list[tuple[str, dict]]:
+        """(index key, status document) of every run over and last changed before `before` (ISO)
+        whose target rows are still kept, oldest first."""
+        rows = self._table.query_entities("PartitionKey eq 'history' and state ne ''", select=["RowKey", "document"])
+        found = [(row["RowKey"], json.loads(row["document"])) for row in rows if row.get("document")]
+        old = [(key, d) for key, d in found if d["updatedAt"] < before and not d.get("targetsPurgedAt")]
+        return sorted(old, key=lambda item: item[0], reverse=True)
+
+    def note_purged(self, key: str, document: dict) -> None:
+        self._store(key, document)
+
     def going(self, live: Callable[[str], dict | None]) -> list[dict]:
         """The status documents of every run not over yet (their index rows hold no document);
         those found over meanwhile get their document stored."""

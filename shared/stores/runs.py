@@ -40,6 +40,7 @@ from shared.stores.partitions import (
     target_partitions,
     unpack,
 )
+from shared.stores.purging import Purging
 from shared.stores.run_steering import ADMISSIONS, RunSteering, steering_of
 
 MAX_FAILURES_LISTED = 1000
@@ -70,6 +71,7 @@ class RunStore(RunSteering):
         self._readers = readers or ThreadPoolExecutor(PARTITION_READERS, thread_name_prefix="partition-reader")
         self._now = now
         self._history = RunHistory(table)
+        self.purging = Purging(table)
 
     # ---- runs -------------------------------------------------------------------------------------
 
@@ -129,6 +131,7 @@ class RunStore(RunSteering):
             retry_of=row.get("retryOf") or None,
             plan=Plan.from_stored(json.loads(row["plan"])) if row.get("plan") else None,
             group_id=row.get("groupId") or None,
+            targets_purged_at=row.get("targetsPurgedAt") or None,
             steering=steering_of(row),
         )
 
@@ -207,6 +210,13 @@ class RunStore(RunSteering):
             app_id=app_id, state=state, after=after, limit=limit, live=lambda run_id: self.status(run_id, failures=False)
         )
 
+    def finished(self, before: str) -> list[tuple[str, dict]]:
+        """Runs over and last changed before `before`, whose target rows are still kept (see stores.history)."""
+        return self._history.finished(before)
+
+    def note_purged(self, key: str, document: dict) -> None:
+        self._history.note_purged(key, document)
+
     def going(self) -> list[dict]:
         """The status documents (without failures) of every run not over yet."""
         return self._history.going(lambda run_id: self.status(run_id, failures=False))
@@ -217,6 +227,9 @@ class RunStore(RunSteering):
         if read is None:
             return None
         run, totals, rows, _ = read
+        if run.targets_purged_at:  # the document kept when its target rows were deleted
+            document = {**self.purging.document(run_id), "targetsPurgedAt": run.targets_purged_at}
+            return document if failures else {k: v for k, v in document.items() if k != "failures"}
         failed = sum(totals.get(counter(scope, "failed"), 0) for scope in run.scopes)
         listed = (self._failures(run_id) if failed else []) if failures else None
         updated = iso(max(r.metadata["timestamp"] for r in rows))
