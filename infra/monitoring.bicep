@@ -19,6 +19,7 @@ var queries = [
   { name: 'upgrader-queue-depth', displayName: 'Upgrader: queue depth', query: loadTextContent('monitoring/queries/queue-depth.kql') }
   { name: 'upgrader-targets-of-run', displayName: 'Upgrader: targets of one run', query: loadTextContent('monitoring/queries/targets-of-run.kql') }
   { name: 'upgrader-poisoned', displayName: 'Upgrader: poisoned messages', query: loadTextContent('monitoring/queries/poisoned.kql') }
+  { name: 'upgrader-run-steps', displayName: 'Upgrader: runs through their plans', query: loadTextContent('monitoring/queries/run-steps.kql') }
 ]
 
 resource savedSearches 'Microsoft.OperationalInsights/workspaces/savedSearches@2020-08-01' = [for q in queries: {
@@ -142,6 +143,68 @@ resource missingPermissionsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12
       allOf: [
         {
           query: 'AppTraces | where tostring(Properties.event) == "runFailed" and tostring(Properties.errorCode) == "missingPermissions"'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: { numberOfEvaluationPeriods: 1, minFailingPeriodsToAlert: 1 }
+        }
+      ]
+    }
+    actions: actions
+  }
+}
+
+resource pausedTooLongAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-upgrader-paused-too-long-${token}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Teams App Upgrader: a run waits for an operator'
+    description: 'A run has been paused (a canary or a rollout step) longer than PAUSED_ALERT_AFTER: look at its failures, then resume or cancel it (teams-upgrader status <runId>).'
+    severity: 2
+    enabled: true
+    scopes: [workspace.id]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT10M'
+    autoMitigate: true
+    // the workspace has no AppTraces table until the app first logs: do not fail the deployment over it
+    skipQueryValidation: true
+    criteria: {
+      allOf: [
+        {
+          query: 'AppTraces | where tostring(Properties.event) == "runPausedTooLong"'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: { numberOfEvaluationPeriods: 1, minFailingPeriodsToAlert: 1 }
+        }
+      ]
+    }
+    actions: actions
+  }
+}
+
+resource stalledRunAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-upgrader-stalled-run-${token}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Teams App Upgrader: a run recorded nothing for 30 minutes'
+    description: 'A run discovering or upgrading has recorded no outcome for 30 minutes: check the queues, the poison queues and the Function App (see docs/troubleshooting.md).'
+    severity: 1
+    enabled: true
+    scopes: [workspace.id]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT10M'
+    autoMitigate: true
+    // the workspace has no AppTraces table until the app first logs: do not fail the deployment over it
+    skipQueryValidation: true
+    criteria: {
+      allOf: [
+        {
+          query: 'AppTraces | where tostring(Properties.event) == "runStalled"'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -136,3 +136,42 @@ def test_publish_for_one_team_and_a_summary_per_scope(app_env, tenant, emulator)
         assert code == 2 and "chat scope but --scope does not name it" in err
     finally:
         host.stop()
+
+
+def test_a_rollout_from_a_file_is_followed_through_short_waits_and_stops_at_a_pause_then_a_bake(url, tenant, emulator, tmp_path):
+    app = org_app(tenant)
+    group_chats(tenant, people(tenant, 2), 6, {app.id: "1.0.0"})
+    plan = tmp_path / "plan.json"
+    steps = [{"upgrade": {"targets": 2}}, {"pause": {"duration": "PT2S"}}, {"upgrade": {"targets": 4}}, {"pause": {}}]
+    steps += [{"upgrade": {"targets": 5}}, {"pause": {"duration": "PT1H"}}]
+    plan.write_text(json.dumps({"rollout": {"steps": steps, "maxFailedPercent": 0}}))
+
+    code, out, _ = cli("publish", "--app-id", app.id, "--rollout", str(plan), "--watch", "--url", url, "--interval", "0.2")
+    assert code == 3, out  # through the 2 s bake, then paused for an operator
+    assert "rollout: step 4 of 6 (pause for an operator): paused" in out
+    run_id = out.split("Run ", 1)[1].split(" ", 1)[0]
+    assert f"teams-upgrader resume {run_id}" in out
+
+    code, out, _ = cli("resume", run_id, "--watch", "--url", url, "--interval", "0.2")
+    assert code == 5, out  # a bake of an hour: it stops watching and says until when
+    assert "rollout: step 6 of 6 (bake PT1H): waiting (bake) until" in out
+    assert "Waiting for a bake until" in out and f"To go on now: teams-upgrader resume {run_id}" in out
+
+    code, out, _ = cli("resume", run_id, "--watch", "--url", url, "--interval", "0.2")
+    assert code == 0 and "State: completed" in out and "rollout: through all 6 steps" in out
+    assert len(emulator.upgrades) == 6
+
+
+def test_a_pilot_ring_and_a_bad_plan_file(url, tenant, emulator, tmp_path):
+    app = org_app(tenant)
+    pilots = people(tenant, 2)
+    ring = tenant.add_group(pilots)
+    group_chats(tenant, pilots, 2, {app.id: "1.0.0"})
+    group_chats(tenant, people(tenant, 2), 3, {app.id: "1.0.0"})
+    code, out, _ = cli("publish", "--app-id", app.id, "--group", ring, "--watch", "--url", url, "--interval", "0.2")
+    assert code == 0 and f"Pilot ring: the members of group {ring}" in out and len(emulator.upgrades) == 2
+
+    bad = tmp_path / "plan.json"
+    bad.write_text(json.dumps({"steps": [{"upgrade": {"percent": 0}}]}))
+    code, _, err = cli("publish", "--app-id", app.id, "--rollout", str(bad), "--url", url)
+    assert code == 2 and "invalidRollout" in err and "rollout.steps[0].upgrade.percent" in err

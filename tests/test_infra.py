@@ -224,7 +224,7 @@ def test_workbook_queries_and_alerts_reference_only_what_the_code_logs():
     events, props = logged_events_and_properties()
     assert {"targetOutcome", "runQueued", "throttled", "queueDepth", "poisoned"} <= events
     queries = monitoring_queries()
-    assert len([q for q in queries if q.startswith("alert:")]) == 3
+    assert len([q for q in queries if q.startswith("alert:")]) == 5
     for name, query in queries.items():
         used = set(re.findall(r"Properties\.(\w+)", query))
         assert used, name
@@ -234,8 +234,9 @@ def test_workbook_queries_and_alerts_reference_only_what_the_code_logs():
             assert named <= events, f"{name} filters on events the code never logs: {sorted(named - events)}"
 
 
-def test_alerts_cover_failed_targets_poison_queues_and_missing_permissions():
+def test_alerts_cover_failed_targets_poison_queues_missing_permissions_and_runs_that_wait_or_stall():
     queries = [q for n, q in monitoring_queries().items() if n.startswith("alert:")]
+    assert any('"runPausedTooLong"' in q for q in queries) and any('"runStalled"' in q for q in queries)
     assert any('"targetOutcome"' in q and '"failed"' in q for q in queries)
     assert any('"poisoned"' in q and "-poison" in q for q in queries)
     assert any('"runFailed"' in q and '"missingPermissions"' in q for q in queries)
@@ -293,7 +294,7 @@ def test_role_assignments_for_the_deploying_principal_take_its_type_from_azd(app
 def test_alerts_deploy_before_the_workspace_has_any_app_traces():
     tree = parse(INFRA / "monitoring.bicep")
     alerts = resource(tree, "Microsoft.Insights/scheduledQueryRules@")
-    assert len(alerts) == 3
+    assert len(alerts) == 5
     for symbol, body in alerts:
         assert text(properties(properties(body)["properties"]).get("skipQueryValidation")) == "true", symbol
 
@@ -450,7 +451,7 @@ def test_alerts_use_the_generally_available_api_and_only_properties_it_has():
         for symbol, type_, body in resources(tree)
         if type_.startswith("Microsoft.Insights/scheduledQueryRules@")
     ]
-    assert len(alerts) == 3
+    assert len(alerts) == 5
     for symbol, type_, body in alerts:
         assert type_ == f"Microsoft.Insights/scheduledQueryRules@{SCHEDULED_QUERY_RULE_API}", symbol
         rule = properties(properties(body)["properties"])

@@ -7,13 +7,18 @@ becomes a column of AppTraces.Properties (customDimensions). Nothing here ever l
 or a connection string.
 
 Events and their properties:
-  runQueued       runId appId trigger startedBy (api: externalId targets dryRun canary; catalogWatcher: version;
-                  retry: retryOf targets)
+  runQueued       runId appId trigger startedBy scopes (api: externalId targets dryRun canary rolloutSteps groupId;
+                  catalogWatcher: version; retry: retryOf targets)
   runStarted      runId appId targetVersion dryRun discoveryMode
   runFailed       runId errorCode
   runCancelled    runId appId startedBy byObjectId (who cancelled)
-  runPaused       runId appId startedBy (canary) byObjectId
+  runPaused       runId appId startedBy (canary or rollout) byObjectId step reason
   runResumed      runId appId startedBy byObjectId (an operator, or the canary passing)
+  runStep         runId appId change (stepDone bake baked planDone) step decided failed resumesAt
+  runWaiting      runId appId version reason resumesAt (a version the catalog does not list yet)
+  runPausedTooLong runId appId state reason pausedSince (the run keeper, past PAUSED_ALERT_AFTER)
+  runStalled      runId appId state lastChange (the run keeper: nothing recorded for 30 minutes)
+  retention       runs transactions | runId (RUN_RETENTION purged target rows)
   runRetried      runId appId startedBy byObjectId newRunId targets
   targetOutcome   runId appId scope targetId chatId|teamId|userId outcome targetVersion installedVersion
                   graphStatus graphCode

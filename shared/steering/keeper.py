@@ -33,24 +33,36 @@ def keep_runs(services: Services) -> int:
         elif (status.get("rollout") or status.get("canary")) and state in ("discovering", "upgrading"):
             advance_run(services, run_id)
         pause = status.get("pause")
+        app_id = status.get("teamsAppId")
         if state == "paused" and pause and now - parse_iso(pause["at"]) > services.settings.paused_alert_after:
-            _report("runPausedTooLong", status, f"paused ({pause['reason']}) since {pause['at']}", pausedSince=pause["at"])
+            since = pause["at"]
+            event(
+                "runPausedTooLong",
+                "Run %s of app %s waits for an operator: paused (%s) since %s",
+                run_id,
+                app_id,
+                pause["reason"],
+                since,
+                level=logging.WARNING,
+                runId=run_id,
+                appId=app_id,
+                state=state,
+                reason=pause["reason"],
+                pausedSince=since,
+            )
         if state in ("discovering", "upgrading") and now - parse_iso(status["updatedAt"]) > STALLED_AFTER:
             since = status["updatedAt"]
-            _report("runStalled", status, f"{state} with nothing recorded since {since}", lastChange=since)
+            event(
+                "runStalled",
+                "Run %s of app %s is %s with nothing recorded since %s",
+                run_id,
+                app_id,
+                state,
+                since,
+                level=logging.WARNING,
+                runId=run_id,
+                appId=app_id,
+                state=state,
+                lastChange=since,
+            )
     return len(going)
-
-
-def _report(name: str, status: dict, what: str, **fields) -> None:
-    event(
-        name,
-        "Run %s of app %s is %s",
-        status["runId"],
-        status.get("teamsAppId"),
-        what,
-        level=logging.WARNING,
-        runId=status["runId"],
-        appId=status.get("teamsAppId"),
-        state=status["state"],
-        **fields,
-    )
