@@ -28,7 +28,7 @@ def test_history_pages_newest_first_and_filters_by_app_and_state(api, tenant, em
     chats = group_chats(tenant, users, 2, {first.id: "1.0.0", second.id: "1.0.0"})
     ids = [c.id for c in chats]
     started = []
-    for app, extra in ((first, {}), (second, {}), (first, {"version": "9.9.9"}), (second, {"dryRun": True}), (first, {})):
+    for app, extra in ((first, {}), (second, {}), (first, {"version": "0.9.0"}), (second, {"dryRun": True}), (first, {})):
         run_id = api.start(teamsAppId=app.id, chatIds=ids, **extra)
         api.wait(run_id)
         started.append(run_id)

@@ -157,19 +157,18 @@ def test_unknown_app_fails_the_run(api, tenant, emulator):
     assert status["error"]["code"] == "appNotFound"
 
 
-def test_version_not_published_fails_the_run(api, tenant, emulator):
+def test_an_older_version_fails_the_run_and_one_awaiting_review_waits(api, tenant, emulator):
     app = org_app(tenant)
     tenant.publish(app.id, "1.2.0", requires_review=True)  # submitted, awaiting review
     chat = tenant.add_chat("group", people(tenant, 2), installed={app.id: "1.0.0"})
 
-    submitted = api.wait(api.start(teamsAppId=app.id, version="1.2.0", chatIds=[chat.id]))
     older = api.wait(api.start(teamsAppId=app.id, version="1.0.0", chatIds=[chat.id]))
-
-    for status in (submitted, older):
-        assert status["state"] == "failed"
-        assert status["error"]["code"] == "versionNotPublished"
-        assert "1.1.0" in status["error"]["message"]
-    assert "submitted" in submitted["error"]["message"]
+    assert (older["state"], older["error"]["code"]) == ("failed", "versionNotPublished")
+    assert "1.1.0" in older["error"]["message"]
+    submitted = api.start(teamsAppId=app.id, version="1.2.0", chatIds=[chat.id])
+    waiting = api.wait(submitted, until=lambda s: s["state"] == "waiting")
+    assert waiting["waiting"]["reason"] == "catalog" and waiting["error"] is None
+    api.act(submitted, "cancel")
     assert not emulator.requests(kind="getInstalledApps")
     assert chat.installed[app.id] == "1.0.0"
 

@@ -47,8 +47,8 @@ def test_one_window_closes_and_another_opens_at_the_same_minute(api, app_env, te
     closing, opening = org_app(tenant, name="Closing"), org_app(tenant, name="Opening")
     late = {c.id for c in group_chats(tenant, people(tenant, 4), 120, {closing.id: "1.0.0"})}
     early = {c.id for c in group_chats(tenant, people(tenant, 2), 6, {opening.id: "1.0.0"})}
-    boundary = _boundary(ahead=0)
-    wait_for(lambda: 6 < (boundary - datetime.now(UTC)).total_seconds() < 12, timeout=70)
+    boundary = _boundary(ahead=12)
+    wait_for(lambda: 6 < (boundary - datetime.now(UTC)).total_seconds() < 12, timeout=80)
     every = {"steps": [{"upgrade": {"percent": 100}}]}
 
     closes = api.start(
