@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKOV := .venv-checkov/bin/checkov
 
-.PHONY: setup test lint demo run bench clean
+.PHONY: setup test unit lint demo run bench clean
 
 setup: $(STAMP) node_modules/.bin/azurite
 
@@ -30,8 +30,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# every lane (tests/unit, tests/integration, tests/e2e) with coverage: what CI runs
 test: lint $(CHECKOV)
-	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
+	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered --cov-fail-under=90
+
+# the fast lane: pure rules, no network, no storage emulator, no processes (seconds)
+unit: setup
+	$(BIN)/python -m pytest tests/unit -q
 
 demo: setup
 	$(BIN)/python -m devtools.stack demo

@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from shared import __version__
 from upgrader_cli.client import Client, CliError, EntraTokens
 from upgrader_cli.render import Progress, exit_code, history_table, settled, summary
 
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="teams-upgrader", description="Upgrade a Teams app in every chat, team and personal scope, and steer the run."
     )
+    parser.add_argument("--version", action="version", version=f"teams-upgrader {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=os.environ.get("UPGRADER_URL", DEFAULT_URL), help="Function App URL (UPGRADER_URL)")
     common.add_argument("--key", default=os.environ.get("UPGRADER_FUNCTION_KEY"), help="function key (UPGRADER_FUNCTION_KEY)")

@@ -1,0 +1,222 @@
+"""Rollouts over time, as an operator sees them on the running app: steps in order with exact counts,
+pauses for an operator, bakes (waiting, then going on by themselves or promoted), the failure budget
+of a step, percent steps that wait for discovery, the deployment's ROLLOUT, pilot rings by group,
+and cancel in every state. Windows are in tests/e2e/test_windows.py; workers killed during a bake in
+tests/e2e/test_worker_processes.py."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from tests.support import Api, group_chats, org_app, people, personal, start_host, tight_limits, wait_for
+
+TWO_STEPS = {"steps": [{"upgrade": {"targets": 4}}, {"pause": {}}, {"upgrade": {"percent": 50}}, {"pause": {"duration": "PT3S"}}]}
+
+
+def _at(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _upgrades(emulator) -> list:
+    """Successful upgrade POSTs, in the order they arrived."""
+    posts = [r for r in emulator.requests() if r.method == "POST" and r.kind.startswith("upgrade") and r.status == 204]
+    return sorted(posts, key=lambda r: r.t)
+
+
+def _checks(emulator) -> list:
+    return [r for r in emulator.requests() if r.method == "GET" and "Installed" in r.kind]
+
+
+def test_steps_go_in_order_with_exact_counts_pausing_and_baking_between_them(api, app_env, tenant, emulator):
+    tight_limits(emulator, app_env, 20)
+    app = org_app(tenant)
+    ids = [c.id for c in group_chats(tenant, people(tenant, 2), 20, {app.id: "1.0.0"})]
+
+    run_id = api.start(teamsAppId=app.id, chatIds=ids, rollout=TWO_STEPS)
+    paused = api.wait(run_id, until=lambda s: s["state"] == "paused")
+
+    # step 1: the first 4 ids given, then a pause for an operator
+    assert {k: v for k, v in paused["pause"].items() if k != "at"} == {"reason": "step", "step": 1, "decided": 4, "failed": 0}
+    assert paused["rollout"]["step"] == 1 and paused["waiting"] is None
+    assert paused["counts"]["upgraded"] == 4 and paused["counts"]["pending"] == 16
+    assert [r.chat for r in _upgrades(emulator)] and {r.chat for r in _upgrades(emulator)} == set(ids[:4])
+    assert {r.chat for r in _checks(emulator)} == set(ids[:4])  # the others not even looked at
+
+    resumed = api.act(run_id, "resume")
+    assert resumed.status_code == 202, resumed.text
+    baking = api.wait(run_id, until=lambda s: s["state"] == "waiting")
+
+    # step 3: up to 50 % of the run's targets decided, then a bake
+    assert baking["waiting"]["reason"] == "bake" and baking["rollout"]["step"] == 3
+    assert baking["counts"]["upgraded"] == 10 and {r.chat for r in _upgrades(emulator)} == set(ids[:10])
+    resumes_at = _at(baking["waiting"]["resumesAt"])
+    status = api.wait(run_id)
+
+    assert status["state"] == "completed" and status["counts"]["upgraded"] == 20
+    assert status["rollout"]["step"] == 4 and status["waiting"] is None
+    later = [r for r in _upgrades(emulator) if r.chat in set(ids[10:])]
+    assert len(later) == 10 and min(r.t for r in later) >= resumes_at  # nothing during the bake
+    assert emulator.upgrades == dict.fromkeys(ids, 1)
+
+
+def test_resume_cuts_a_bake_short(api, tenant, emulator):
+    app = org_app(tenant)
+    ids = [c.id for c in group_chats(tenant, people(tenant, 2), 6, {app.id: "1.0.0"})]
+    run_id = api.start(
+        teamsAppId=app.id, chatIds=ids, rollout={"steps": [{"upgrade": {"targets": 2}}, {"pause": {"duration": "PT1H"}}]}
+    )
+
+    baking = api.wait(run_id, until=lambda s: s["state"] == "waiting")
+    assert baking["waiting"]["reason"] == "bake" and baking["counts"]["upgraded"] == 2
+    assert _at(baking["waiting"]["resumesAt"]) - datetime.now(UTC).timestamp() > 3500
+
+    promoted = api.act(run_id, "resume")
+    assert promoted.status_code == 202 and promoted.json()["waiting"] is None
+    status = api.wait(run_id)
+    assert status["state"] == "completed" and status["counts"]["upgraded"] == 6
+    assert emulator.upgrades == dict.fromkeys(ids, 1)
+
+
+def test_a_step_over_its_failure_budget_pauses_and_nothing_is_sent_after(api, app_env, tenant, emulator):
+    tight_limits(emulator, app_env, 20)
+    app = org_app(tenant)
+    chats = group_chats(tenant, people(tenant, 2), 12, {app.id: "1.0.0"})
+    for chat in chats[:2]:
+        chat.blocked.add(app.id)  # 2 of the first step's 5 fail: 40 % > 20 %
+    ids = [c.id for c in chats]
+    plan = {"steps": [{"upgrade": {"targets": 5}}, {"upgrade": {"percent": 100}}], "maxFailedPercent": 20}
+
+    run_id = api.start(teamsAppId=app.id, chatIds=ids, rollout=plan)
+    paused = api.wait(run_id, until=lambda s: s["state"] == "paused")
+
+    assert {k: v for k, v in paused["pause"].items() if k != "at"} == {
+        "reason": "stepFailed",
+        "step": 0,
+        "decided": 5,
+        "failed": 2,
+    }
+    assert (paused["counts"]["upgraded"], paused["counts"]["failed"], paused["counts"]["pending"]) == (3, 2, 7)
+    assert [r for r in _upgrades(emulator) if r.t > _at(paused["pause"]["at"])] == []
+    assert {r.chat for r in emulator.requests() if r.chat and r.t > _at(paused["pause"]["at"])} == set()
+
+    api.act(run_id, "resume")  # the operator looked at the failures: the next step goes on
+    status = api.wait(run_id)
+    assert status["state"] == "completed" and (status["counts"]["upgraded"], status["counts"]["failed"]) == (10, 2)
+
+
+def test_a_percent_step_waits_for_discovery_to_know_its_size(api, tenant, emulator):
+    app = org_app(tenant)
+    users = people(tenant, 6)
+    for i in range(6):  # 12 chats, found user by user
+        group_chats(tenant, [users[i], users[(i + 1) % 6]], 2, {app.id: "1.0.0"})
+
+    run_id = api.start(teamsAppId=app.id, rollout={"steps": [{"upgrade": {"percent": 50}}, {"pause": {}}]})
+    paused = api.wait(run_id, until=lambda s: s["state"] == "paused")
+
+    assert paused["counts"]["targets"] == 12 and paused["counts"]["upgraded"] == 6 and paused["counts"]["pending"] == 6
+    listed = max(r.t for r in emulator.requests() if r.kind == "listChats")
+    assert min(r.t for r in _checks(emulator)) > listed  # not one target decided before discovery was over
+    api.act(run_id, "cancel")
+    cancelled = api.wait(run_id)
+    assert cancelled["state"] == "cancelled" and cancelled["counts"]["cancelled"] == 6
+
+
+def test_the_deployments_rollout_is_the_plan_of_runs_that_ask_for_none(app_env, tenant, emulator):
+    plan = {"steps": [{"upgrade": {"targets": 2}}, {"pause": {}}], "maxFailedPercent": 10}
+    app_env.setenv("ROLLOUT", json.dumps(plan))
+    host = start_host()
+    try:
+        api = Api(host.base_url)
+        app = org_app(tenant)
+        ids = [c.id for c in group_chats(tenant, people(tenant, 2), 5, {app.id: "1.0.0"})]
+
+        paused = api.wait(api.start(teamsAppId=app.id, chatIds=ids), until=lambda s: s["state"] == "paused")
+        assert paused["rollout"] == {**plan, "maxFailedPercent": 10.0, "window": None, "step": 1}
+        assert paused["counts"]["upgraded"] == 2
+        api.act(paused["runId"], "cancel")
+        api.wait(paused["runId"])
+
+        canary = api.wait(api.start(teamsAppId=app.id, chatIds=ids, canary={"targets": 1}))  # a canary replaces it
+        assert canary["rollout"] is None and canary["canary"]["targets"] == 1 and canary["state"] == "completed"
+        dry = api.wait(api.start(teamsAppId=app.id, chatIds=ids, dryRun=True))  # a dry run upgrades nothing: no plan
+        assert dry["rollout"] is None and dry["state"] == "completed"
+    finally:
+        host.stop()
+
+
+def test_a_malformed_rollout_setting_is_a_configuration_error_naming_it(api, app_env):
+    from shared import bootstrap
+
+    app_env.setenv("ROLLOUT", json.dumps({"steps": [{"upgrade": {"percent": 150}}]}))
+    bootstrap.reset()
+    response = api.session.get(f"{api.base_url}/api/health")
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["code"] == "configurationError" and "ROLLOUT.steps[0].upgrade.percent" in error["message"]
+
+
+def test_a_pilot_ring_is_its_groups_members_in_every_scope_then_a_full_run_finds_them_current(api, app_env, tenant, emulator):
+    app_env.setenv("UPGRADE_SCOPES", "chat,team,personal")
+    from shared import bootstrap
+
+    bootstrap.reset()
+    app = org_app(tenant)
+    pilots, others = people(tenant, 3), people(tenant, 3)
+    ring = tenant.add_group(pilots)
+    pilot_chats = group_chats(tenant, pilots[:2], 2, {app.id: "1.0.0"})
+    other_chats = group_chats(tenant, others[:2], 2, {app.id: "1.0.0"})
+    pilot_team = tenant.add_team(pilots, installed={app.id: "1.0.0"})
+    other_team = tenant.add_team(others, installed={app.id: "1.0.0"})
+    personal(tenant, pilots + others, {app.id: "1.0.0"})
+
+    ringed = api.wait(api.start(teamsAppId=app.id, groupId=ring))
+    assert ringed["state"] == "completed" and ringed["groupId"] == ring
+    by_scope = {scope: counts["upgraded"] for scope, counts in ringed["countsByScope"].items()}
+    assert by_scope == {"chat": 2, "team": 1, "personal": 3}
+    assert set(emulator.upgrades) == {c.id for c in pilot_chats} | {pilot_team.id} | set(pilots)
+
+    full = api.wait(api.start(teamsAppId=app.id))
+    assert full["state"] == "completed" and full["groupId"] is None
+    assert full["counts"]["alreadyCurrent"] == 6 and full["counts"]["upgraded"] == 6
+    assert set(emulator.upgrades) == {c.id for c in pilot_chats + other_chats} | {pilot_team.id, other_team.id} | set(
+        pilots + others
+    )
+    assert all(n == 1 for n in emulator.upgrades.values())
+
+
+def test_cancel_works_while_paused_and_while_baking(api, tenant, emulator):
+    app = org_app(tenant)
+    ids = [c.id for c in group_chats(tenant, people(tenant, 2), 6, {app.id: "1.0.0"})]
+    for plan, state in (
+        ({"steps": [{"upgrade": {"targets": 2}}, {"pause": {}}]}, "paused"),
+        ({"steps": [{"upgrade": {"targets": 2}}, {"pause": {"duration": "PT1H"}}]}, "waiting"),
+    ):
+        run_id = api.start(teamsAppId=app.id, chatIds=ids, rollout=plan)
+        held = api.wait(run_id, until=lambda s, state=state: s["state"] == state)
+        answer = api.act(run_id, "cancel")
+        assert answer.status_code == 202 and answer.json()["state"] in ("cancelling", "cancelled")
+        status = api.wait(run_id)
+        assert status["state"] == "cancelled" and status["counts"]["cancelled"] == held["counts"]["pending"] == 4
+        assert api.act(run_id, "resume").json()["error"]["code"] == "runNotPaused"
+        for chat in tenant.chats.values():
+            chat.installed[app.id] = "1.0.0"  # as before, for the next plan
+        emulator.upgrades.clear()
+
+
+def test_the_run_keeper_reports_a_run_paused_longer_than_paused_alert_after(api, app_env, tenant, emulator, caplog):
+    from shared import bootstrap
+    from shared.queues import timers
+
+    app_env.setenv("PAUSED_ALERT_AFTER", "PT0.5S")
+    bootstrap.reset()
+    app = org_app(tenant)
+    ids = [c.id for c in group_chats(tenant, people(tenant, 2), 4, {app.id: "1.0.0"})]
+    run_id = api.start(teamsAppId=app.id, chatIds=ids, rollout={"steps": [{"upgrade": {"targets": 1}}, {"pause": {}}]})
+    api.wait(run_id, until=lambda s: s["state"] == "paused")
+
+    wait_for(lambda: datetime.now(UTC).timestamp() - _at(api.status(run_id)["pause"]["at"]) > 0.5)
+    with caplog.at_level("WARNING", logger="upgrader"):
+        timers.keep_runs_going(bootstrap.get())
+    reports = [r for r in caplog.records if getattr(r, "event", None) == "runPausedTooLong"]
+    assert [r.runId for r in reports] == [run_id]

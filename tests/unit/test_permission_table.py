@@ -1,0 +1,63 @@
+"""The identity pre-check (token roles -> missingPermissions) accepts exactly the permissions the
+README's table lists for each scope's upgrade call, and never a `...Self...` one."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.graph.permissions import UPGRADE_ROLES, missing_upgrade_roles
+from tests.support import permission_rows
+
+SCOPES = ("chat", "team", "personal")
+
+
+def upgrade_row(scope: str):
+    [row] = [r for r in permission_rows() if r.scope == scope and r.is_upgrade]
+    return row
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_the_pre_check_accepts_what_the_readme_lists_for_the_upgrade_call(scope):
+    row = upgrade_row(scope)
+    assert row.grant and row.grant_rsc and row.also  # the row was read (not an empty parse)
+    assert set(UPGRADE_ROLES[scope]) == row.accepted
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_each_accepted_permission_alone_passes_the_pre_check_and_only_for_its_scope(scope):
+    for role in UPGRADE_ROLES[scope]:
+        assert missing_upgrade_roles({role}, (scope,)) == {}, role
+        others = tuple(s for s in SCOPES if s != scope)
+        if role.startswith("TeamsAppInstallation."):  # Group/Directory.ReadWrite.All belong to teams only anyway
+            assert set(missing_upgrade_roles({role}, others)) == set(others), role
+
+
+@pytest.mark.parametrize(("scope", "noun"), [("chat", "Chat"), ("team", "Team"), ("personal", "User")])
+def test_self_permissions_never_satisfy_the_pre_check(scope, noun):
+    own = {f"TeamsAppInstallation.ReadWriteSelfFor{noun}.All", f"TeamsAppInstallation.ReadWriteAndConsentSelfFor{noun}.All"}
+    assert missing_upgrade_roles(own, (scope,)) == {scope: UPGRADE_ROLES[scope]}
+    assert not [role for roles in UPGRADE_ROLES.values() for role in roles if "Self" in role]
+    # Graph's reference names a Self permission as least privileged for the call; the table says so,
+    # and the pre-check does not take it
+    assert upgrade_row(scope).least == (f"TeamsAppInstallation.ReadWriteSelfFor{noun}.All",)
+
+
+def test_read_only_or_unrelated_roles_are_missing_permissions():
+    roles = {"TeamsAppInstallation.ReadForChat.All", "TeamsAppInstallation.Read.All", "Chat.ReadWrite.All", "Group.Read.All"}
+    assert set(missing_upgrade_roles(roles, SCOPES)) == set(SCOPES)
+    assert missing_upgrade_roles(None, SCOPES) == {}  # no roles claim: Graph's answers decide
+
+
+def test_every_row_names_graphs_least_privileged_permission_and_a_granted_permission_that_works_for_it():
+    rows = permission_rows()
+    assert len(rows) >= 15 and {r.scope for r in rows} == {"every", "chat", "team", "personal", "group"}
+    upgrade = {r.scope: r.accepted for r in rows if r.is_upgrade}
+    for row in rows:
+        assert row.least, row.call
+        works = {*row.least, *row.accepted, *(upgrade[row.scope] if row.also_upgrade_row else ())}
+        in_scope = [r for r in rows if r.scope in (row.scope, "every")]
+        granted = {p for r in in_scope for p in r.grant}
+        granted_rsc = {p for r in in_scope for p in (r.grant_rsc or r.grant)}  # with --rsc
+        # a row without a grant of its own is covered by another grant of its scope, with --rsc or not
+        assert row.grant or (granted & works and granted_rsc & works), row.call
+        assert set(row.grant) <= works and set(row.grant_rsc) <= works, row.call
