@@ -208,3 +208,10 @@ def test_a_malformed_setting_is_a_500_that_names_it(api, app_env):
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "configurationError"
     assert "GRAPH_MAX_RPS" in response.json()["error"]["message"]
+
+
+def test_the_health_check_says_healthy_and_the_release(api):
+    from shared import __version__
+
+    response = api.session.get(f"{api.base_url}/api/health")
+    assert response.status_code == 200 and response.json() == {"status": "healthy", "version": __version__}
