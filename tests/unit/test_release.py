@@ -17,7 +17,9 @@ def test_the_package_takes_its_version_from_the_code():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["dynamic"] == ["version"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "shared.__version__"}
-    assert "devtools" not in project["tool"]["setuptools"]["packages"] and "bench" not in project["tool"]["setuptools"]["packages"]
+    assert (
+        "devtools" not in project["tool"]["setuptools"]["packages"] and "bench" not in project["tool"]["setuptools"]["packages"]
+    )
 
 
 def test_the_cli_prints_it(capsys):
