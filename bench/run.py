@@ -390,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publish-samples", type=int, default=200)
     parser.add_argument("--scale", action="store_true", help="run the storage simulation (bench/scale.py) instead")
     parser.add_argument("--scale-sizes", default="1000,10000", help="chats of the storage simulation's runs")
+    parser.add_argument("--purge", type=int, metavar="N", help="measure RUN_RETENTION's purge of a run of N targets")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     parser.add_argument("--plot", default=str(ROOT / "bench" / "results" / "upgrades-over-time.png"))
     parser.add_argument("--log", default=os.path.join(tempfile.gettempdir(), "teams-upgrader-bench.log"), help="worker logs")
@@ -398,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     args.scale_sizes = [int(n) for n in args.scale_sizes.split(",") if n]
     logging.basicConfig(filename=args.log, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
+    if args.purge:
+        from bench.purge import run_purge
+
+        return run_purge(args)
     if args.scale:
         from bench.scale import run_scale
 
