@@ -15,7 +15,7 @@ from devtools.graph_limits import Limits
 from devtools.identity import IdentityEndpoint
 from devtools.tenant import Tenant
 from shared import bootstrap
-from tests.support import NEVER, Api, start_host
+from tests.support import ALL_SCOPES, NEVER, Api, start_host
 
 FAST_RPS = 300  # functional tests: pacing out of the way; the per-chat limit still applies
 
@@ -71,6 +71,13 @@ def app_env(monkeypatch, azurite, identity, emulator):
     bootstrap.reset()
     yield monkeypatch
     bootstrap.reset()
+
+
+@pytest.fixture
+def scoped(app_env):
+    """Every scope upgraded (UPGRADE_SCOPES), before the host starts."""
+    app_env.setenv("UPGRADE_SCOPES", ALL_SCOPES)
+    return app_env
 
 
 @pytest.fixture

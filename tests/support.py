@@ -163,6 +163,15 @@ def graph_says_a_role_is_missing(emulator: GraphEmulator) -> None:
     emulator.inject(403, 100_000, kind="getInstalledApps", code="Forbidden", message=message)
 
 
+ALL_SCOPES = "chat,team,personal"
+ZERO = {"upgraded": 0, "wouldUpgrade": 0, "alreadyCurrent": 0, "notInstalled": 0, "failed": 0, "cancelled": 0, "pending": 0}
+
+
+def counts(**given: int) -> dict:
+    """A run's counts: these outcomes, every other one 0, and their sum as targets."""
+    return {"targets": sum(given.values()), **ZERO, **given}
+
+
 # ---- small tenants ----------------------------------------------------------------------------------
 
 

@@ -7,11 +7,20 @@ import signal
 import threading
 from datetime import datetime
 
-import pytest
-
 from devtools.graph_limits import Limits
 from devtools.graph_process import EmulatorProcess
-from tests.support import Api, group_chats, org_app, people, personal, run_killing_a_worker, start_host, teams, tight_limits
+from tests.support import (
+    Api,
+    counts,
+    group_chats,
+    org_app,
+    people,
+    personal,
+    run_killing_a_worker,
+    start_host,
+    teams,
+    tight_limits,
+)
 
 
 def test_canary_across_instances_survives_its_workers_killed_mid_upgrade(app_env, tenant, emulator):
@@ -83,22 +92,6 @@ def test_a_bake_survives_a_worker_killed_while_waiting(app_env, tenant, emulator
         assert emulator.upgrades == dict.fromkeys(ids, 1)
     finally:
         host.stop()
-
-
-ALL_SCOPES = "chat,team,personal"
-
-
-ZERO = {"upgraded": 0, "wouldUpgrade": 0, "alreadyCurrent": 0, "notInstalled": 0, "failed": 0, "cancelled": 0, "pending": 0}
-
-
-def counts(**given: int) -> dict:
-    return {"targets": sum(given.values()), **ZERO, **given}
-
-
-@pytest.fixture
-def scoped(app_env):
-    app_env.setenv("UPGRADE_SCOPES", ALL_SCOPES)
-    return app_env
 
 
 def test_a_mixed_run_keeps_the_shared_post_bucket_and_the_per_team_limit(scoped, tenant, emulator):

@@ -7,20 +7,7 @@ from __future__ import annotations
 import pytest
 
 from shared import bootstrap
-from tests.support import Api, group_chats, org_app, people, personal, start_host, teams
-
-ALL_SCOPES = "chat,team,personal"
-ZERO = {"upgraded": 0, "wouldUpgrade": 0, "alreadyCurrent": 0, "notInstalled": 0, "failed": 0, "cancelled": 0, "pending": 0}
-
-
-def counts(**given: int) -> dict:
-    return {"targets": sum(given.values()), **ZERO, **given}
-
-
-@pytest.fixture
-def scoped(app_env):
-    app_env.setenv("UPGRADE_SCOPES", ALL_SCOPES)
-    return app_env
+from tests.support import Api, counts, group_chats, org_app, people, personal, start_host, teams
 
 
 @pytest.fixture
