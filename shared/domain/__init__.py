@@ -1,1 +1,2 @@
-"""The model, without I/O: targets and outcomes, runs and their status document, queue messages, the app version to upgrade to."""
+"""The model, without I/O: targets and outcomes, runs and their status document, plans (rollout
+steps, maintenance windows) and the steering rules, queue messages, the app version to upgrade to."""

@@ -1,2 +1,3 @@
-"""The steps of a run, as queue messages drive them: start, discovery, loading targets, upgrading
-batches, the poison-queue safety net, and sending work to the queues."""
+"""The control steps of a run: the start (and its waits for the catalog), discovery, laying out
+targets already known, running each step once whatever the redeliveries, and the poison-queue
+safety net for steps."""
