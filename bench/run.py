@@ -60,6 +60,7 @@ class Scenario:
     latency: float = 0.05
     polling: float | None = None  # a cap on the queue listeners' longest polling interval (None: host.json's)
     peers: bool = False
+    clock_shifts: tuple[float, ...] = ()  # seconds by which each worker's wall clock runs off (the rest: none)
 
     @property
     def outdated(self) -> int:
@@ -71,6 +72,20 @@ class Scenario:
 
 
 HARNESS = {"workers": 2, "limit": 40, "latency": 0.02, "polling": 1.0}  # the shape of issue 12's harness
+# issue 25: 1,000 chats in the harness's shape, with the wall clock of one worker (or both) off
+SKEW = [
+    Scenario(name, chats=1000, clock_shifts=shifts, **HARNESS)
+    for name, shifts in (
+        ("skew0", (0.0, 0.0)),
+        ("skew+0.1", (0.0, 0.1)),
+        ("skew+0.3", (0.0, 0.3)),
+        ("skew-0.3", (0.0, -0.3)),
+        ("skew+1", (0.0, 1.0)),
+        ("skew-1", (0.0, -1.0)),
+        ("skew+1/-1", (1.0, -1.0)),
+    )
+]
+GROUPS = {"skew": [s.name for s in SKEW]}  # `--only skew`
 SUITE = [
     Scenario("harness-300", chats=300, **HARNESS),
     Scenario("harness-3000", chats=3000, **HARNESS),
@@ -81,6 +96,7 @@ SUITE = [
     Scenario("chats-3300", chats=3300),
     Scenario("mixed-3300", chats=1000, teams=300, users_with_app=2000),
     Scenario("discovery-5000", chats=2000, discovery_users=5000),
+    *SKEW,
 ]
 
 
@@ -185,6 +201,8 @@ def measure(s: Scenario, log, started: float, status: dict, emulator: EmulatorPr
         "maxRequestsInAnyOneSecond": {
             b: max_in_window([r.t for r in log if r.bucket == b and r.status != 429]) for b in BUSY_BUCKETS
         },
+        # what the app sent, the requests Graph refused included: over the limit, the bucket was overrun
+        "maxSentInAnyOneSecond": {b: max_in_window([r.t for r in log if r.bucket == b]) for b in BUSY_BUCKETS},
         "acceptedRequestsPerSecondByBucket": bucket_rates(log),
         "minSecondsBetweenRequestsOnOneChat": round(emulator.min_chat_gap(), 3),
         "maxRequestsOnOneTeamInAnyOneSecond": emulator.max_per_resource_window("team"),
@@ -271,7 +289,7 @@ class Bench:
     def ours(self, s: Scenario, tenant: Tenant, app) -> tuple[dict, list[float]]:
         emulator = self.emulator(tenant, s)
         self.clean()
-        host = self.host(s, queue_workers=s.workers)
+        host = self.host(s, queue_workers=s.workers, clock_shifts=s.clock_shifts)
         storage_cpu = cpu_seconds(self.azurite.pid)
         try:
             started = time.time()
@@ -326,6 +344,8 @@ class Bench:
             f"CPU ms per target: {ours['cpuMsPerTarget']}",
             flush=True,
         )
+        if s.clock_shifts:
+            print(f"  {skew_line(s, ours)}", flush=True)
         result = {**asdict(s), "outdatedTargets": s.outdated, "ours": ours, "peers": {}, "timelines": {"ours": ours_times}}
         if s.peers:
             for peer in self.args.peers:
@@ -336,6 +356,15 @@ class Bench:
                 measured["oursOverPeer"] = round(ratio, 1) if ratio else None
                 print(f"  peer {peer}: {measured['upgradesPerSecond']}/s, ours/peer = {measured['oursOverPeer']}", flush=True)
         return result
+
+
+def skew_line(s: Scenario, ours: dict) -> str:
+    """A skew scenario in one line: throughput, what went over the limit, and the busiest second."""
+    clocks = ", ".join(f"{shift:+g} s" for shift in s.clock_shifts)
+    return (
+        f"worker clocks {clocks}: {ours['ratioToCeiling']:.2f} of the ceiling, over the limit {ours['limiter429']} "
+        f"({ours['limiter429Share']:.2%}), most sent in one second {max(ours['maxSentInAnyOneSecond'].values())}"
+    )
 
 
 def plot(results: dict, path: Path) -> None:
@@ -368,20 +397,22 @@ def plot(results: dict, path: Path) -> None:
 
 
 def selected(only: str) -> list[Scenario]:
-    names = [n for n in only.split(",") if n]
+    names = [n for group in only.split(",") if group for n in GROUPS.get(group, [group])]
     if not names:
         return SUITE
     known = {s.name: s for s in SUITE}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(known)}")
+        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join([*known, *GROUPS])}")
     return [known[n] for n in names]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--only", default="", help=f"comma-separated scenarios (default: all of {', '.join(s.name for s in SUITE)})"
+        "--only",
+        default="",
+        help=f"comma-separated scenarios or groups ({', '.join(GROUPS)}; default: all of {', '.join(s.name for s in SUITE)})",
     )
     parser.add_argument("--chats", type=int, help="override the chats of the selected scenarios")
     parser.add_argument("--workers", type=int, help="override the worker processes of the selected scenarios")
