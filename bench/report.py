@@ -26,16 +26,19 @@ def skew_table(results: dict) -> list[str]:
     lines = [
         "",
         "| scenario | worker clocks | upgrades/s ÷ ceiling | requests over the limit (429s) | most requests sent in 1 s "
-        "| first GET |",
-        "|---|---|---|---|---|---|",
+        "| first GET | offsets the workers estimated |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in skewed:
         o = s["ours"]
         clocks = ", ".join(f"{shift:+g} s" for shift in s["clock_shifts"])
         sent = max(o["maxSentInAnyOneSecond"].values(), default=0)
+        said = ", ".join(
+            "n/a" if x is None else f"{x['seconds']:+.3f} s (±{x['error'] * 1000:.1f} ms)" for x in o.get("clockOffsets", [])
+        )
         lines.append(
             f"| {s['name']} | {clocks} | {o['ratioToCeiling']:.2f} | {o['limiter429']} ({o['limiter429Share'] * 100:.2f} %) "
-            f"| {sent} | {o['secondsPublishToFirstGet']} s |"
+            f"| {sent} | {o['secondsPublishToFirstGet']} s | {said} |"
         )
     return lines
 

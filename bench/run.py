@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -44,6 +45,8 @@ OLD, NEW = "2.3.0", "2.4.0"
 GETS = {"getInstalledApps", "getTeamInstalledApps", "getUserInstalledApps"}
 UPGRADES = {"upgrade", "upgradeTeam", "upgradeUser"}
 BUSY_BUCKETS = ("installedApps.get", "installedApps.teamUser.get", "installedApps.post", "teams.get")
+# a worker's log line saying how far its clock is from storage's (shared.foundation.shared_clock)
+CLOCK_SAID = re.compile(r"^\S+ \S+ (\d+) upgrader\.events Clock: this host's clock is ([+-][\d.]+) s off .*\(±([\d.]+) s\)")
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,20 @@ def percentile(values: list[float], q: float) -> float:
 def per_second(times: list[float], start: float, end: float) -> list[int]:
     counts = Counter(int(t - start) for t in times)
     return [counts.get(second, 0) for second in range(int(end - start) + 1)]
+
+
+def clock_offsets(log: Path, since: int, pids: list[int]) -> list[dict | None]:
+    """What each worker process said last of its clock's offset from storage's, in the worker log
+    written from byte `since` on (None: it said nothing)."""
+    said: dict[int, dict] = {}
+    if log.exists():
+        with log.open("rb") as f:
+            f.seek(since)
+            for line in f.read().decode(errors="replace").splitlines():
+                match = CLOCK_SAID.match(line)
+                if match:
+                    said[int(match.group(1))] = {"seconds": float(match.group(2)), "error": float(match.group(3))}
+    return [said.get(pid) for pid in pids]
 
 
 def publish_body(s: Scenario, tenant: Tenant, app) -> dict:
@@ -289,7 +306,10 @@ class Bench:
     def ours(self, s: Scenario, tenant: Tenant, app) -> tuple[dict, list[float]]:
         emulator = self.emulator(tenant, s)
         self.clean()
+        worker_log = Path(self.args.log)
+        log_start = worker_log.stat().st_size if worker_log.exists() else 0
         host = self.host(s, queue_workers=s.workers, clock_shifts=s.clock_shifts)
+        pids = [worker.pid for worker in host.workers]
         storage_cpu = cpu_seconds(self.azurite.pid)
         try:
             started = time.time()
@@ -309,6 +329,7 @@ class Bench:
         log = emulator.requests()
         result = measure(s, log, started, status, emulator)
         result["peakRssMbPerWorker"] = rss
+        result["clockOffsets"] = clock_offsets(worker_log, log_start, pids)
         targets = max(1, status["counts"]["targets"])
         result["cpuMsPerTarget"] = {
             "workers": round(sum(c or 0 for c in cpu) * 1000 / targets, 1),
@@ -361,9 +382,11 @@ class Bench:
 def skew_line(s: Scenario, ours: dict) -> str:
     """A skew scenario in one line: throughput, what went over the limit, and the busiest second."""
     clocks = ", ".join(f"{shift:+g} s" for shift in s.clock_shifts)
+    said = ", ".join("not said" if o is None else f"{o['seconds']:+.4f} s (±{o['error']:.4f})" for o in ours["clockOffsets"])
     return (
         f"worker clocks {clocks}: {ours['ratioToCeiling']:.2f} of the ceiling, over the limit {ours['limiter429']} "
-        f"({ours['limiter429Share']:.2%}), most sent in one second {max(ours['maxSentInAnyOneSecond'].values())}"
+        f"({ours['limiter429Share']:.2%}), most sent in one second {max(ours['maxSentInAnyOneSecond'].values())}; "
+        f"the workers found their clocks off by {said}"
     )
 
 
