@@ -35,7 +35,10 @@ class SharedClock:
     def __init__(self, *, wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._wall = wall
         self._monotonic = monotonic
-        self._estimate = OffsetEstimate()
+        # apart, so that Date headers that tick off the service's seconds (a front end caching its header)
+        # cannot spoil what the write times say; the write times are used whenever there are any
+        self._stamps = OffsetEstimate()
+        self._dates = OffsetEstimate()
         self._lock = threading.Lock()
         self._said: Offset | None = None
         self._told_unusable = False
@@ -48,7 +51,7 @@ class SharedClock:
         brought to within the estimate's uncertainty (a few milliseconds once samples accumulate)."""
         at = self._monotonic()
         own = self._wall() - at
-        bounds = self._estimate.bounds(at)
+        bounds = self._bounds(at)
         if bounds is None:
             return at + own
         return at + min(max(own, bounds[0]), bounds[1])
@@ -56,41 +59,46 @@ class SharedClock:
     def offset(self) -> Offset | None:
         """How far this host's clock is from the storage service's; None while unknown."""
         at = self._monotonic()
-        bounds = self._estimate.bounds(at)
+        bounds = self._bounds(at)
         if bounds is None:
             return None
         low, high = bounds
         return Offset(seconds=self._wall() - at - (low + high) / 2, error=(high - low) / 2)
+
+    def _bounds(self, at: float) -> tuple[float, float] | None:
+        return self._stamps.bounds(at) or self._dates.bounds(at)
 
     def observe(self, method: str, status: int, headers: Mapping[str, str], sent: float, received: float) -> None:
         """A storage response and when its request left and its response came (local monotonic time)."""
         date = headers.get("Date")
         second = date_seconds(date) if date else None
         stamp = write_stamp(method, status, headers)
-        samples = [] if stamp is None else [Sample(sent, received, stamp, stamp + STAMP_RESOLUTION)]
-        if second is not None:
-            samples.append(Sample(sent, received, second, second + 1.0))
-        else:
+        if second is None:
             self._unusable(date)
-        if not samples:
-            return
+            if stamp is None:
+                return
         with self._lock:
-            for sample in samples:
-                self._verdict(self._estimate.add(sample))
+            if stamp is not None:
+                self._verdict(self._stamps.add(Sample(sent, received, stamp, stamp + STAMP_RESOLUTION)), "write times")
+            if second is not None:
+                self._verdict(self._dates.add(Sample(sent, received, second, second + 1.0)), "Date headers")
             self._say()
 
-    def _verdict(self, verdict: Verdict) -> None:
+    def _verdict(self, verdict: Verdict, source: str) -> None:
         if verdict is Verdict.RESTARTED:
             event(
                 "clock",
-                "Clock: storage's time moved against this host's (a pause of the host, a step of a clock): estimating again",
+                "Clock: storage's time, by its %s, moved against this host's (a pause of the host, a step of a clock): "
+                "estimating again",
+                source,
                 level=logging.WARNING,
             )
             self._said = None
         elif verdict is Verdict.DISTRUSTED:
             event(
                 "clock",
-                "Clock: storage responses disagree about the time among themselves: this host's own clock paces for now",
+                "Clock: storage's %s disagree among themselves: not used for now",
+                source,
                 level=logging.WARNING,
             )
             self._said = None
