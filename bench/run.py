@@ -16,6 +16,7 @@ import logging
 import os
 import platform
 import re
+import shlex
 import sys
 import tempfile
 import time
@@ -467,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "settings": {"peerSeconds": args.peer_seconds, "retryAfter": "time until admitted (>= 1 s)"},
-            "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": shlex.join(["python", "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])]),
         }
         print("== publish latency ==", flush=True)
         results["publish"] = bench.publish_latency()
