@@ -18,6 +18,31 @@ def _shape(s: dict) -> str:
     return f"{s['workers']} workers, {s['limit']}/s, {s['latency'] * 1000:.0f} ms{polling}"
 
 
+def skew_table(results: dict) -> list[str]:
+    """The scenarios whose workers' clocks disagree: throughput, and whether Graph's limit held."""
+    skewed = [s for s in results["scenarios"] if s.get("clock_shifts")]
+    if not skewed:
+        return []
+    lines = [
+        "",
+        "| scenario | worker clocks | upgrades/s ÷ ceiling | requests over the limit (429s) | most requests sent in 1 s "
+        "| first GET | offsets the workers estimated |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in skewed:
+        o = s["ours"]
+        clocks = ", ".join(f"{shift:+g} s" for shift in s["clock_shifts"])
+        sent = max(o["maxSentInAnyOneSecond"].values(), default=0)
+        said = ", ".join(
+            "n/a" if x is None else f"{x['seconds']:+.3f} s (±{x['error'] * 1000:.1f} ms)" for x in o.get("clockOffsets", [])
+        )
+        lines.append(
+            f"| {s['name']} | {clocks} | {o['ratioToCeiling']:.2f} | {o['limiter429']} ({o['limiter429Share'] * 100:.2f} %) "
+            f"| {sent} | {o['secondsPublishToFirstGet']} s | {said} |"
+        )
+    return lines
+
+
 def render(results: dict) -> str:
     lines = [
         f"Measured {results['date']} on {results['machine']['cpus']} CPUs (Python {results['machine']['python']}), "
@@ -42,6 +67,7 @@ def render(results: dict) -> str:
             f"| {o['steadyUpgradesPerSecond']:g} ({o['steadyRatioToCeiling']:.2f}) | {o['secondsPublishToFirstGet']} s "
             f"| {o['secondsPublishToLastUpgrade']:g} s | {peak} | {throttled} | {per}{once} |"
         )
+    lines += skew_table(results)
     peers = [(s, name, p) for s in results["scenarios"] for name, p in s["peers"].items()]
     if peers:
         lines += ["", "| scenario | peer | upgrades/s | ours / peer | projected time for all chats |", "|---|---|---|---|---|"]

@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import platform
+import re
+import shlex
 import sys
 import tempfile
 import time
@@ -44,6 +46,8 @@ OLD, NEW = "2.3.0", "2.4.0"
 GETS = {"getInstalledApps", "getTeamInstalledApps", "getUserInstalledApps"}
 UPGRADES = {"upgrade", "upgradeTeam", "upgradeUser"}
 BUSY_BUCKETS = ("installedApps.get", "installedApps.teamUser.get", "installedApps.post", "teams.get")
+# a worker's log line saying how far its clock is from storage's (shared.foundation.shared_clock)
+CLOCK_SAID = re.compile(r"^\S+ \S+ (\d+) upgrader\.events Clock: this host's clock is ([+-][\d.]+) s off .*\(±([\d.]+) s\)")
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Scenario:
     latency: float = 0.05
     polling: float | None = None  # a cap on the queue listeners' longest polling interval (None: host.json's)
     peers: bool = False
+    clock_shifts: tuple[float, ...] = ()  # seconds by which each worker's wall clock runs off (the rest: none)
 
     @property
     def outdated(self) -> int:
@@ -71,6 +76,20 @@ class Scenario:
 
 
 HARNESS = {"workers": 2, "limit": 40, "latency": 0.02, "polling": 1.0}  # the shape of issue 12's harness
+# issue 25: 1,000 chats in the harness's shape, with the wall clock of one worker (or both) off
+SKEW = [
+    Scenario(name, chats=1000, clock_shifts=shifts, **HARNESS)
+    for name, shifts in (
+        ("skew0", (0.0, 0.0)),
+        ("skew+0.1", (0.0, 0.1)),
+        ("skew+0.3", (0.0, 0.3)),
+        ("skew-0.3", (0.0, -0.3)),
+        ("skew+1", (0.0, 1.0)),
+        ("skew-1", (0.0, -1.0)),
+        ("skew+1/-1", (1.0, -1.0)),
+    )
+]
+GROUPS = {"skew": [s.name for s in SKEW]}  # `--only skew`
 SUITE = [
     Scenario("harness-300", chats=300, **HARNESS),
     Scenario("harness-3000", chats=3000, **HARNESS),
@@ -81,6 +100,7 @@ SUITE = [
     Scenario("chats-3300", chats=3300),
     Scenario("mixed-3300", chats=1000, teams=300, users_with_app=2000),
     Scenario("discovery-5000", chats=2000, discovery_users=5000),
+    *SKEW,
 ]
 
 
@@ -143,6 +163,20 @@ def per_second(times: list[float], start: float, end: float) -> list[int]:
     return [counts.get(second, 0) for second in range(int(end - start) + 1)]
 
 
+def clock_offsets(log: Path, since: int, pids: list[int]) -> list[dict | None]:
+    """What each worker process said last of its clock's offset from storage's, in the worker log
+    written from byte `since` on (None: it said nothing)."""
+    said: dict[int, dict] = {}
+    if log.exists():
+        with log.open("rb") as f:
+            f.seek(since)
+            for line in f.read().decode(errors="replace").splitlines():
+                match = CLOCK_SAID.match(line)
+                if match:
+                    said[int(match.group(1))] = {"seconds": float(match.group(2)), "error": float(match.group(3))}
+    return [said.get(pid) for pid in pids]
+
+
 def publish_body(s: Scenario, tenant: Tenant, app) -> dict:
     if s.discovery_users:
         return {"teamsAppId": app.id, "scopes": s.scopes}
@@ -185,6 +219,8 @@ def measure(s: Scenario, log, started: float, status: dict, emulator: EmulatorPr
         "maxRequestsInAnyOneSecond": {
             b: max_in_window([r.t for r in log if r.bucket == b and r.status != 429]) for b in BUSY_BUCKETS
         },
+        # what the app sent, the requests Graph refused included: over the limit, the bucket was overrun
+        "maxSentInAnyOneSecond": {b: max_in_window([r.t for r in log if r.bucket == b]) for b in BUSY_BUCKETS},
         "acceptedRequestsPerSecondByBucket": bucket_rates(log),
         "minSecondsBetweenRequestsOnOneChat": round(emulator.min_chat_gap(), 3),
         "maxRequestsOnOneTeamInAnyOneSecond": emulator.max_per_resource_window("team"),
@@ -271,7 +307,10 @@ class Bench:
     def ours(self, s: Scenario, tenant: Tenant, app) -> tuple[dict, list[float]]:
         emulator = self.emulator(tenant, s)
         self.clean()
-        host = self.host(s, queue_workers=s.workers)
+        worker_log = Path(self.args.log)
+        log_start = worker_log.stat().st_size if worker_log.exists() else 0
+        host = self.host(s, queue_workers=s.workers, clock_shifts=s.clock_shifts)
+        pids = [worker.pid for worker in host.workers]
         storage_cpu = cpu_seconds(self.azurite.pid)
         try:
             started = time.time()
@@ -291,6 +330,7 @@ class Bench:
         log = emulator.requests()
         result = measure(s, log, started, status, emulator)
         result["peakRssMbPerWorker"] = rss
+        result["clockOffsets"] = clock_offsets(worker_log, log_start, pids)
         targets = max(1, status["counts"]["targets"])
         result["cpuMsPerTarget"] = {
             "workers": round(sum(c or 0 for c in cpu) * 1000 / targets, 1),
@@ -326,6 +366,8 @@ class Bench:
             f"CPU ms per target: {ours['cpuMsPerTarget']}",
             flush=True,
         )
+        if s.clock_shifts:
+            print(f"  {skew_line(s, ours)}", flush=True)
         result = {**asdict(s), "outdatedTargets": s.outdated, "ours": ours, "peers": {}, "timelines": {"ours": ours_times}}
         if s.peers:
             for peer in self.args.peers:
@@ -336,6 +378,17 @@ class Bench:
                 measured["oursOverPeer"] = round(ratio, 1) if ratio else None
                 print(f"  peer {peer}: {measured['upgradesPerSecond']}/s, ours/peer = {measured['oursOverPeer']}", flush=True)
         return result
+
+
+def skew_line(s: Scenario, ours: dict) -> str:
+    """A skew scenario in one line: throughput, what went over the limit, and the busiest second."""
+    clocks = ", ".join(f"{shift:+g} s" for shift in s.clock_shifts)
+    said = ", ".join("not said" if o is None else f"{o['seconds']:+.4f} s (±{o['error']:.4f})" for o in ours["clockOffsets"])
+    return (
+        f"worker clocks {clocks}: {ours['ratioToCeiling']:.2f} of the ceiling, over the limit {ours['limiter429']} "
+        f"({ours['limiter429Share']:.2%}), most sent in one second {max(ours['maxSentInAnyOneSecond'].values())}; "
+        f"the workers found their clocks off by {said}"
+    )
 
 
 def plot(results: dict, path: Path) -> None:
@@ -368,20 +421,22 @@ def plot(results: dict, path: Path) -> None:
 
 
 def selected(only: str) -> list[Scenario]:
-    names = [n for n in only.split(",") if n]
+    names = [n for group in only.split(",") if group for n in GROUPS.get(group, [group])]
     if not names:
         return SUITE
     known = {s.name: s for s in SUITE}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(known)}")
+        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join([*known, *GROUPS])}")
     return [known[n] for n in names]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--only", default="", help=f"comma-separated scenarios (default: all of {', '.join(s.name for s in SUITE)})"
+        "--only",
+        default="",
+        help=f"comma-separated scenarios or groups ({', '.join(GROUPS)}; default: all of {', '.join(s.name for s in SUITE)})",
     )
     parser.add_argument("--chats", type=int, help="override the chats of the selected scenarios")
     parser.add_argument("--workers", type=int, help="override the worker processes of the selected scenarios")
@@ -418,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "settings": {"peerSeconds": args.peer_seconds, "retryAfter": "time until admitted (>= 1 s)"},
-            "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": shlex.join(["python", "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])]),
         }
         print("== publish latency ==", flush=True)
         results["publish"] = bench.publish_latency()

@@ -16,6 +16,7 @@ is given (the real host skips them locally too); a message's lease is renewed by
 holds it (--lease seconds, 600 by default as on Azure); no dynamic concurrency, no scale controller.
 
   python -m devtools.funchost [--port 7071] [--workers N] [--function-key KEY] [--settings local.settings.json]
+                            [--clock-shifts 0,0.3]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ from shared.foundation.settings import StorageSettings
 from shared.foundation.storage import queue_service_client
 
 ROOT = Path(__file__).resolve().parent.parent
+CLOCK_SHIFT = ROOT / "devtools" / "clockshift"  # its sitecustomize shifts the wall clock of a process that has it on PYTHONPATH
 log = logging.getLogger("Host")
 
 
@@ -496,8 +498,11 @@ class LocalHost:
         lease: float = 600.0,
         queue_overrides: dict | None = None,
         worker_log: str | None = None,
+        clock_shifts: Sequence[float] = (),
     ) -> None:
-        """`queue_overrides` replaces host.json queue settings (QueueOptions fields), e.g. for fast tests."""
+        """`queue_overrides` replaces host.json queue settings (QueueOptions fields), e.g. for fast tests.
+        `clock_shifts`: seconds by which each worker process's wall clock runs off (worker i takes
+        clock_shifts[i]; the ones past its end run on the machine's clock)."""
         self.app_path = Path(app_path)
         self.config = HostConfig.load(self.app_path.parent / "host.json")
         self.queue_overrides = dict(queue_overrides or {})
@@ -511,6 +516,7 @@ class LocalHost:
         self.function_key = function_key
         self.lease = lease
         self.worker_log = worker_log
+        self.clock_shifts = tuple(clock_shifts)
         self.http: HttpFrontend | None = None
         self.listeners: list[QueueListener] = []
         self.timers: list[TimerListener] = []
@@ -558,7 +564,7 @@ class LocalHost:
         if self.queue_workers == 0:
             self.start_queue_listeners()
         elif self.queue_workers is not None:  # None: HTTP and timers only
-            self.workers = [self.spawn_worker(wait=False) for _ in range(self.queue_workers)]
+            self.workers = [self.spawn_worker(wait=False, clock_shift=self._clock_shift(i)) for i in range(self.queue_workers)]
             for worker in self.workers:
                 self._wait_ready(worker)
         log.info("Host started: %d functions (%s)", len(self.specs), ", ".join(s.name for s in self.specs))
@@ -578,8 +584,12 @@ class LocalHost:
         for listener in self.listeners:
             listener.start()
 
-    def spawn_worker(self, *, wait: bool = True) -> subprocess.Popen:
-        """A worker process for the queue triggers; with `wait`, once it listens (its app is loaded)."""
+    def _clock_shift(self, worker: int) -> float:
+        return self.clock_shifts[worker] if worker < len(self.clock_shifts) else 0.0
+
+    def spawn_worker(self, *, wait: bool = True, clock_shift: float = 0.0) -> subprocess.Popen:
+        """A worker process for the queue triggers; with `wait`, once it listens (its app is loaded);
+        with `clock_shift`, one whose wall clock runs that many seconds off."""
         args = [
             sys.executable,
             "-m",
@@ -595,7 +605,7 @@ class LocalHost:
         if self.worker_log:
             args += ["--log-file", self.worker_log]
         worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed options
-            args, cwd=ROOT, env=os.environ.copy(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            args, cwd=ROOT, env=worker_env(clock_shift), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         if wait:
             self._wait_ready(worker)
@@ -633,6 +643,16 @@ class LocalHost:
         self.stop()
 
 
+def worker_env(clock_shift: float = 0.0) -> dict[str, str]:
+    """The environment of a worker process: this one's, and with `clock_shift`, the sitecustomize that
+    makes the worker's `time.time()` run that many seconds off (the app reads its wall clock there)."""
+    env = os.environ.copy()
+    if clock_shift:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CLOCK_SHIFT), env.get("PYTHONPATH")) if p)
+        env["CLOCK_SHIFT_SECONDS"] = repr(clock_shift)
+    return env
+
+
 def _relay_notifications(host: LocalHost) -> None:
     """In a worker process: the parent names, one per line, the queues its functions wrote to."""
     for line in sys.stdin:
@@ -658,9 +678,18 @@ def main(argv: list[str] | None = None) -> int:
         "--queue-overrides", type=json.loads, default={}, help="JSON object of host.json queue settings to replace"
     )
     parser.add_argument("--log-file", help="append logs to this file instead of the console")
+    parser.add_argument(
+        "--clock-shifts",
+        type=lambda text: [float(x) for x in text.split(",") if x],
+        default=[],
+        help="comma-separated seconds by which each worker process's wall clock runs off, e.g. 0,0.3",
+    )
     parser.add_argument("--queues-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt=None, filename=args.log_file)
+    # the process id tells the workers apart in a log file they share
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(message)s", datefmt=None, filename=args.log_file
+    )
     logging.getLogger("azure").setLevel(logging.WARNING)
     if args.settings:
         load_settings_file(Path(args.settings))
@@ -680,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
             function_key=args.function_key,
             lease=args.lease,
             queue_overrides=args.queue_overrides,
+            clock_shifts=args.clock_shifts,
         )
         host.start()
         for spec in host.functions("httpTrigger"):

@@ -36,17 +36,26 @@ def default_plan(settings: Settings) -> Plan | None:
 def build(settings: Settings) -> Services:
     plan = default_plan(settings)
     storage = Storage(settings.storage)
-    pacer = Pacer(schedule=TableSchedule(storage.table(PACING_TABLE)), rate=settings.graph_max_rps)
+    # the pacing schedule's times are on storage's clock, which every instance shares, and so are the
+    # times that wait for a slot (a chat's POST one second after its GET's response, a release plan)
+    clock = storage.clock
+    pacer = Pacer(
+        schedule=TableSchedule(storage.table(PACING_TABLE)),
+        rate=settings.graph_max_rps,
+        clock=clock.now,
+        clock_offset=clock.offset,
+    )
     graph = GraphClient(
         base_url=settings.graph_base_url,
         tokens=managed_identity_tokens(settings.azure_client_id),
         pacer=pacer,
         inline_retry_seconds=settings.inline_retry_seconds,
+        clock=clock.now,
     )
     runs_table = storage.table(RUNS_TABLE)
     counters = Counters(runs_table)
     runs = RunStore(runs_table, counters, readers=storage.readers)
-    return Services(
+    services = Services(
         settings=settings,
         storage=storage,
         runs=runs,
@@ -54,12 +63,14 @@ def build(settings: Settings) -> Services:
         targets=TargetStore(runs_table, counters),
         pacer=pacer,
         graph=graph,
-        dispatcher=Dispatcher(storage=storage, pacer=pacer, targets_per_message=settings.targets_per_message),
+        dispatcher=Dispatcher(storage=storage, pacer=pacer, targets_per_message=settings.targets_per_message, clock=clock.now),
         apps=AppStore(storage.table(WATCH_TABLE)),
         registry=Registry(storage.table(REGISTRY_TABLE), readers=storage.readers),
         token_validator=TokenValidator(settings.api_auth) if settings.api_auth.mode == "entra" else None,
         default_plan=plan,
     )
+    storage.time_clock()
+    return services
 
 
 _lock = threading.Lock()

@@ -76,7 +76,7 @@ class Poster:
             while True:
                 if batch.error is not None:
                     return None, None  # the claim thread failed: nothing more is sent
-                now = time.time()
+                now = self._graph.now()  # the clock of the GETs' responses, which the POSTs' due times count from
                 unclaimed = [item for item in batch.due if item[0].target not in batch.claimed]
                 if unclaimed and not batch.claiming and (batch.checked or now >= unclaimed[0][2] - self._claim_time.value):
                     batch.claiming = True
@@ -101,9 +101,9 @@ class Poster:
                 rows = [r for r in rows if r.target in batch.settle.rows]
                 with batch.changed:
                     batch.due = deque(item for item in batch.due if item[0].target in batch.settle.rows)
-            began = time.time()
+            began = time.monotonic()
             self._claim(batch, rows)
-            self._claim_time.add(time.time() - began)
+            self._claim_time.add(time.monotonic() - began)
         except BaseException as exc:
             batch.fail(exc)
         finally:

@@ -8,6 +8,9 @@ TCP and TLS handshake on the hot path."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
+
 import requests
 from azure.core.pipeline.transport import RequestsTransport
 from requests.adapters import HTTPAdapter
@@ -24,7 +27,29 @@ def pooled(session: requests.Session, *, retries: Retry | int = 0) -> requests.S
     return session
 
 
-def storage_transport() -> RequestsTransport:
-    """A transport for the storage SDK clients (which retry in their own policies, never in urllib3)."""
+# a response's method, status and headers, with when its request left and when it came back (time.monotonic)
+Observer = Callable[[str, int, Mapping[str, str], float, float], None]
+
+
+class TimedTransport(RequestsTransport):
+    """Tells `observer` of every response it receives, timed where the request leaves and the answer
+    arrives: nothing of the SDK's pipeline (signing, retries, parsing) lies in between."""
+
+    def __init__(self, observer: Observer, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._observer = observer
+
+    def send(self, request, **kwargs):
+        sent = time.monotonic()
+        response = super().send(request, **kwargs)
+        self._observer(request.method, response.status_code, response.headers, sent, time.monotonic())
+        return response
+
+
+def storage_transport(observer: Observer | None = None) -> RequestsTransport:
+    """A transport for the storage SDK clients (which retry in their own policies, never in urllib3);
+    with `observer`, one that tells it of every response."""
     session = pooled(requests.Session(), retries=Retry(total=False, redirect=False, raise_on_status=False))
-    return RequestsTransport(session=session, session_owner=False)
+    if observer is None:
+        return RequestsTransport(session=session, session_owner=False)
+    return TimedTransport(observer, session=session, session_owner=False)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from shared.foundation.connections import storage_transport
 from shared.foundation.settings import StorageSettings
+from shared.foundation.shared_clock import SharedClock
 
 CONTROL_QUEUE = "upgrader-control"
 TARGETS_QUEUE = "upgrader-targets"
@@ -21,6 +23,7 @@ PACING_TABLE = "upgraderpacing"
 WATCH_TABLE = "upgraderwatch"
 REGISTRY_TABLE = "upgraderregistry"
 PARTITION_READERS = 8  # partitions of one table read at once (a run's counters, a large registry)
+log = logging.getLogger(f"upgrader.{__name__}")
 
 
 def storage_credential(settings: StorageSettings):
@@ -42,15 +45,17 @@ def queue_service_client(settings: StorageSettings, *, credential=None, **option
 
 class Storage:
     """Creates queues and tables on first use; clients are cached and thread-safe. `readers` reads
-    several partitions of a table at once."""
+    several partitions of a table at once. `clock` is the service's time, as every response tells it."""
 
-    def __init__(self, settings: StorageSettings, *, credential=None) -> None:
+    def __init__(self, settings: StorageSettings, *, credential=None, clock: SharedClock | None = None) -> None:
         self._settings = settings
         self.readers = ThreadPoolExecutor(PARTITION_READERS, thread_name_prefix="partition-reader")
+        self.clock = clock or SharedClock()
         self._lock = threading.Lock()
         self._queues: dict[str, QueueClient] = {}
         self._tables: dict[str, TableClient] = {}
-        transport = storage_transport()  # one pool of connections for the account's tables and queues
+        # one pool of connections for the account's tables and queues, each response timing the clock
+        transport = storage_transport(self.clock.observe)
         if settings.connection_string:
             self._table_service = TableServiceClient.from_connection_string(settings.connection_string, transport=transport)
         else:
@@ -83,3 +88,13 @@ class Storage:
                 client = self._table_service.get_table_client(name)
                 self._tables[name] = client
             return client
+
+    def time_clock(self) -> None:
+        """One write, whose answer times the service's clock to within its round trip (a written entity's
+        ETag is the time of the write): so the first request a process paces is on that clock already,
+        not on its own until the Date headers have ticked over. Without it, the clock is timed by the
+        requests that follow."""
+        try:
+            self.table(PACING_TABLE).upsert_entity({"PartitionKey": "clock", "RowKey": "timing"})
+        except AzureError as exc:
+            log.warning("Could not time the storage service's clock: %s", exc)

@@ -23,7 +23,9 @@ Events and their properties:
   targetOutcome   runId appId scope targetId chatId|teamId|userId outcome targetVersion installedVersion
                   graphStatus graphCode
   throttled       bucket graphStatus retryAfter
-  pacing          bucket reserved blocks used overslept dropped (per process, every 30 s)
+  pacing          bucket reserved blocks used overslept dropped clockOffset clockError (per process, every 30 s)
+  clock           clockOffset clockError (this host's wall clock minus the storage service's, once known and
+                  when it moves; warnings: a host more than 0.1 s off, storage's time moving, no usable Date)
   rescheduled     runId appId scope targetId outcome graphStatus graphCode retryAfter
   userSkipped     runId scope userId graphStatus graphCode
   poisoned        queue runId step | appId

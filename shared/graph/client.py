@@ -155,6 +155,10 @@ class GraphClient:
         self._max_attempts = max_attempts
         self._clock = clock
 
+    def now(self) -> float:
+        """The time on the clock its responses are stamped with (`GraphResponse.received_at`): the pacer's."""
+        return self._clock()
+
     def url(self, path: str, params: dict | None = None) -> str:
         query = f"?{urlencode(params, quote_via=quote, safe=chr(36) + ',()=/:@')}" if params else ""
         return f"{self.base_url}{path}{query}"

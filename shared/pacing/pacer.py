@@ -9,8 +9,9 @@ slot. A 429 pushes the bucket's schedule past Retry-After, so every instance bac
 Slots are spaced 1 / (rate * HEADROOM) apart: the headroom absorbs send-time jitter, so the
 arrivals at Graph stay under `rate` in any one-second window. A slot reserved for a request that
 does not come passes unused, and the other instances wait behind it: callers that know how many
-requests they will send next say so (`more`), and a block is never larger than that. Clocks are the hosts' own (NTP-synced
-on Azure); a skew between instances shows up as jitter.
+requests they will send next say so (`more`), and a block is never larger than that. The clock
+must be one every instance shares (the storage service's, see foundation.shared_clock): an instance
+whose clock is off would send its slots that far off the others', into their one-second windows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from shared.foundation.shared_clock import Offset
 from shared.foundation.telemetry import event
 from shared.pacing.schedule import TableSchedule
 
@@ -74,12 +76,14 @@ class Pacer:
         headroom: float = HEADROOM,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        clock_offset: Callable[[], Offset | None] = lambda: None,
     ) -> None:
         self.rate = rate
         self.interval = 1.0 / (rate * headroom)
         self._schedule = schedule
         self._clock = clock
         self._sleep = sleep
+        self._clock_offset = clock_offset  # how far this host's clock is from `clock`, for the report
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
         self._max_block = max(1, int(rate * RESERVE_SECONDS))
@@ -206,27 +210,31 @@ class Pacer:
             del state.announced[caller]
         return state.waiting + sum(more for more, _ in state.announced.values())
 
-    @staticmethod
-    def _report(bucket: str, state: _Bucket, now: float) -> None:
-        """Every half minute: how this process used the slots it reserved (dropped ones are lost throughput)."""
+    def _report(self, bucket: str, state: _Bucket, now: float) -> None:
+        """Every half minute: how this process used the slots it reserved (dropped ones are lost
+        throughput), and how far its host's clock is from the shared one."""
         if now - state.reported < REPORT_SECONDS:
             return
         if state.reported:
+            offset = self._clock_offset()
             event(
                 "pacing",
-                "Pacing %s: %d slots reserved in %d blocks, %d used (%d overslept), %d dropped",
+                "Pacing %s: %d slots reserved in %d blocks, %d used (%d overslept), %d dropped; host clock %s",
                 bucket,
                 state.reserved,
                 state.blocks,
                 state.used,
                 state.overslept,
                 state.dropped,
+                "not timed" if offset is None else f"{offset.seconds:+.4f} s (±{offset.error:.4f} s) off storage's",
                 bucket=bucket,
                 reserved=state.reserved,
                 blocks=state.blocks,
                 used=state.used,
                 overslept=state.overslept,
                 dropped=state.dropped,
+                clockOffset=None if offset is None else round(offset.seconds, 4),
+                clockError=None if offset is None else round(offset.error, 4),
             )
         state.reported, state.reserved, state.used, state.dropped, state.blocks, state.overslept = now, 0, 0, 0, 0, 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import requests
 from azure.storage.queue import QueueServiceClient
 
-from devtools.funchost import LocalHost
+from devtools.funchost import LocalHost, worker_env
 from tests.support import NEVER, unreachable_storage, wait_for
 
 SAMPLE = Path(__file__).parent / "hostapp" / "sample_app.py"
@@ -164,3 +165,21 @@ def test_timer_fires_on_its_ncrontab_schedule(sample, monkeypatch):
     _host, module, _queues = sample()
     ticks = wait_for(lambda: [c for c in module.CALLS if c["fn"] == "tick"][:2] if len(module.CALLS) >= 2 else None, timeout=10)
     assert all(t["past_due"] is False for t in ticks)
+
+
+def _clocks_of_a_worker_process(clock_shift: float) -> tuple[float, float, float]:
+    """time.time(), time.time_ns() and time.monotonic() as a worker process with this environment reads them."""
+    script = "import time; print(time.time(), time.time_ns() / 1e9, time.monotonic())"
+    out = subprocess.run([sys.executable, "-c", script], env=worker_env(clock_shift), capture_output=True, text=True, check=True)
+    wall, wall_ns, monotonic = (float(x) for x in out.stdout.split())
+    return wall, wall_ns, monotonic
+
+
+def test_a_worker_can_run_with_its_wall_clock_shifted_and_its_monotonic_clock_untouched():
+    for shift in (0.75, -0.75, 0.0):
+        before, before_monotonic = time.time(), time.monotonic()
+        wall, wall_ns, monotonic = _clocks_of_a_worker_process(shift)
+        after, after_monotonic = time.time(), time.monotonic()
+        assert before + shift <= wall <= after + shift, shift
+        assert abs(wall_ns - wall) < 0.05, shift
+        assert before_monotonic <= monotonic <= after_monotonic, shift  # one monotonic clock for the whole machine

@@ -3,13 +3,17 @@ request per second per chat, and backs off together on Retry-After."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
+import pytest
+
 from devtools.loopback import max_in_window
 from shared.foundation.settings import StorageSettings
+from shared.foundation.shared_clock import Offset, SharedClock
 from shared.foundation.storage import PACING_TABLE, Storage
-from shared.pacing.pacer import LATE_TOLERANCE, Pacer
+from shared.pacing.pacer import LATE_TOLERANCE, REPORT_SECONDS, Pacer
 from shared.pacing.schedule import TableSchedule
 
 
@@ -42,6 +46,49 @@ def test_two_schedules_never_hand_out_more_than_the_rate(azurite, app_env):
     assert len(sent) == 90
     assert max_in_window(sent) <= rate
     assert elapsed >= (90 - rate) / rate  # nobody got more than its share
+
+
+def test_storage_s_answers_time_the_clock_of_a_host_that_is_off(azurite, app_env):
+    # Azurite runs on this machine: its clock is the test's, and the host's below is 0.4 s ahead of it
+    settings = StorageSettings(connection_string=azurite.connection_string)
+    storage = Storage(settings, clock=SharedClock(wall=lambda: time.time() + 0.4))
+    assert storage.clock.now() == pytest.approx(time.time() + 0.4, abs=0.01)  # nothing heard yet: its own clock
+    storage.queue("clockcheck").send_message("tick")
+    assert storage.clock.offset() is not None  # queue responses tell the time too (their Date, to the second)
+    storage.time_clock()  # one table write: its ETag tells the time of the write
+    offset = storage.clock.offset()
+    assert abs(offset.seconds - 0.4) <= offset.error < 0.05
+    assert storage.clock.now() == pytest.approx(time.time(), abs=2 * offset.error + 0.002)
+
+
+def test_instances_whose_clocks_disagree_by_a_second_still_never_hand_out_more_than_the_rate(azurite, app_env):
+    rate = 20
+    sent: list[float] = []
+    lock = threading.Lock()
+    pacers = []
+    for skew in (-0.5, 0.5):  # two "instances" a second apart, neither on the right time
+        storage = Storage(
+            StorageSettings(connection_string=azurite.connection_string), clock=SharedClock(wall=lambda s=skew: time.time() + s)
+        )
+        storage.time_clock()
+        pacers.append(Pacer(schedule=TableSchedule(storage.table(PACING_TABLE)), rate=rate, clock=storage.clock.now))
+
+    def send(pacer: Pacer) -> None:
+        for _ in range(15):
+            pacer.acquire("bucket")
+            with lock:
+                sent.append(time.time())  # when Graph would see it: on the machine's clock, storage's
+
+    threads = [threading.Thread(target=send, args=(pacer,)) for pacer in pacers for _ in range(3)]
+    started = time.time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(sent) == 90
+    assert max_in_window(sent) <= rate
+    assert time.time() - started < (90 + rate) / rate  # and neither waited for the other's clock
 
 
 def test_retry_after_pushes_every_instance_back(azurite, app_env):
@@ -149,3 +196,21 @@ def test_work_between_a_slot_and_its_request_is_done_before_the_slot():
     # work that is always slow (storage slower than ever) does not keep the request from leaving
     began, slot, sent = _prepared_send(*[0.2] * 10)
     assert 0.1 < sent - slot < 0.2
+
+
+def test_each_pacing_report_says_how_far_the_host_s_clock_is_from_the_shared_one(caplog):
+    caplog.set_level(logging.INFO)
+    now = [1000.0]
+    pacer = Pacer(
+        schedule=MemorySchedule(),
+        rate=30,
+        clock=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+        clock_offset=lambda: Offset(seconds=0.3012, error=0.0021),
+    )
+    for _ in range(2):  # the first acquire starts the half minute, the second reports it
+        pacer.acquire("b")
+        now[0] += REPORT_SECONDS
+    [report] = [r for r in caplog.records if getattr(r, "event", None) == "pacing"]
+    assert (report.clockOffset, report.clockError) == (0.3012, 0.0021)
+    assert "+0.3012 s (±0.0021 s) off storage's" in report.getMessage()
