@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
 PERMISSION = re.compile(r"`([A-Za-z][A-Za-z-]*(?:\.[A-Za-z-]+)+)`")  # `User.Read.All`, not `--rsc` or `/users`
 SCOPES = {"every deployment": "every", "`chat`": "chat", "`team`": "team", "`personal`": "personal"}
 
