@@ -269,7 +269,7 @@ def text_of(node: Node | None) -> str:
 
 # ---- the Graph permission table, read as data: one row per Graph call the app makes ----------------
 
-README = ROOT / "README.md"
+README = ROOT / "docs" / "operations.md"
 PERMISSION = re.compile(r"`([A-Za-z][A-Za-z-]*(?:\.[A-Za-z-]+)+)`")  # `User.Read.All`, not `--rsc` or `/users`
 TABLE_SCOPES = {"every deployment": "every", "`chat`": "chat", "`team`": "team", "`personal`": "personal"}
 
