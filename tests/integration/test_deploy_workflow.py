@@ -127,7 +127,7 @@ def test_an_unset_repository_variable_means_the_parameters_default():
 
 
 def pipeline_section() -> str:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "operations.md").read_text()
     return " ".join(readme[readme.index("**From a pipeline.**") :].split("\n\n")[0].split())
 
 

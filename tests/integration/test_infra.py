@@ -406,5 +406,5 @@ def test_with_notifications_one_instance_of_the_http_group_is_always_ready(app):
     assert {k: text(v) for k, v in properties(group).items()} == {"name": "'http'", "instanceCount": "1"}
     assert text(when_off) == "[]"  # without notifications nothing is billed while idle
     memory = int(text(properties(config["scaleAndConcurrency"])["instanceMemoryMB"]))
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join((ROOT / "docs" / "operations.md").read_text().split())
     assert f"the always-ready instance ({memory:,} MB) is billed around the clock" in readme  # what it costs is said

@@ -232,7 +232,7 @@ def test_both_hooks_are_wired_and_do_the_same_calls():
 
 
 def test_the_readme_says_what_azd_down_leaves_and_what_the_next_azd_up_does():
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join((ROOT / "docs" / "operations.md").read_text().split())
     retention = re.search(r"softDeleteRetentionInDays: (\d+)", (ROOT / "infra" / "secrets.bicep").read_text()).group(1)
     leaves = "`azd down` deletes the resource group and everything in it, and leaves two things. With notifications,"
     assert f"{leaves} the Key Vault stays soft-deleted for {retention} days" in readme
