@@ -1,4 +1,4 @@
-"""Renders a benchmark result (bench/results/latest.json) as the Markdown tables the README shows."""
+"""Renders a benchmark result (bench/results/latest.json) as the Markdown tables docs/performance.md shows."""
 
 from __future__ import annotations
 

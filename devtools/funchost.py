@@ -11,7 +11,7 @@ A message written by an output binding wakes the listener of its queue at once i
 next poll, as the real host's shared queue watcher does on the instance that wrote it (with worker
 processes: one of them, in turn).
 
-Differences from the real host (also in the README): keys are not checked unless --function-key
+Differences from the real host (also in docs/testing.md): keys are not checked unless --function-key
 is given (the real host skips them locally too); a message's lease is renewed by the process that
 holds it (--lease seconds, 600 by default as on Azure); no dynamic concurrency, no scale controller.
 

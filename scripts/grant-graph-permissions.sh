@@ -18,7 +18,7 @@
 #
 # Permissions granted (application permissions): for each Graph call, the least privileged one Graph's
 # reference page for the call names, except for upgrades, whose least privileged (...Self...) only lets a
-# Teams app upgrade itself; the README's permission table lists each call:
+# Teams app upgrade itself; docs/operations.md's permission table lists each call:
 #   always             AppCatalog.Read.All                                  read the app catalog
 #   chat               TeamsAppInstallation.ReadWriteForChat.All            list and upgrade installations in chats
 #                        --rsc: TeamsAppInstallation.ReadWriteAndConsentForChat.All instead

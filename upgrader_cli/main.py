@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     app = publish.add_mutually_exclusive_group(required=True)
     app.add_argument("--app-id", help="the app's id in the tenant app catalog (GUID)")
     app.add_argument("--external-id", help="the app's manifest id")
-    publish.add_argument("--version", help="fail unless this is the newest published version")
+    publish.add_argument("--version", help="this version: waits until the catalog lists it (CATALOG_WAIT), fails if older")
     publish.add_argument(
         "--scope", action="append", choices=SCOPES, default=[], help="upgrade in this scope (repeatable; default: UPGRADE_SCOPES)"
     )

@@ -7,6 +7,7 @@ would also come back as an `updated` notification, each costing a GET, and says 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import timedelta
 
@@ -28,6 +29,11 @@ def installations_resource(app_id: str, scopes: tuple[str, ...]) -> str:
     return f"/appCatalogs/teamsApps/{app_id}/installations?$filter={clauses}"
 
 
+def fingerprint(client_state: str | None) -> str:
+    """A subscription's clientState as stored beside it: enough to tell a rotated secret, not to read it."""
+    return hashlib.sha256((client_state or "").encode()).hexdigest()[:16]
+
+
 def _iso(moment) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
 
@@ -46,7 +52,7 @@ class SubscriptionManager:
     def maintain(self) -> None:
         settings = self._s.settings
         if not settings.notification_url:
-            log.info("NOTIFICATION_URL is not set: no installation subscriptions")
+            log.info("Notifications are off (no NOTIFICATION_URL or NOTIFICATION_FUNCTION_KEY): no installation subscriptions")
             return
         for app_id in self.watched_app_ids():
             try:
@@ -66,8 +72,13 @@ class SubscriptionManager:
                 )
 
     def ensure(self, app_id: str) -> Subscription:
+        """The app's subscription, created, renewed, or replaced when the scopes or the clientState changed
+        (Graph keeps sending the old clientState, which the notification route would refuse)."""
         current = self._s.apps.subscription(app_id)
-        if current and current.scopes != self._s.settings.upgrade_scopes:
+        settings = self._s.settings
+        if current and (
+            current.scopes != settings.upgrade_scopes or current.client_state != fingerprint(settings.notification_client_state)
+        ):
             self.replace(app_id, current)
             current = None
         if current and current.expires_at - utcnow() > RENEW_WITHIN:
@@ -94,7 +105,9 @@ class SubscriptionManager:
         }
         # a 5xx may have created it: no blind retry (a duplicate would notify twice for 70 hours)
         created = self._s.graph.post("/subscriptions", body, bucket=BUCKET, retry_unavailable=False).body or {}
-        subscription = Subscription(created["id"], started + LIFETIME, started, scopes)
+        subscription = Subscription(
+            created["id"], started + LIFETIME, started, scopes, fingerprint(settings.notification_client_state)
+        )
         self._s.apps.set_subscription(app_id, subscription)
         event(
             "subscription",
@@ -115,12 +128,12 @@ class SubscriptionManager:
             body={"expirationDateTime": _iso(expires)},
             bucket=BUCKET,
         )
-        renewed = Subscription(current.id, expires, current.started_at, current.scopes)
+        renewed = Subscription(current.id, expires, current.started_at, current.scopes, current.client_state)
         self._s.apps.set_subscription(app_id, renewed)
         return renewed
 
     def replace(self, app_id: str, current: Subscription) -> None:
-        """UPGRADE_SCOPES changed: the old subscription goes (the caller creates one for the new
+        """UPGRADE_SCOPES or NOTIFICATION_CLIENT_STATE changed: the old subscription goes (the caller creates one for the new
         scopes); its start resets every scope's registry trust, so each is seeded again."""
         try:
             self._s.graph.send("DELETE", self._s.graph.url(f"/subscriptions/{segment(current.id)}"), bucket=BUCKET)

@@ -7,7 +7,7 @@ permission's name; Graph's own 403 ("Missing role permissions on the request. AP
 
 The sets are every application permission Graph's reference page documents for the upgrade call of
 each scope (chat-, team- and userteamwork-teamsappinstallation-upgrade), least privileged first, so
-that the check never fails an identity Graph would let through; the README's permission table lists
+that the check never fails an identity Graph would let through; docs/operations.md's permission table lists
 the same (a test compares them). Left out: the `...Self...` permissions, which Graph lists as least
 privileged but which let a Teams app upgrade only itself, never the app this one upgrades (an
 identity holding nothing else would find no installation to upgrade); and resource-specific consent

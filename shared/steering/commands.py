@@ -47,14 +47,17 @@ def cancel(services: Services, run_id: str, by: Caller) -> dict:
     cancelled = services.runs.change_steering(
         run_id, lambda s: None if s.cancelled_at else replace(s, cancelled_at=at, cancelled_by=by)
     )
-    if cancelled is not None:
-        run = services.runs.get_run(run_id)
-        log_control("runCancelled", run, by, f"Run {run_id} cancelled by {by.name}")
-        if run.target is None and cancelled.wait is not None and cancelled.wait.get("stepId"):
-            # waiting for the catalog: its next look is marked done now, so nothing stays pending
-            services.runs.complete_step(run_id, cancelled.wait["stepId"], "cancel", [])
-        stop(services, run_id)
-        time.sleep(CANCEL_SEEN)
+    if cancelled is None:  # cancelled before: a run still cancelling gets another look at what is left
+        if status["state"] == "cancelling":
+            stop(services, run_id)
+        return _status(services, run_id)
+    run = services.runs.get_run(run_id)
+    log_control("runCancelled", run, by, f"Run {run_id} cancelled by {by.name}")
+    if run.target is None and cancelled.wait is not None and cancelled.wait.get("stepId"):
+        # waiting for the catalog: its next look is marked done now, so nothing stays pending
+        services.runs.complete_step(run_id, cancelled.wait["stepId"], "cancel", [])
+    stop(services, run_id)
+    time.sleep(CANCEL_SEEN)
     return _status(services, run_id)
 
 

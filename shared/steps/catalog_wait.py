@@ -7,6 +7,7 @@ its own, queued with a delay, so that waiting holds no invocation and survives r
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 from shared.domain.app import VersionNotListed
@@ -27,7 +28,10 @@ def looks(step: Step) -> int:
     return int(n) if n.isdigit() else 0
 
 
-def wait_for_catalog(services: Services, run: RunRecord, step: Step, missing: VersionNotListed) -> StepOutput:
+def wait_for_catalog(
+    services: Services, run: RunRecord, step: Step, missing: VersionNotListed, take_slot: Callable[[str], str | None]
+) -> StepOutput:
+    """`take_slot(app_id)` makes the run the app's running run, or names the run that is."""
     now = services.now()
     waited = now - parse_iso(run.created_at)
     delay = next_catalog_check(looks(step), waited, services.settings.catalog_wait)
@@ -40,6 +44,11 @@ def wait_for_catalog(services: Services, run: RunRecord, step: Step, missing: Ve
     wait = {"reason": "catalog", "resumesAt": iso(resumes), "version": missing.version, "stepId": following.step_id}
     services.runs.change_steering(run.run_id, lambda s: None if s.stopped else replace(s, wait=wait))
     if looks(step) == 0:
+        blocker = None if run.dry_run else take_slot(missing.app_id)  # a waiting run is the app's running run
+        if blocker:
+            message = f"Run {blocker} is upgrading this app now; its status shows when it is done."
+            fail_run(services, run.run_id, ErrorInfo("runInProgress", message))
+            return StepOutput()
         if not run.explicit and not run.dry_run:  # the catalog watcher starts no second run when the version shows
             services.apps.advance(missing.app_id, missing.version, run.run_id)
         event(

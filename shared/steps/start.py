@@ -35,7 +35,7 @@ def start(services: Services, run: RunRecord, step: Step, delivery: Delivery) ->
             services.graph, teams_app_id=run.teams_app_id, external_id=run.external_id, version=run.requested_version
         )
     except VersionNotListed as missing:
-        return wait_for_catalog(services, run, step, missing)
+        return wait_for_catalog(services, run, step, missing, lambda app_id: _take_slot(services, app_id, run.run_id))
     except RunFailure as failure:
         fail_run(services, run.run_id, failure.info)
         return StepOutput()
@@ -60,7 +60,7 @@ def start(services: Services, run: RunRecord, step: Step, delivery: Delivery) ->
             return StepOutput()
     app_id = target.teams_app_id
     if not run.dry_run:
-        blocker = services.apps.begin_run(app_id, run.run_id, lambda other: _running(services, other))
+        blocker = _take_slot(services, app_id, run.run_id)
         if blocker:
             message = f"Run {blocker} is upgrading this app now; its status shows when it is done."
             fail_run(services, run.run_id, ErrorInfo("runInProgress", message))
@@ -68,7 +68,8 @@ def start(services: Services, run: RunRecord, step: Step, delivery: Delivery) ->
     discovery = discovery_modes(services, run, app_id)
     scanned = tuple(s for s in run.scopes if discovery[s] == "scan")
     seeding = scanned if discovery_group(services, run) is None else ()  # a full scan seeds the registry
-    services.runs.set_target(run.run_id, target, discovery, seeding)
+    by_manifest = run.created_at if run.teams_app_id is None else None  # indexed under its app only now
+    services.runs.set_target(run.run_id, target, discovery, seeding, created_at=by_manifest)
     if run.steering.wait is not None:  # the version it waited for is in the catalog now
         services.runs.change_steering(
             run.run_id, lambda s: replace(s, wait=None) if s.wait and s.wait["reason"] == "catalog" else None
@@ -113,6 +114,11 @@ def _first_steps(services: Services, run: RunRecord, app_id: str, discovery: dic
     if "team" in scanned and not grouped:
         steps.append(ListTeams(run_id=run.run_id, step_id="teams-0", page=0))
     return steps
+
+
+def _take_slot(services: Services, app_id: str, run_id: str) -> str | None:
+    """Makes the run the app's running run, unless another still runs; returns that other run's id."""
+    return services.apps.begin_run(app_id, run_id, lambda other: _running(services, other))
 
 
 def _running(services: Services, run_id: str) -> bool:

@@ -38,6 +38,7 @@ class Subscription:
     expires_at: datetime
     started_at: datetime
     scopes: tuple[str, ...] = ("chat",)
+    client_state: str = ""  # a fingerprint of the clientState it was created with (never the secret itself)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def _subscription(row: dict | None) -> Subscription | None:
     if row is None or not row.get("subscriptionId"):
         return None
     scopes = tuple(s for s in row.get("scopes", "chat").split(",") if s)
-    return Subscription(row["subscriptionId"], row["expiresAt"], row["startedAt"], scopes)
+    return Subscription(row["subscriptionId"], row["expiresAt"], row["startedAt"], scopes, row.get("clientState", ""))
 
 
 def _registry(row: dict | None) -> RegistryState:
@@ -180,6 +181,7 @@ class AppStore:
                 "expiresAt": subscription.expires_at,
                 "startedAt": subscription.started_at,
                 "scopes": ",".join(subscription.scopes),
+                "clientState": subscription.client_state,
             },
             mode=UpdateMode.REPLACE,
         )

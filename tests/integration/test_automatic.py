@@ -315,7 +315,8 @@ def test_subscriptions_are_renewed_before_they_expire(auto, subs, tenant, emulat
     tracking = bootstrap.get().apps
     soon = utcnow() + timedelta(hours=2)  # as if created 68 hours ago, on both sides
     subscription.expires = soon
-    tracking.set_subscription(app.id, Subscription(subscription.id, soon, utcnow()))
+    recorded = tracking.subscription(app.id)
+    tracking.set_subscription(app.id, Subscription(subscription.id, soon, utcnow(), recorded.scopes, recorded.client_state))
 
     host.fire("subscription_manager")
 
@@ -323,6 +324,24 @@ def test_subscriptions_are_renewed_before_they_expire(auto, subs, tenant, emulat
     assert subscription.expires - utcnow() > timedelta(hours=60)
     assert tracking.subscription(app.id).expires_at - utcnow() > timedelta(hours=60)  # remembered, so not renewed again
     assert len(subs.subscriptions) == 1
+
+
+def test_a_rotated_client_state_replaces_the_subscription(auto, app_env, subs, tenant, emulator):
+    app = org_app(tenant)
+    host, _api = auto(app.id)
+    host.fire("subscription_manager")
+    [old] = subs.subscriptions.values()
+    assert old.client_state == CLIENT_STATE
+    assert CLIENT_STATE not in json.dumps(bootstrap.get().apps.subscription(app.id).__dict__, default=str)  # never stored
+
+    app_env.setenv("NOTIFICATION_CLIENT_STATE", "a-new-secret-of-thirty-two-chars")
+    bootstrap.reset()
+    host.fire("subscription_manager")
+
+    [new] = subs.subscriptions.values()
+    assert new.id != old.id and new.client_state == "a-new-secret-of-thirty-two-chars"
+    host.fire("subscription_manager")  # and it stays: nothing to replace any more
+    assert [s.id for s in subs.subscriptions.values()] == [new.id]
 
 
 def test_notifications_that_cannot_be_persisted_are_a_5xx_so_graph_retries(app_env):

@@ -86,3 +86,13 @@ def test_cancel_while_waiting_for_the_catalog_is_final_at_once(api, azurite, ten
     assert answer.status_code == 202 and answer.json()["state"] == "cancelled"
     status = final_for_good(api, azurite, run_id)  # the delayed look comes and changes nothing
     assert status["state"] == "cancelled" and status["counts"]["targets"] == 0
+
+
+def test_a_run_waiting_for_the_catalog_is_the_apps_running_run(api, tenant, emulator):
+    app = org_app(tenant)
+    ids = [c.id for c in group_chats(tenant, people(tenant, 2), 2, {app.id: "1.0.0"})]
+    waiting = api.start(teamsAppId=app.id, version="1.5.0", chatIds=ids)
+    api.wait(waiting, until=lambda s: s["state"] == "waiting")
+    other = api.wait(api.start(teamsAppId=app.id, chatIds=ids))
+    assert (other["state"], other["error"]["code"]) == ("failed", "runInProgress") and waiting in other["error"]["message"]
+    api.act(waiting, "cancel")

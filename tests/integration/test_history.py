@@ -118,3 +118,11 @@ def test_cli_watch_stops_at_a_paused_canary_and_says_how_to_go_on(api, tenant, e
     err = io.StringIO()
     assert cli(["publish", "--app-id", app.id, "--pause", *url], stdout=io.StringIO(), stderr=err) == 2
     assert "--canary" in err.getvalue()
+
+
+def test_a_run_published_by_manifest_id_is_in_its_apps_history(api, tenant, emulator):
+    app = tenant.add_app("By manifest", versions=("1.0.0",), external_id="com.contoso.manifest")
+    run_id = api.start(externalId="com.contoso.manifest", dryRun=True)
+    api.wait(run_id)
+    listed = api.runs(appId=app.id).json()["value"]
+    assert [r["runId"] for r in listed] == [run_id] and listed[0]["teamsAppId"] == app.id
