@@ -9,18 +9,13 @@ import logging
 
 from shared.domain.messages import ReleaseTargets
 from shared.domain.runs import FINAL_STATES, RunRecord
-from shared.domain.steering import Advance, Caller, advance, limited, parse_iso
+from shared.domain.steering import Advance, Caller, advance, parse_iso
 from shared.foundation.telemetry import event
 from shared.services import Services
 from shared.steering.gate import send_wake, wake_at
 
 PLAN = Caller(None, "rollout")
 CANARY = Caller(None, "canary")
-
-
-def may_advance(services: Services, run: RunRecord) -> bool:
-    """Whether the run's plan may move on at all: it has one and is not through it (cached read)."""
-    return limited(services.run_cache.cached_steering(run.run_id), run.plan)
 
 
 def advance_run(services: Services, run_id: str) -> bool:
