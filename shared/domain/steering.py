@@ -22,7 +22,16 @@ from shared.foundation.errors import ErrorInfo
 
 # run errors that stop the run; after any other (discoveryIncomplete) the targets found are still processed
 FATAL_ERRORS = frozenset(
-    {"appNotFound", "appAmbiguous", "versionNotPublished", "catalogError", "startFailed", "runInProgress", "missingPermissions"}
+    {
+        "appNotFound",
+        "appAmbiguous",
+        "versionNotPublished",
+        "catalogError",
+        "startFailed",
+        "runInProgress",
+        "missingPermissions",
+        "groupNotFound",
+    }
 )
 GO, HOLD, STOP = "go", "hold", "stop"
 CATALOG_FIRST_CHECK = 5.0  # seconds until a run waiting for its version looks at the catalog again ...

@@ -17,13 +17,14 @@ from dataclasses import replace
 from shared.domain.messages import ListTeams, ListUsers, ScanUserChats, ScanUserTeams
 from shared.domain.runs import RunRecord
 from shared.domain.targets import Target, counter
-from shared.foundation.errors import GraphError, GraphRetryable, raise_missing_permissions
+from shared.foundation.errors import ErrorInfo, GraphError, GraphRetryable, raise_missing_permissions
 from shared.foundation.telemetry import event
 from shared.graph.directory import list_users_page
 from shared.scopes.chat import chats_with_app
 from shared.scopes.team import joined_teams, list_teams_page
 from shared.services import Services
 from shared.steering.gate import found
+from shared.steering.stopping import fail_run
 from shared.steps.redelivery import Delivery, StepOutput
 from shared.steps.start import discovery_group
 
@@ -39,7 +40,14 @@ def _next_page(step: ListUsers | ListTeams, prefix: str, cursor: str) -> ListUse
 def list_users(services: Services, run: RunRecord, step: ListUsers, delivery: Delivery) -> StepOutput:
     settings = services.settings
     group = discovery_group(services, run)
-    users, cursor = list_users_page(services.graph, group_id=group, cursor=step.cursor)
+    try:
+        users, cursor = list_users_page(services.graph, group_id=group, cursor=step.cursor)
+    except GraphError as exc:
+        if group is None or step.cursor is not None or exc.status != 404:
+            raise
+        where = "groupId" if run.group_id else "DISCOVERY_GROUP_ID"
+        fail_run(services, run.run_id, ErrorInfo("groupNotFound", f"No group {group} in the directory ({where}): {exc.message}"))
+        return StepOutput()
     output = StepOutput()
     if cursor:  # queued first: the listing keeps ahead of the scans of the users it found
         output.children.append((_next_page(step, "users", cursor), 0))

@@ -11,16 +11,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from shared.stores.run_cache import STEERING_TTL
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.alone  # it measures time: nothing else runs beside it
 APP_SETTINGS = ("AzureWebJobsStorage", "GRAPH_BASE_URL", "GRAPH_MAX_RPS", "UPGRADE_SCOPES", "DISCOVERY_MODE")
 
 
 def run_bench(*argv: str) -> int:
     """`python -m bench.run` in its own process, as a user runs it: the Graph emulator and the storage
     meter live there, so the test run's coverage tracing does not slow them down."""
-    env = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS}  # the benchmark sets its own stack's
+    # the benchmark sets its own stack's settings; and it runs untraced: pytest-cov would otherwise trace every
+    # process it starts (COV_CORE_*), slowing the workers and the emulators it measures
+    env = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS and not k.startswith("COV_CORE")}
     return subprocess.run([sys.executable, "-m", "bench.run", *argv], cwd=ROOT, env=env, timeout=1200, check=False).returncode
 
 

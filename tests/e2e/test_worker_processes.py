@@ -96,6 +96,7 @@ def test_a_bake_survives_a_worker_killed_while_waiting(app_env, tenant, emulator
         host.stop()
 
 
+@pytest.mark.alone  # the most requests in any second: nothing else may load the machine
 def test_a_mixed_run_keeps_the_shared_post_bucket_and_the_per_team_limit(scoped, tenant, emulator):
     limit = 10
     tight_limits(emulator, scoped, limit)
@@ -146,6 +147,7 @@ def test_a_worker_killed_after_a_team_upgrade_went_through_upgrades_each_team_an
     assert emulator.upgrades == {x: 1 for x in [*(t.id for t in team_list), *users]}
 
 
+@pytest.mark.alone  # the most requests in any second: nothing else may load the machine
 @pytest.mark.parametrize("clock_shifts", [(), (0.8, -0.8)], ids=["clocks-agree", "clocks-1.6s-apart"])
 def test_a_run_on_two_worker_processes_stays_under_the_limits(app_env, tenant, identity, clock_shifts):
     limit = 10

@@ -44,6 +44,7 @@ def test_an_unknown_app(api, azurite, tenant, emulator):
 
 @pytest.mark.parametrize(("kind", "code"), [("listCatalog", "startFailed"), ("listUsers", "discoveryIncomplete")])
 def test_a_step_that_failed_every_attempt(app_env, azurite, tenant, emulator, kind, code):
+    app_env.setenv("GRAPH_INLINE_RETRY_SECONDS", "0")  # each attempt fails at once
     emulator.inject(503, 100_000, kind=kind)
     app = org_app(tenant)
     group_chats(tenant, people(tenant, 2), 3, {app.id: "1.0.0"})

@@ -220,3 +220,11 @@ def test_the_run_keeper_reports_a_run_paused_longer_than_paused_alert_after(api,
         timers.keep_runs_going(bootstrap.get())
     reports = [r for r in caplog.records if getattr(r, "event", None) == "runPausedTooLong"]
     assert [r.runId for r in reports] == [run_id]
+
+
+def test_a_ring_of_a_group_that_does_not_exist_fails_at_once(api, tenant, emulator):
+    app = org_app(tenant)
+    status = api.wait(api.start(teamsAppId=app.id, groupId="0b7c5d1e-2f3a-4b6c-8d9e-1a2b3c4d5e6f"), timeout=20)
+    assert (status["state"], status["error"]["code"]) == ("failed", "groupNotFound")
+    assert "0b7c5d1e-2f3a-4b6c-8d9e-1a2b3c4d5e6f" in status["error"]["message"] and "(groupId)" in status["error"]["message"]
+    assert len(emulator.requests(kind="listGroupUsers")) == 1
