@@ -23,7 +23,11 @@ from devtools.funchost import LocalHost
 from devtools.graph_emulator import GraphEmulator
 from devtools.graph_limits import Limits
 from devtools.tenant import CatalogApp, Chat, Team, Tenant, User
-from shared.foundation.storage import CONTROL_QUEUE, TARGETS_QUEUE
+from shared.foundation.settings import StorageSettings
+from shared.foundation.storage import CONTROL_QUEUE, POISON_SUFFIX, RUNS_TABLE, TARGETS_QUEUE, Storage
+from shared.stores.counters import Counters
+from shared.stores.runs import RunStore
+from shared.stores.targets import TargetStore
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -141,18 +145,30 @@ def start_host(**options) -> LocalHost:
 
 def final_for_good(api: Api, azurite, run_id: str) -> dict:
     """The first status read that says final, once it is checked to be the last word: nothing
-    pending in it, and the same once every queued message is done."""
+    pending in it, and the same at every read until every queued message is done, and after."""
     first = api.wait(run_id, until=lambda s: s["state"] in FINAL)
     assert first["counts"]["pending"] == 0, first
     service = QueueServiceClient.from_connection_string(azurite.connection_string)
+    reads = 0
 
     def drained() -> bool:
-        queues = (service.get_queue_client(q) for q in (CONTROL_QUEUE, TARGETS_QUEUE))
+        nonlocal reads
+        assert api.status(run_id) == first
+        reads += 1
+        queues = (service.get_queue_client(q) for q in (CONTROL_QUEUE, TARGETS_QUEUE, TARGETS_QUEUE + POISON_SUFFIX))
         return all(q.get_queue_properties().approximate_message_count == 0 for q in queues)
 
     wait_for(drained, timeout=60)
-    assert api.status(run_id) == first
+    for _ in range(3):
+        assert api.status(run_id) == first
     return first
+
+
+def stores(azurite) -> tuple[RunStore, TargetStore]:
+    """The run and target stores of the emulated account, as the app builds them."""
+    table = Storage(StorageSettings(connection_string=azurite.connection_string)).table(RUNS_TABLE)
+    counters = Counters(table)
+    return RunStore(table, counters), TargetStore(table, counters)
 
 
 def graph_says_a_role_is_missing(emulator: GraphEmulator) -> None:

@@ -128,8 +128,8 @@ def _upgrade(body: object, where: str) -> UpgradeStep:
             raise PlanError(f"{where}.targets must be an integer from 1 to {MAX_TARGETS}")
         return UpgradeStep(targets=targets)
     percent = body["percent"]
-    if not _number(percent) or not 0 < percent <= 100:
-        raise PlanError(f"{where}.percent must be a number greater than 0 and at most 100")
+    if not _number(percent) or not 1 <= percent <= 100:
+        raise PlanError(f"{where}.percent must be a number from 1 to 100")
     return UpgradeStep(percent=float(percent))
 
 

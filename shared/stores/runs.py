@@ -15,12 +15,13 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.domain.app import TargetApp
 from shared.domain.plan import Plan
-from shared.domain.runs import RunRecord, RunSpec, to_json
+from shared.domain.runs import FINAL_STATES, RunRecord, RunSpec, to_json
 from shared.domain.status import failure_entry, progress_of, status_document
 from shared.domain.steering import Caller, Progress
 from shared.domain.targets import Target, counter
@@ -44,6 +45,7 @@ from shared.stores.purging import Purging
 from shared.stores.run_steering import ADMISSIONS, RunSteering, steering_of
 
 MAX_FAILURES_LISTED = 1000
+FINAL_DOCUMENT = "finalDocument"  # the run row's copy of its status document once the run is over
 
 
 def _utcnow() -> datetime:
@@ -223,26 +225,52 @@ class RunStore(RunSteering):
 
     def status(self, run_id: str, *, failures: bool = True) -> dict | None:
         """The status document (see domain.status)."""
-        read = self._read_status(run_id)
+        read = self._document(run_id)
         if read is None:
             return None
-        run, totals, rows, _ = read
+        run, totals, _, document = read
         if run.targets_purged_at:  # the document kept when its target rows were deleted
             document = {**self.purging.document(run_id), "targetsPurgedAt": run.targets_purged_at}
             return document if failures else {k: v for k, v in document.items() if k != "failures"}
-        failed = sum(totals.get(counter(scope, "failed"), 0) for scope in run.scopes)
-        listed = (self._failures(run_id) if failed else []) if failures else None
-        updated = iso(max(r.metadata["timestamp"] for r in rows))
-        return status_document(run, totals, listed, updated, self._now())
+        if failures:
+            failed = sum(totals.get(counter(scope, "failed"), 0) for scope in run.scopes)
+            document["failures"] = self._failures(run_id) if failed else []
+        return document
 
     def progress(self, run_id: str) -> tuple[RunRecord, Progress, dict] | None:
         """The run, the figures its steering goes by, and its status document (without failures)."""
-        read = self._read_status(run_id)
+        read = self._document(run_id)
         if read is None:
             return None
-        run, totals, rows, slots = read
-        document = status_document(run, totals, None, iso(max(r.metadata["timestamp"] for r in rows)), self._now())
+        run, totals, slots, document = read
         return run, progress_of(run, totals, slots=slots), document
+
+    def _document(self, run_id: str) -> tuple[RunRecord, dict[str, int], int, dict] | None:
+        """The run, its totals, its admitted slots and its status document (without failures). The first read that finds
+        the run over writes its document to the run row, conditional on the row as read, and every
+        read after returns that one: a cancel or an error recorded after the run ended (a race with its
+        last outcome) does not change a final status."""
+        while True:
+            read = self._read_status(run_id)
+            if read is None:
+                return None
+            run, totals, rows, slots = read
+            run_row = next(r for r in rows if r["RowKey"] == "run")
+            if run_row.get(FINAL_DOCUMENT):
+                return run, totals, slots, json.loads(run_row[FINAL_DOCUMENT])
+            updated = iso(max(r.metadata["timestamp"] for r in rows))
+            document = status_document(run, totals, None, updated, self._now())
+            if document["state"] in FINAL_STATES:
+                try:
+                    self._table.update_entity(
+                        {"PartitionKey": run_id, "RowKey": "run", FINAL_DOCUMENT: to_json(document)},
+                        mode=UpdateMode.MERGE,
+                        etag=run_row.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                except ResourceModifiedError:
+                    continue  # the run row changed since it was read (a cancel, an error): read it again
+            return run, totals, slots, document
 
     def _read_status(self, run_id: str) -> tuple[RunRecord, dict[str, int], list, int] | None:
         """The run row, the admissions row and the counter shards of each of the run's partitions,

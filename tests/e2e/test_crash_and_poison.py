@@ -15,18 +15,9 @@ from shared.domain.messages import LoadTargets, UpgradeTargets
 from shared.domain.runs import RunSpec
 from shared.domain.targets import Target
 from shared.foundation.settings import StorageSettings
-from shared.foundation.storage import RUNS_TABLE, TARGETS_QUEUE, Storage
+from shared.foundation.storage import TARGETS_QUEUE, Storage
 from shared.queues import control
-from shared.stores.counters import Counters
-from shared.stores.runs import RunStore
-from shared.stores.targets import TargetStore
-from tests.support import Api, group_chats, org_app, people, run_killing_a_worker, start_host
-
-
-def stores(azurite) -> tuple[RunStore, TargetStore]:
-    table = Storage(StorageSettings(connection_string=azurite.connection_string)).table(RUNS_TABLE)
-    counters = Counters(table)
-    return RunStore(table, counters), TargetStore(table, counters)
+from tests.support import Api, group_chats, org_app, people, run_killing_a_worker, start_host, stores
 
 
 def test_worker_killed_after_an_upgrade_went_through_upgrades_each_chat_once(app_env, tenant, emulator):

@@ -78,8 +78,9 @@ def test_the_failure_budget_is_more_than_p_percent_of_the_decided():
         ({"steps": ["upgrade"]}, r"rollout.steps\[0\] must be an object with one key"),
         ({"steps": [{"upgrade": {"targets": 0}}]}, r"rollout.steps\[0\].upgrade.targets must be an integer from 1"),
         ({"steps": [{"upgrade": {"targets": 2.5}}]}, r"rollout.steps\[0\].upgrade.targets must be an integer"),
-        ({"steps": [{"upgrade": {"percent": 0}}]}, r"rollout.steps\[0\].upgrade.percent must be a number greater than 0"),
-        ({"steps": [{"upgrade": {"percent": 101}}]}, r"upgrade.percent must be a number greater than 0 and at most 100"),
+        ({"steps": [{"upgrade": {"percent": 0}}]}, r"rollout.steps\[0\].upgrade.percent must be a number from 1 to 100"),
+        ({"steps": [{"upgrade": {"percent": 0.5}}]}, r"upgrade.percent must be a number from 1 to 100"),
+        ({"steps": [{"upgrade": {"percent": 101}}]}, r"upgrade.percent must be a number from 1 to 100"),
         ({"steps": [{"upgrade": {"percent": 5, "targets": 5}}]}, "exactly one of targets and percent"),
         ({"steps": [{"upgrade": {"share": 5}}]}, r"upgrade has unknown key\(s\) share"),
         (
