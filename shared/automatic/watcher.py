@@ -4,7 +4,10 @@ published version than the one last seen, the same way POST /api/publish does (a
 start message).
 
 Never two runs for one app and version: the run id is derived from (app, version), so concurrent
-or repeated checks create the same run once. First sight of an app only records its version.
+or repeated checks create the same run once. First sight of an app only records its version. While
+another run of the app is going (a run published with chat ids that waited for this very version, a
+rollout paused for days), the new version stays unseen and its run starts at the first check after
+that run ends: started now, it would fail `runInProgress` at once.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from azure.data.tables import TableTransactionError
 
 from shared.domain.app import choose_target
 from shared.domain.messages import StartRun
-from shared.domain.runs import RunSpec
+from shared.domain.runs import FINAL_STATES, RunSpec
 from shared.domain.steering import Caller
 from shared.domain.versions import version_key
 from shared.foundation.errors import RunFailure
@@ -106,6 +109,19 @@ def _check_app(services: Services, target) -> bool:
     if version_key(target.version) <= version_key(seen.version):
         return False
     run_id = run_id_for(app_id, target.version)
+    going = apps.running_run(app_id)
+    if going is not None and going != run_id and _going(services, going):
+        event(
+            "watcher",
+            "%s %s was published; run %s of this app is going, so its run starts once that one ends",
+            target.display_name,
+            target.version,
+            going,
+            appId=app_id,
+            version=target.version,
+            runId=going,
+        )
+        return False
     scopes = services.settings.upgrade_scopes
     spec = RunSpec(
         run_id=run_id,
@@ -133,6 +149,11 @@ def _check_app(services: Services, target) -> bool:
     # only now: had the start message been lost, the next check would find the version unseen and send it
     apps.advance(app_id, target.version, run_id, etag=seen.etag)
     return send
+
+
+def _going(services: Services, run_id: str) -> bool:
+    status = services.runs.status(run_id, failures=False)
+    return status is not None and status["state"] not in FINAL_STATES
 
 
 def _older_than(iso: str, age: timedelta) -> bool:

@@ -74,9 +74,12 @@ def choose_target(app: dict, version: str | None) -> TargetApp:
     name = app.get("displayName") or app["id"]
     newest = max(published, key=lambda d: version_key(d["version"])) if published else None
     if version is not None and (newest is None or version_key(version) > version_key(newest["version"])):
-        other = next((d for d in definitions if version_key(d["version"]) == version_key(version)), None)
-        state = f"its state is '{other.get('publishingState')}'" if other else "the catalog does not list it"
+        listed = [d for d in definitions if version_key(d["version"]) == version_key(version)]
+        states = {str(d.get("publishingState", "")).lower() for d in listed}
         shown = f"the newest published version is {newest['version']}" if newest else "no version is published"
+        if states == {"rejected"}:  # an admin said no: waiting would not change it
+            raise RunFailure("versionNotPublished", f"Version {version} of app '{name}' was rejected in review ({shown}).")
+        state = f"its state is '{listed[0].get('publishingState')}'" if listed else "the catalog does not list it"
         raise VersionNotListed(app["id"], version, f"Version {version} of app '{name}' is not published yet ({state}; {shown}).")
     if newest is None:
         raise RunFailure("versionNotPublished", f"App '{name}' has no published version in the tenant app catalog.")

@@ -142,6 +142,10 @@ class AppStore:
             if self._put(entity, current.etag if current else None):
                 return True
 
+    def running_run(self, app_id: str) -> str | None:
+        """The run that last became the app's upgrading run (it may be over since)."""
+        return (self._get("active", app_id) or {}).get("runId") or None
+
     def begin_run(self, app_id: str, run_id: str, is_running) -> str | None:
         """Makes `run_id` the app's upgrading run, unless another is still running (`is_running(id)`);
         returns that other run's id. Two runs upgrading the same chats at once could both find a

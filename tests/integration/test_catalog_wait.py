@@ -1,7 +1,8 @@
 """A version the catalog does not list yet: the run waits (state `waiting`, reason `catalog`), looks
 again, and goes on once the version shows, upgrading to it and nothing before; it fails
 `versionNotPublished` after CATALOG_WAIT; cancel works while it waits; and the catalog watcher
-starts no second run for that version."""
+starts no second run for that version (nor one that would fail beside a run given chat ids: its own
+starts once that run is over)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,41 @@ def test_a_version_listed_six_seconds_after_the_request_is_upgraded_to_and_nothi
 
         assert host.fire("catalog_watcher")  # it sees 1.2.0 published now: the run above covers it
         assert [r["runId"] for r in api.runs().json()["value"]] == [run_id]
+    finally:
+        host.stop()
+
+
+def test_the_watcher_starts_its_run_for_a_version_once_a_run_given_chat_ids_that_waited_for_it_is_over(
+    app_env, azurite, tenant, emulator
+):
+    app = org_app(tenant)
+    app_env.setenv("WATCHED_APP_IDS", app.id)
+    chats = group_chats(tenant, people(tenant, 2), 4, {app.id: "1.0.0"})
+    pilots = [c.id for c in chats[:2]]
+    host = start_host()
+    try:
+        api = Api(host.base_url)
+        assert host.fire("catalog_watcher")  # the watcher has seen 1.1.0
+        tenant.publish(app.id, "1.2.0", requires_review=True)
+        run_id = api.start(
+            teamsAppId=app.id, version="1.2.0", chatIds=pilots, rollout={"steps": [{"upgrade": {"targets": 1}}, {"pause": {}}]}
+        )
+        api.wait(run_id, until=lambda s: s["state"] == "waiting")
+        tenant.approve(app.id, "1.2.0")
+        api.wait(run_id, until=lambda s: s["state"] == "paused")  # the pilot run, paused after its first chat
+
+        assert host.fire("catalog_watcher")  # sees 1.2.0, and the pilot run going: no run of its own yet
+        assert [r["runId"] for r in api.runs().json()["value"]] == [run_id]
+        api.act(run_id, "resume")
+        assert api.wait(run_id)["counts"]["upgraded"] == 2
+
+        assert host.fire("catalog_watcher")  # the pilot run is over: the full run for 1.2.0
+        runs = api.runs().json()["value"]
+        assert len(runs) == 2 and runs[0]["trigger"] == "catalogWatcher"
+        full = api.wait(runs[0]["runId"])
+        assert full["state"] == "completed" and full["targetVersion"] == "1.2.0"
+        assert full["counts"]["upgraded"] == 2 and full["counts"]["alreadyCurrent"] == 2  # the pilots at a GET each
+        assert emulator.upgrades == {c.id: 1 for c in chats}
     finally:
         host.stop()
 

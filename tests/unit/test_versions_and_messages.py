@@ -53,6 +53,14 @@ def test_an_older_version_fails_at_once_and_so_does_an_app_with_nothing_publishe
         choose_target(_app(("1.0.0", "submitted")), None)
 
 
+def test_a_version_rejected_in_review_fails_at_once_unless_it_was_submitted_again():
+    with pytest.raises(RunFailure, match=r"2\.0\.0 of app 'Contoso' was rejected in review") as caught:
+        choose_target(_app(("1.0.0", "published"), ("2.0.0", "rejected")), "2.0.0")
+    assert not isinstance(caught.value, VersionNotListed) and caught.value.info.code == "versionNotPublished"
+    with pytest.raises(VersionNotListed):
+        choose_target(_app(("1.0.0", "published"), ("2.0.0", "rejected"), ("2.0.0", "submitted")), "2.0.0")
+
+
 def test_messages_round_trip_and_refuse_what_is_not_theirs():
     message = UpgradeTargets(run_id="a" * 32, scope="team", ids=("t1", "t2"), attempt=2, admitted=True)
     assert decode(message.encode()) == message
