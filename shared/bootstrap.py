@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from shared.domain.plan import Plan, PlanError, parse_rollout
 from shared.fanout.dispatcher import Dispatcher
 from shared.foundation.runtime import freeze_loaded_objects
-from shared.foundation.settings import ConfigError, Settings
+from shared.foundation.settings import ConfigError, Settings, StorageSettings
 from shared.foundation.storage import PACING_TABLE, REGISTRY_TABLE, RUNS_TABLE, WATCH_TABLE, Storage
 from shared.foundation.tokens import TokenValidator
 from shared.graph.client import GraphClient, managed_identity_tokens
@@ -75,6 +76,7 @@ def build(settings: Settings) -> Services:
 
 _lock = threading.Lock()
 _current: Services | None = None  # the process's services: the one piece of module state
+_storage_alone: Storage | None = None  # the account alone, while a malformed setting keeps the services from being built
 
 
 def get() -> Services:
@@ -86,8 +88,18 @@ def get() -> Services:
         return _current
 
 
+def storage_alone() -> Storage:
+    """The storage account from its own setting, for what must work while another setting is
+    malformed (queue messages put back until it is fixed); ConfigError when storage's is."""
+    global _storage_alone
+    with _lock:
+        if _storage_alone is None:
+            _storage_alone = Storage(StorageSettings.from_env(os.environ))
+        return _storage_alone
+
+
 def reset() -> None:
     """Forget the process's services (settings changed; used by tests and the local host)."""
-    global _current
+    global _current, _storage_alone
     with _lock:
-        _current = None
+        _current = _storage_alone = None

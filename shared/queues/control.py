@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import azure.functions as func
 
-from shared import bootstrap
 from shared.domain.messages import (
     AdvanceRun,
     ListTeams,
@@ -25,6 +24,7 @@ from shared.domain.messages import (
 from shared.foundation.storage import CONTROL_QUEUE, POISON_SUFFIX
 from shared.foundation.telemetry import event
 from shared.queues.decoding import decoded, poisoned
+from shared.queues.parking import services_or_park
 from shared.services import Services
 from shared.steering.gate import release
 from shared.steering.progress import look_again
@@ -51,14 +51,18 @@ CONTROL: dict[type[Message], Handler] = {
 
 
 def handle(msg: func.QueueMessage, services: Services | None = None) -> None:
-    services = services or bootstrap.get()
+    services = services_or_park(msg, CONTROL_QUEUE, services)
+    if services is None:
+        return
     message = decoded(msg, CONTROL)
     CONTROL[type(message)](services, message, Delivery(msg.id, msg.dequeue_count or 1))
 
 
 def handle_poison(msg: func.QueueMessage, services: Services | None = None) -> None:
-    services = services or bootstrap.get()
     queue = CONTROL_QUEUE + POISON_SUFFIX
+    services = services_or_park(msg, queue, services)
+    if services is None:
+        return
     message = poisoned(msg, CONTROL, queue, services)
     if isinstance(message, Step):
         poisoned_step(services, message, msg.id, queue)

@@ -6,19 +6,21 @@ import logging
 
 import azure.functions as func
 
-from shared import bootstrap
 from shared.automatic.installations import process
 from shared.domain.messages import Notifications
 from shared.foundation.storage import NOTIFICATIONS_QUEUE, POISON_SUFFIX
 from shared.foundation.telemetry import event
 from shared.queues.decoding import decoded, poisoned
+from shared.queues.parking import services_or_park
 from shared.services import Services
 
 NOTIFICATIONS = {Notifications: process}
 
 
 def handle(msg: func.QueueMessage, services: Services | None = None) -> None:
-    services = services or bootstrap.get()
+    services = services_or_park(msg, NOTIFICATIONS_QUEUE, services)
+    if services is None:
+        return
     message = decoded(msg, NOTIFICATIONS)
     NOTIFICATIONS[type(message)](services, message)
 
@@ -26,8 +28,10 @@ def handle(msg: func.QueueMessage, services: Services | None = None) -> None:
 def handle_poison(msg: func.QueueMessage, services: Services | None = None) -> None:
     """Installation events that could not be processed: the registry may miss installations, so the
     next automatic run scans instead of trusting it."""
-    services = services or bootstrap.get()
     queue = NOTIFICATIONS_QUEUE + POISON_SUFFIX
+    services = services_or_park(msg, queue, services)
+    if services is None:
+        return
     batch = poisoned(msg, NOTIFICATIONS, queue, services)
     if batch is None:
         return

@@ -18,6 +18,7 @@ from shared.domain.messages import AdvanceRun
 from shared.domain.runs import RunRecord
 from shared.domain.steering import STOP, Gate, Steering, admission_limit, gate, iso
 from shared.domain.targets import Target
+from shared.foundation.telemetry import event
 from shared.services import Services
 from shared.stores.target_rows import TargetRow
 
@@ -73,7 +74,7 @@ def hold(services: Services, run: RunRecord, rows: list[TargetRow]) -> None:
         return  # the sweep ends them
     if not now.go:
         if now.resumes_at is not None:
-            wake_at(services, run.run_id, now.resumes_at, steering)
+            wake_at(services, run.run_id, now.resumes_at, steering, reason=now.reason)
         return
     if not now.admitted_only:
         services.dispatcher.send_targets(run.run_id, {r.target: r.etag for r in rows})
@@ -106,16 +107,30 @@ def give_back(services: Services, run: RunRecord, rows: list[TargetRow]) -> None
         return
     now = gate_now(services, run)
     if now.resumes_at is not None:
-        wake_at(services, run.run_id, now.resumes_at, services.run_cache.cached_steering(run.run_id))
+        wake_at(services, run.run_id, now.resumes_at, services.run_cache.cached_steering(run.run_id), reason=now.reason)
 
 
-def wake_at(services: Services, run_id: str, moment: datetime, steering: Steering | None = None) -> None:
-    """Makes sure a message looks at the run at `moment` (once, whoever asks)."""
+def wake_at(
+    services: Services, run_id: str, moment: datetime, steering: Steering | None = None, *, reason: str | None = None
+) -> None:
+    """Makes sure a message looks at the run at `moment` (once, whoever asks); a hold the gate found
+    (`reason`: a window closed) is logged then, once."""
     when = iso(moment)
     if steering is not None and steering.wake_at == when:
         return
     if services.runs.change_steering(run_id, lambda s: None if s.wake_at == when else replace(s, wake_at=when)):
         send_wake(services, run_id, moment)
+        if reason is not None:
+            event(
+                "runWaiting",
+                "Run %s waits (%s) until %s",
+                run_id,
+                reason,
+                when,
+                runId=run_id,
+                reason=reason,
+                resumesAt=when,
+            )
 
 
 def send_wake(services: Services, run_id: str, moment: datetime) -> None:
@@ -133,7 +148,7 @@ def release(services: Services, run_id: str) -> None:
     now = gate(run.steering, run.plan, services.now())
     if not now.go:
         if now.resumes_at is not None:
-            wake_at(services, run_id, now.resumes_at, run.steering)
+            wake_at(services, run_id, now.resumes_at, run.steering, reason=now.reason)
         return
     rows = services.targets.rows_in(run_id)
     if not now.admitted_only:

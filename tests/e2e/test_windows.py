@@ -39,9 +39,11 @@ def _decisions(emulator) -> list:
     return [r for r in emulator.requests() if "Installed" in r.kind or r.kind.startswith("upgrade")]
 
 
-def test_one_window_closes_and_another_opens_at_the_same_minute(api, app_env, tenant, emulator):
+def test_one_window_closes_and_another_opens_at_the_same_minute(api, app_env, tenant, emulator, caplog):
     """Two apps, two runs: one whose window closes at a minute boundary midway through it (nothing
-    decided two seconds after), one whose window opens then (nothing decided before)."""
+    decided two seconds after), one whose window opens then (nothing decided before); each wait for
+    a window is logged once, for the workbook's steps of a run."""
+    caplog.set_level("INFO", logger="upgrader")
     tight_limits(emulator, app_env, 4)  # slow enough that the first run is midway when its window closes
     closing, opening = org_app(tenant, name="Closing"), org_app(tenant, name="Opening")
     late = {c.id for c in group_chats(tenant, people(tenant, 4), 120, {closing.id: "1.0.0"})}
@@ -82,3 +84,7 @@ def test_one_window_closes_and_another_opens_at_the_same_minute(api, app_env, te
     cancelled = api.wait(api.act(closes, "cancel").json()["runId"])
     assert cancelled["state"] == "cancelled" and cancelled["counts"]["cancelled"] == 120 - cancelled["counts"]["upgraded"]
     assert cancelled["counts"]["upgraded"] == sum(1 for c in emulator.upgrades if c in late)
+    waits = [(r.runId, r.reason, r.resumesAt) for r in caplog.records if getattr(r, "event", None) == "runWaiting"]
+    assert sorted(waits) == sorted(
+        [(opens, "window", waiting["waiting"]["resumesAt"]), (closes, "window", held["waiting"]["resumesAt"])]
+    )

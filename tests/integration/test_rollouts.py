@@ -7,9 +7,17 @@ tests/e2e/test_worker_processes.py."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 
-from tests.support import Api, group_chats, org_app, people, personal, start_host, tight_limits, wait_for
+import azure.functions as func
+from azure.storage.queue import QueueServiceClient
+
+from shared.domain.messages import StartRun
+from shared.domain.runs import RunSpec
+from shared.domain.targets import Target
+from shared.foundation.storage import CONTROL_QUEUE
+from tests.support import Api, group_chats, org_app, people, personal, start_host, stores, tight_limits, wait_for
 
 TWO_STEPS = {"steps": [{"upgrade": {"targets": 4}}, {"pause": {}}, {"upgrade": {"percent": 50}}, {"pause": {"duration": "PT3S"}}]}
 
@@ -156,6 +164,44 @@ def test_a_malformed_rollout_setting_is_a_configuration_error_naming_it(api, app
     assert error["code"] == "configurationError" and "ROLLOUT.steps[0].upgrade.percent" in error["message"]
 
 
+def test_a_malformed_setting_puts_queue_work_back_until_it_is_fixed(app_env, azurite, tenant, emulator, monkeypatch, caplog):
+    from shared import bootstrap
+    from shared.queues import control, parking
+
+    app = org_app(tenant)
+    ids = [c.id for c in group_chats(tenant, people(tenant, 2), 3, {app.id: "1.0.0"})]
+    run_id = "cd" * 16
+    runs, _ = stores(azurite)
+    runs.create_run(
+        RunSpec(
+            run_id=run_id,
+            teams_app_id=app.id,
+            external_id=None,
+            version=None,
+            dry_run=False,
+            targets=[Target("chat", i) for i in ids],
+        )
+    )
+    start = StartRun(run_id=run_id).encode().encode()
+
+    app_env.setenv("ROLLOUT", "{not json")
+    bootstrap.reset()
+    monkeypatch.setattr(parking, "PARK_SECONDS", 1)
+    control.handle(func.QueueMessage(id="m1", body=start))  # ends well: the host deletes the message it delivered
+    queue = QueueServiceClient.from_connection_string(azurite.connection_string).get_queue_client(CONTROL_QUEUE)
+    assert queue.get_queue_properties().approximate_message_count == 1  # its copy, hidden for PARK_SECONDS
+    assert "Configuration error: ROLLOUT is not valid JSON" in caplog.text and not emulator.requests()
+
+    app_env.delenv("ROLLOUT")  # fixed: the app restarts with it, and the run goes on as if nothing happened
+    bootstrap.reset()
+    host = start_host()
+    try:
+        status = Api(host.base_url).wait(run_id, timeout=60)
+    finally:
+        host.stop()
+    assert status["state"] == "completed" and status["counts"]["upgraded"] == 3 and emulator.upgrades == dict.fromkeys(ids, 1)
+
+
 def test_a_pilot_ring_is_its_groups_members_in_every_scope_then_a_full_run_finds_them_current(api, app_env, tenant, emulator):
     app_env.setenv("UPGRADE_SCOPES", "chat,team,personal")
     from shared import bootstrap
@@ -220,6 +266,31 @@ def test_the_run_keeper_reports_a_run_paused_longer_than_paused_alert_after(api,
         timers.keep_runs_going(bootstrap.get())
     reports = [r for r in caplog.records if getattr(r, "event", None) == "runPausedTooLong"]
     assert [r.runId for r in reports] == [run_id]
+
+
+def test_the_run_keeper_reports_a_run_that_recorded_nothing_for_a_while(api, app_env, tenant, emulator, caplog, monkeypatch):
+    from shared import bootstrap
+    from shared.queues import timers
+    from shared.steering import keeper
+
+    monkeypatch.setattr(keeper, "STALLED_AFTER", timedelta(seconds=1))
+    reached, release = threading.Event(), threading.Event()
+    emulator.on_upgrade = lambda _: (reached.set(), release.wait(30))  # Graph sits on the upgrade's answer
+    app = org_app(tenant)
+    ids = [c.id for c in group_chats(tenant, people(tenant, 2), 1, {app.id: "1.0.0"})]
+    run_id = api.start(teamsAppId=app.id, chatIds=ids)
+    try:
+        assert reached.wait(30)
+        stalled = api.status(run_id)
+        assert stalled["state"] in ("discovering", "upgrading") and stalled["counts"]["pending"] == 1
+        with caplog.at_level("WARNING", logger="upgrader"):
+            wait_for(lambda: datetime.now(UTC).timestamp() - _at(stalled["updatedAt"]) > 1.2)
+            timers.keep_runs_going(bootstrap.get())
+    finally:
+        release.set()
+    reports = [r for r in caplog.records if getattr(r, "event", None) == "runStalled"]
+    assert [(r.runId, r.state, r.lastChange) for r in reports] == [(run_id, stalled["state"], stalled["updatedAt"])]
+    assert api.wait(run_id)["counts"]["upgraded"] == 1
 
 
 def test_a_ring_of_a_group_that_does_not_exist_fails_at_once(api, tenant, emulator):
