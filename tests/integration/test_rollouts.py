@@ -6,6 +6,7 @@ tests/e2e/test_worker_processes.py."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -13,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 import azure.functions as func
 from azure.storage.queue import QueueServiceClient
 
-from shared.domain.messages import StartRun
+from shared.domain.messages import AdvanceRun, StartRun
 from shared.domain.runs import RunSpec
 from shared.domain.targets import Target
 from shared.foundation.storage import CONTROL_QUEUE
-from tests.support import Api, group_chats, org_app, people, personal, start_host, stores, tight_limits, wait_for
+from tests.support import Api, final_for_good, group_chats, org_app, people, personal, start_host, stores, tight_limits, wait_for
 
 TWO_STEPS = {"steps": [{"upgrade": {"targets": 4}}, {"pause": {}}, {"upgrade": {"percent": 50}}, {"pause": {"duration": "PT3S"}}]}
 
@@ -248,6 +249,54 @@ def test_cancel_works_while_paused_and_while_baking(api, tenant, emulator):
         for chat in tenant.chats.values():
             chat.installed[app.id] = "1.0.0"  # as before, for the next plan
         emulator.upgrades.clear()
+
+
+def test_cancel_works_while_queued(api, azurite, tenant, emulator):
+    app = org_app(tenant)
+    ids = [c.id for c in group_chats(tenant, people(tenant, 2), 2, {app.id: "1.0.0"})]
+    run_id = "ef" * 16
+    runs, _ = stores(azurite)  # a run whose start message has not come yet
+    runs.create_run(
+        RunSpec(
+            run_id=run_id,
+            teams_app_id=app.id,
+            external_id=None,
+            version=None,
+            dry_run=False,
+            targets=[Target("chat", i) for i in ids],
+        )
+    )
+    assert api.status(run_id)["state"] == "queued"
+    assert api.act(run_id, "cancel").status_code == 202
+    queue = QueueServiceClient.from_connection_string(azurite.connection_string).get_queue_client(CONTROL_QUEUE)
+    queue.send_message(base64.b64encode(StartRun(run_id=run_id).encode().encode()).decode())  # it comes now
+    status = final_for_good(api, azurite, run_id)
+    assert status["state"] == "cancelled" and status["counts"]["targets"] == 0 and not emulator.requests(kind="getInstalledApps")
+
+
+def test_a_bake_longer_than_a_queue_message_can_wait_is_looked_at_again_when_its_message_comes_early(
+    api, azurite, tenant, emulator
+):
+    from shared import bootstrap
+    from shared.queues import control
+
+    app = org_app(tenant)
+    ids = [c.id for c in group_chats(tenant, people(tenant, 2), 3, {app.id: "1.0.0"})]
+    run_id = api.start(
+        teamsAppId=app.id, chatIds=ids, rollout={"steps": [{"upgrade": {"targets": 1}}, {"pause": {"duration": "P10D"}}]}
+    )
+    baking = api.wait(run_id, until=lambda s: s["state"] == "waiting")
+    assert _at(baking["waiting"]["resumesAt"]) - datetime.now(UTC).timestamp() > 9.9 * 86400
+    queue = QueueServiceClient.from_connection_string(azurite.connection_string).get_queue_client(CONTROL_QUEUE)
+    wait_for(
+        lambda: queue.get_queue_properties().approximate_message_count == 1
+    )  # its wake, hidden for the 7 days a queue allows
+
+    # the wake arrives after 7 days, three before the bake ends: it is sent on, and nothing else moves
+    control.handle(func.QueueMessage(id="early", body=AdvanceRun(run_id=run_id).encode().encode()), bootstrap.get())
+    assert queue.get_queue_properties().approximate_message_count == 2
+    assert api.status(run_id) == baking and len(emulator.upgrades) == 1
+    api.act(run_id, "cancel")
 
 
 def test_the_run_keeper_reports_a_run_paused_longer_than_paused_alert_after(api, app_env, tenant, emulator, caplog):

@@ -102,6 +102,7 @@ def test_the_failure_budget_is_more_than_p_percent_of_the_decided():
             r"rollout.window.days holds 'Funday'",
         ),
         ({"steps": [{"pause": {}}], "window": {"timeZone": "UTC", "end": "06:00"}}, r"rollout.window.start is required"),
+        ({"steps": [{"pause": {}}], "window": {"timeZone": "UTC", "start": "20:00"}}, r"rollout.window.end is required"),
     ],
 )
 def test_every_malformed_plan_names_its_field(plan, message):
