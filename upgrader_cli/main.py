@@ -15,8 +15,9 @@ The app URL comes from --url or UPGRADER_URL (default http://127.0.0.1:7071); th
 --key or UPGRADER_FUNCTION_KEY. The key is sent in the x-functions-key header and never printed.
 Exit codes: 0 the run completed and no target failed; 1 the run failed or some targets failed;
 2 a usage, connection or API error; 3 the run is paused (a canary or a rollout step waits for an
-operator); 4 the run was cancelled; 5 the run waits more than a minute (a bake, its maintenance
-window, the app catalog: it goes on by itself); 130 interrupted (the run goes on).
+operator); 4 the run was cancelled; 5 the run waits (a bake, its maintenance window, the app
+catalog: it goes on by itself; --watch follows waits under a minute); 6 the run is still going
+(status without --watch); 130 interrupted (the run goes on).
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", parents=[common], help="show a run")
     status.add_argument("run_id")
-    status.add_argument("--watch", action="store_true", help="follow the run until it completes or pauses")
+    status.add_argument("--watch", action="store_true", help="follow the run until it ends, pauses or waits a while")
     status.add_argument("--json", action="store_true", help="print the raw status JSON")
 
     runs = sub.add_parser("runs", parents=[common], help="list runs, newest first")
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         action = sub.add_parser(name, parents=[common], help=text)
         action.add_argument("run_id")
         if name != "cancel":
-            action.add_argument("--watch", action="store_true", help="follow the run until it completes or pauses")
+            action.add_argument("--watch", action="store_true", help="follow the run until it ends, pauses or waits a while")
     return parser
 
 

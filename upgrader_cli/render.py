@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 OUTCOMES = ("upgraded", "wouldUpgrade", "alreadyCurrent", "notInstalled", "failed", "cancelled")
 FINAL_STATES = ("completed", "failed", "cancelled")
 ID_FIELDS = {"chat": "chatId", "team": "teamId", "personal": "userId"}
-PAUSED, CANCELLED, WAITING = 3, 4, 5  # exit codes
+PAUSED, CANCELLED, WAITING, GOING = 3, 4, 5, 6  # exit codes
 LONG_WAIT = 60  # seconds: --watch follows a run through shorter waits, and stops at longer ones
 
 
@@ -215,7 +215,10 @@ def history_table(runs: list[dict]) -> str:
 
 
 def exit_code(status: dict) -> int:
-    """0 completed without failures; 1 failed, or some targets failed; 3 paused; 4 cancelled; 5 waiting."""
+    """0 completed without failures; 1 failed (or failing), or some targets failed; 3 paused; 4 cancelled
+    (or cancelling); 5 waiting; 6 still going (queued, discovering, upgrading: `status` without --watch)."""
+    if status["state"] in ("queued", "discovering", "upgrading"):
+        return GOING
     if status["state"] == "paused":
         return PAUSED
     if status["state"] == "waiting":

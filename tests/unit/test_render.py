@@ -49,6 +49,10 @@ def test_exit_codes():
     assert exit_code({"state": "paused", "counts": {}}) == 3
     assert exit_code({"state": "cancelled", "counts": {}}) == 4
     assert exit_code({"state": "waiting", "counts": {}}) == 5
+    for state in ("queued", "discovering", "upgrading"):  # status without --watch of a run going on
+        assert exit_code({"state": state, "counts": {"failed": 1}}) == 6
+    assert exit_code({"state": "failing", "counts": {}, "error": {"code": "missingPermissions"}}) == 1
+    assert exit_code({"state": "cancelling", "counts": {}}) == 4
 
 
 def test_the_summary_says_what_holds_the_run_and_the_command_to_go_on():
