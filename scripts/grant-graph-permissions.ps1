@@ -14,13 +14,13 @@ Teams app upgrade itself; docs/operations.md's permission table lists each call:
   chat               TeamsAppInstallation.ReadWriteForChat.All            list and upgrade installations in chats
                        -Rsc: TeamsAppInstallation.ReadWriteAndConsentForChat.All instead
                      Chat.ReadBasic.All                                   list a user's chats filtered by installed app
-                     User.Read.All                                        list users (the scan)
+                     User.Read.All (not with -GroupDiscovery)             list users (the scan)
   team               TeamsAppInstallation.ReadWriteForTeam.All            list and upgrade installations in teams
                        -Rsc: TeamsAppInstallation.ReadWriteAndConsentForTeam.All instead
                      Team.ReadBasic.All                                   GET /teams; GET /users/{id}/joinedTeams
   personal           TeamsAppInstallation.ReadWriteForUser.All            list and upgrade users' personal installations
                        -Rsc: TeamsAppInstallation.ReadWriteAndConsentForUser.All instead
-                     User.Read.All                                        list users (the scan)
+                     User.Read.All (not with -GroupDiscovery)             list users (the scan)
   -GroupDiscovery    GroupMember.ReadBasic.All                            the group's transitive members
 The installation registry's subscription (/appCatalogs/teamsApps/{id}/installations, filtered by scope)
 needs one read permission per filtered scope; the installation permission of that scope above is one,
@@ -40,7 +40,7 @@ param(
     # The app to upgrade has resource-specific permissions: the ReadWriteAndConsent variant instead of
     # the ReadWrite one, in each chosen scope.
     [switch] $Rsc,
-    # DISCOVERY_GROUP_ID is used: also GroupMember.ReadBasic.All.
+    # DISCOVERY_GROUP_ID is used: GroupMember.ReadBasic.All, and not User.Read.All (no scan of every user).
     [switch] $GroupDiscovery,
     # Print what would be granted, change nothing (same as -WhatIf).
     [switch] $DryRun
@@ -72,14 +72,16 @@ foreach ($item in $items) {
     $chosen += $item.ToLowerInvariant()
 }
 
-# User.Read.All comes with chat and personal only: both scan all users (GET /users) when DISCOVERY_GROUP_ID
-# is not set. They keep it with -GroupDiscovery too (as before), so that clearing DISCOVERY_GROUP_ID later
-# does not turn the scan into 403s. The team scope never needs it: teams are listed with GET /teams, and with
-# a group its members come from GroupMember.ReadBasic.All and their teams from joinedTeams (Team.ReadBasic.All).
+# User.Read.All comes with chat and personal only, and only without -GroupDiscovery: both scan all users
+# (GET /users) when DISCOVERY_GROUP_ID is not set; with it, the group's members come from
+# GroupMember.ReadBasic.All. Clearing DISCOVERY_GROUP_ID later needs this script again without the switch (a run
+# would fail missingPermissions naming User.Read.All). The team scope never needs it: teams are listed with
+# GET /teams, and a group member's teams with joinedTeams (Team.ReadBasic.All). Nothing is ever revoked.
 $permissions = @('AppCatalog.Read.All')
 if ($chosen -contains 'chat') {
     $permissions += if ($Rsc) { 'TeamsAppInstallation.ReadWriteAndConsentForChat.All' } else { 'TeamsAppInstallation.ReadWriteForChat.All' }
-    $permissions += 'Chat.ReadBasic.All', 'User.Read.All'
+    $permissions += 'Chat.ReadBasic.All'
+    if (-not $GroupDiscovery) { $permissions += 'User.Read.All' }
 }
 if ($chosen -contains 'team') {
     $permissions += if ($Rsc) { 'TeamsAppInstallation.ReadWriteAndConsentForTeam.All' } else { 'TeamsAppInstallation.ReadWriteForTeam.All' }
@@ -87,7 +89,7 @@ if ($chosen -contains 'team') {
 }
 if ($chosen -contains 'personal') {
     $permissions += if ($Rsc) { 'TeamsAppInstallation.ReadWriteAndConsentForUser.All' } else { 'TeamsAppInstallation.ReadWriteForUser.All' }
-    $permissions += 'User.Read.All'
+    if (-not $GroupDiscovery) { $permissions += 'User.Read.All' }
 }
 if ($GroupDiscovery) { $permissions += 'GroupMember.ReadBasic.All' }
 $permissions = @($permissions | Select-Object -Unique)  # once each, in order

@@ -13,7 +13,8 @@
 #                    any of chat, team, personal (default: chat)
 # --rsc              the app to upgrade has resource-specific permissions: grant the ReadWriteAndConsent
 #                    variant instead of the ReadWrite one, in each chosen scope
-# --group-discovery  DISCOVERY_GROUP_ID is used: also grant GroupMember.ReadBasic.All
+# --group-discovery  DISCOVERY_GROUP_ID is used: grant GroupMember.ReadBasic.All, and not User.Read.All
+#                    (discovery lists the group's members, never every user)
 # --dry-run          print what would be granted, change nothing
 #
 # Permissions granted (application permissions): for each Graph call, the least privileged one Graph's
@@ -23,13 +24,13 @@
 #   chat               TeamsAppInstallation.ReadWriteForChat.All            list and upgrade installations in chats
 #                        --rsc: TeamsAppInstallation.ReadWriteAndConsentForChat.All instead
 #                      Chat.ReadBasic.All                                   list a user's chats filtered by installed app
-#                      User.Read.All                                        list users (the scan)
+#                      User.Read.All (not with --group-discovery)           list users (the scan)
 #   team               TeamsAppInstallation.ReadWriteForTeam.All            list and upgrade installations in teams
 #                        --rsc: TeamsAppInstallation.ReadWriteAndConsentForTeam.All instead
 #                      Team.ReadBasic.All                                   GET /teams; GET /users/{id}/joinedTeams
 #   personal           TeamsAppInstallation.ReadWriteForUser.All            list and upgrade users' personal installations
 #                        --rsc: TeamsAppInstallation.ReadWriteAndConsentForUser.All instead
-#                      User.Read.All                                        list users (the scan)
+#                      User.Read.All (not with --group-discovery)           list users (the scan)
 #   --group-discovery  GroupMember.ReadBasic.All                            the group's transitive members
 # The installation registry's subscription (/appCatalogs/teamsApps/{id}/installations, filtered by scope)
 # needs one read permission per filtered scope; the installation permission of that scope above is one,
@@ -93,14 +94,15 @@ add() {  # once each, in order
   for p in "${permissions[@]}"; do [ "$p" = "$1" ] && return 0; done
   permissions+=("$1")
 }
-# User.Read.All comes with chat and personal only: both scan all users (GET /users) when DISCOVERY_GROUP_ID
-# is not set. They keep it with --group-discovery too (as before), so that clearing DISCOVERY_GROUP_ID later
-# does not turn the scan into 403s. The team scope never needs it: teams are listed with GET /teams, and with
-# a group its members come from GroupMember.ReadBasic.All and their teams from joinedTeams (Team.ReadBasic.All).
+# User.Read.All comes with chat and personal only, and only without --group-discovery: both scan all users
+# (GET /users) when DISCOVERY_GROUP_ID is not set; with it, the group's members come from
+# GroupMember.ReadBasic.All. Clearing DISCOVERY_GROUP_ID later needs this script again without the flag (a run
+# would fail missingPermissions naming User.Read.All). The team scope never needs it: teams are listed with
+# GET /teams, and a group member's teams with joinedTeams (Team.ReadBasic.All). Nothing is ever revoked.
 if $chat; then
   if $rsc; then add TeamsAppInstallation.ReadWriteAndConsentForChat.All; else add TeamsAppInstallation.ReadWriteForChat.All; fi
   add Chat.ReadBasic.All
-  add User.Read.All
+  $group || add User.Read.All
 fi
 if $team; then
   if $rsc; then add TeamsAppInstallation.ReadWriteAndConsentForTeam.All; else add TeamsAppInstallation.ReadWriteForTeam.All; fi
@@ -108,7 +110,7 @@ if $team; then
 fi
 if $personal; then
   if $rsc; then add TeamsAppInstallation.ReadWriteAndConsentForUser.All; else add TeamsAppInstallation.ReadWriteForUser.All; fi
-  add User.Read.All
+  $group || add User.Read.All
 fi
 if $group; then
   add GroupMember.ReadBasic.All

@@ -299,6 +299,7 @@ class PermissionRow:
     grant_rsc: tuple[str, ...]  # what they grant instead with --rsc (none: the same)
     also: tuple[str, ...]  # other permissions the reference lists that work as well
     also_upgrade_row: bool  # "every permission of the upgrade row" works as well
+    not_with_group: bool = False  # the scripts grant it only without --group-discovery (no scan of every user then)
 
     @property
     def is_upgrade(self) -> bool:
@@ -338,6 +339,7 @@ def permission_rows(text: str | None = None) -> list[PermissionRow]:
                 grant_rsc=names(rsc),
                 also=names(also),
                 also_upgrade_row="every permission of the upgrade row" in also,
+                not_with_group="not with `--group-discovery`" in grant,
             )
         )
     return result

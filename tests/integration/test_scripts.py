@@ -112,7 +112,7 @@ def test_grants_once_then_skips_what_is_granted(az):
     assert "24 hours" in first.stdout
     second, state = az("--principal-id", PRINCIPAL, "--group-discovery")
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("already granted:") == 4
+    assert second.stdout.count("already granted:") == 3  # User.Read.All is not asked for, nor revoked
     assert "granted: GroupMember.ReadBasic.All" in second.stdout
     assert len(state["assignments"]) == 5
 
@@ -172,6 +172,12 @@ def test_all_scopes_with_rsc_get_the_consent_variants_and_none_of_the_plain_ones
     }
 
 
+def test_group_discovery_lists_the_groups_members_instead_of_every_user(az):
+    result, state = az("--principal-id", PRINCIPAL, "--scopes", "chat,team,personal", "--group-discovery")
+    assert result.returncode == 0, result.stderr
+    assert granted(state) == (CHAT | TEAM | PERSONAL | {"GroupMember.ReadBasic.All"}) - {"User.Read.All"}
+
+
 def test_group_discovery_for_teams_only_needs_group_members_and_teams_not_users(az):
     result, state = az("--principal-id", PRINCIPAL, "--scopes", "team", "--group-discovery")
     assert result.returncode == 0, result.stderr
@@ -228,12 +234,14 @@ def test_the_readme_names_every_permission():
     assert missing == []
 
 
+@pytest.mark.parametrize("group", [False, True])
 @pytest.mark.parametrize("rsc", [False, True])
 @pytest.mark.parametrize("scope", ["chat", "team", "personal"])
-def test_the_script_grants_what_the_readme_table_says_for_each_scope(az, scope, rsc):
-    rows = [r for r in permission_rows() if r.scope in (scope, "every", "group")]
+def test_the_script_grants_what_the_readme_table_says_for_each_scope(az, scope, rsc, group):
+    rows = [r for r in permission_rows() if r.scope in (scope, "every", *(["group"] if group else []))]
+    rows = [r for r in rows if not (group and r.not_with_group)]
     expected = {p for r in rows for p in (r.grant_rsc or r.grant if rsc else r.grant)}
-    args = ["--principal-id", PRINCIPAL, "--scopes", scope, "--group-discovery", "--dry-run"]
-    result, _ = az(*args, *(["--rsc"] if rsc else []))
+    args = ["--principal-id", PRINCIPAL, "--scopes", scope, "--dry-run"]
+    result, _ = az(*args, *(["--rsc"] if rsc else []), *(["--group-discovery"] if group else []))
     assert result.returncode == 0, result.stderr
     assert set(re.findall(r"would grant: (\S+)", result.stdout)) == expected
