@@ -1,12 +1,15 @@
 """The identity pre-check (token roles -> missingPermissions) accepts exactly the permissions the
-README's table lists for each scope's upgrade call, and never a `...Self...` one."""
+permission table (docs/operations.md) lists for each scope's upgrade call, and never a `...Self...`
+one; the README's summary per scope is what that table grants."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from shared.graph.permissions import UPGRADE_ROLES, missing_upgrade_roles
-from tests.support import permission_rows
+from tests.support import ROOT, names, permission_rows
 
 SCOPES = ("chat", "team", "personal")
 
@@ -61,3 +64,23 @@ def test_every_row_names_graphs_least_privileged_permission_and_a_granted_permis
         # a row without a grant of its own is covered by another grant of its scope, with --rsc or not
         assert row.grant or (granted & works and granted_rsc & works), row.call
         assert set(row.grant) <= works and set(row.grant_rsc) <= works, row.call
+
+
+def readme_summary() -> dict[str, str]:
+    """The README's table of what the script grants, by scope cell."""
+    section = (ROOT / "README.md").read_text().split("\n| scope | permissions |\n", 1)[1]
+    rows = [line for line in section.split("\n\n", 1)[0].splitlines()[1:] if line.startswith("| ")]
+    return {scope.strip(): cell.strip() for scope, cell in (line.strip().strip("|").split("|") for line in rows)}
+
+
+def test_the_readmes_summary_is_what_the_table_of_each_call_grants():
+    summary, rows = readme_summary(), permission_rows()
+    cells = {"every": "every deployment", "chat": "`chat`", "team": "`team`", "personal": "`personal`"}
+    for scope, cell in cells.items():
+        rsc = "".join(re.findall(r"\(`--rsc`: ([^)]*)\)", summary[cell]))
+        granted = [r for r in rows if r.scope == scope]
+        assert set(names(re.sub(r"\(`--rsc`: [^)]*\)", "", summary[cell]))) == {p for r in granted for p in r.grant}, scope
+        assert set(names(rsc)) == {p for r in granted for p in r.grant_rsc}, scope
+    group, _, without = summary["`--group-discovery`"].partition(", and")
+    assert set(names(group)) == {p for r in rows if r.scope == "group" for p in r.grant}
+    assert set(names(without)) == {p for r in rows if r.not_with_group for p in r.grant} == {"User.Read.All"}
