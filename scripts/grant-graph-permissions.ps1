@@ -21,7 +21,7 @@ Teams app upgrade itself; docs/operations.md's permission table lists each call:
   personal           TeamsAppInstallation.ReadWriteForUser.All            list and upgrade users' personal installations
                        -Rsc: TeamsAppInstallation.ReadWriteAndConsentForUser.All instead
                      User.Read.All (not with -GroupDiscovery)             list users (the scan)
-  -GroupDiscovery    GroupMember.ReadBasic.All                            the group's transitive members
+  -GroupDiscovery, -Rings  GroupMember.ReadBasic.All                      the group's transitive members
 The installation registry's subscription (/appCatalogs/teamsApps/{id}/installations, filtered by scope)
 needs one read permission per filtered scope; the installation permission of that scope above is one,
 so it needs nothing extra.
@@ -42,6 +42,8 @@ param(
     [switch] $Rsc,
     # DISCOVERY_GROUP_ID is used: GroupMember.ReadBasic.All, and not User.Read.All (no scan of every user).
     [switch] $GroupDiscovery,
+    # Pilot rings (publish with groupId): also GroupMember.ReadBasic.All.
+    [switch] $Rings,
     # Print what would be granted, change nothing (same as -WhatIf).
     [switch] $DryRun
 )
@@ -91,7 +93,7 @@ if ($chosen -contains 'personal') {
     $permissions += if ($Rsc) { 'TeamsAppInstallation.ReadWriteAndConsentForUser.All' } else { 'TeamsAppInstallation.ReadWriteForUser.All' }
     if (-not $GroupDiscovery) { $permissions += 'User.Read.All' }
 }
-if ($GroupDiscovery) { $permissions += 'GroupMember.ReadBasic.All' }
+if ($GroupDiscovery -or $Rings) { $permissions += 'GroupMember.ReadBasic.All' }
 $permissions = @($permissions | Select-Object -Unique)  # once each, in order
 
 Connect-MgGraph -Scopes 'Application.Read.All', 'AppRoleAssignment.ReadWrite.All' -NoWelcome

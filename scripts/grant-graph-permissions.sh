@@ -5,7 +5,7 @@
 # with AppRoleAssignment.ReadWrite.All).
 #
 #   scripts/grant-graph-permissions.sh --principal-id <object id of the identity>
-#       [--scopes chat,team,personal] [--rsc] [--group-discovery] [--dry-run]
+#       [--scopes chat,team,personal] [--rsc] [--group-discovery] [--rings] [--dry-run]
 #
 # --principal-id     the identity's service principal object id (azd output MANAGED_IDENTITY_PRINCIPAL_ID;
 #                    defaults to that environment variable)
@@ -15,6 +15,7 @@
 #                    variant instead of the ReadWrite one, in each chosen scope
 # --group-discovery  DISCOVERY_GROUP_ID is used: grant GroupMember.ReadBasic.All, and not User.Read.All
 #                    (discovery lists the group's members, never every user)
+# --rings            pilot rings (publish with groupId): also grant GroupMember.ReadBasic.All
 # --dry-run          print what would be granted, change nothing
 #
 # Permissions granted (application permissions): for each Graph call, the least privileged one Graph's
@@ -31,7 +32,7 @@
 #   personal           TeamsAppInstallation.ReadWriteForUser.All            list and upgrade users' personal installations
 #                        --rsc: TeamsAppInstallation.ReadWriteAndConsentForUser.All instead
 #                      User.Read.All (not with --group-discovery)           list users (the scan)
-#   --group-discovery  GroupMember.ReadBasic.All                            the group's transitive members
+#   --group-discovery, --rings  GroupMember.ReadBasic.All                   the group's transitive members
 # The installation registry's subscription (/appCatalogs/teamsApps/{id}/installations, filtered by scope)
 # needs one read permission per filtered scope; the installation permission of that scope above is one,
 # so it needs nothing extra.
@@ -41,6 +42,7 @@ GRAPH_APP_ID="00000003-0000-0000-c000-000000000000"
 principal="${MANAGED_IDENTITY_PRINCIPAL_ID:-}"
 rsc=false
 group=false
+rings=false
 dry_run=false
 scopes="chat"
 
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
       scopes="$2"; shift 2 ;;
     --rsc) rsc=true; shift ;;
     --group-discovery) group=true; shift ;;
+    --rings) rings=true; shift ;;
     --dry-run) dry_run=true; shift ;;
     -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
@@ -112,7 +115,7 @@ if $personal; then
   if $rsc; then add TeamsAppInstallation.ReadWriteAndConsentForUser.All; else add TeamsAppInstallation.ReadWriteForUser.All; fi
   $group || add User.Read.All
 fi
-if $group; then
+if $group || $rings; then
   add GroupMember.ReadBasic.All
 fi
 

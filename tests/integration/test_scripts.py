@@ -178,6 +178,12 @@ def test_group_discovery_lists_the_groups_members_instead_of_every_user(az):
     assert granted(state) == (CHAT | TEAM | PERSONAL | {"GroupMember.ReadBasic.All"}) - {"User.Read.All"}
 
 
+def test_pilot_rings_add_the_group_members_permission_and_keep_the_scan_of_every_user(az):
+    result, state = az("--principal-id", PRINCIPAL, "--scopes", "chat,personal", "--rings")
+    assert result.returncode == 0, result.stderr
+    assert granted(state) == CHAT | PERSONAL | {"GroupMember.ReadBasic.All"}
+
+
 def test_group_discovery_for_teams_only_needs_group_members_and_teams_not_users(az):
     result, state = az("--principal-id", PRINCIPAL, "--scopes", "team", "--group-discovery")
     assert result.returncode == 0, result.stderr
@@ -225,7 +231,7 @@ def test_both_scripts_take_the_same_options():
         re.findall(r"\[(?:string|string\[\]|switch)\] \$(\w+)", (ROOT / "scripts" / "grant-graph-permissions.ps1").read_text())
     )
     assert {"".join(part.title() for part in option[2:].split("-")) for option in bash} == powershell
-    assert {"--principal-id", "--scopes", "--rsc", "--group-discovery", "--dry-run"} == bash
+    assert {"--principal-id", "--scopes", "--rsc", "--group-discovery", "--rings", "--dry-run"} == bash
 
 
 def test_the_readme_names_every_permission():

@@ -81,6 +81,7 @@ def test_the_readmes_summary_is_what_the_table_of_each_call_grants():
         granted = [r for r in rows if r.scope == scope]
         assert set(names(re.sub(r"\(`--rsc`: [^)]*\)", "", summary[cell]))) == {p for r in granted for p in r.grant}, scope
         assert set(names(rsc)) == {p for r in granted for p in r.grant_rsc}, scope
-    group, _, without = summary["`--group-discovery`"].partition(", and")
+    group, _, without = summary["`--group-discovery` (`DISCOVERY_GROUP_ID`)"].partition(", and")
+    assert set(names(group)) == set(names(summary["`--rings` (pilot rings by `groupId`)"]))
     assert set(names(group)) == {p for r in rows if r.scope == "group" for p in r.grant}
     assert set(names(without)) == {p for r in rows if r.not_with_group for p in r.grant} == {"User.Read.All"}
