@@ -111,6 +111,8 @@ class Stack:
             installed = sum(1 for p in places if app_id in p.installed)
             blocked = sum(1 for p in outdated if app_id in p.blocked or getattr(p, "archived", False))
             lines.append(f"  installed in {installed} {noun}; {len(outdated)} outdated, {blocked} of them blocked or archived")
+        for group_id, members in tenant.groups.items():
+            lines.append(f"Pilot group {group_id}: {len(members)} users (a ring: publish --group {group_id})")
         return "\n".join(lines)
 
     def left_behind(self) -> tuple[list, list]:

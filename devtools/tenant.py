@@ -271,7 +271,8 @@ def demo_tenant(
 ) -> tuple[Tenant, CatalogApp]:
     """A realistic organisation: an org app installed in most chats, teams and users' personal scope
     at an old version, a newer version published, a few chats where a policy blocks the app, a team
-    that blocks it, an archived team, two users whose policy blocks it and three users without Teams."""
+    that blocks it, an archived team, two users whose policy blocks it and three users without Teams;
+    and a group of pilots (one user in twelve) for a ring run."""
     tenant = Tenant(seed)
     rand = tenant.rand
     people = [tenant.add_user().id for _ in range(users)]
@@ -295,6 +296,7 @@ def demo_tenant(
     _demo_personal(tenant, app.id, people, old_versions)
     with_teams = [u for u in people if tenant.users[u].teams_enabled]
     _demo_teams(tenant, app.id, with_teams, teams, old_versions)
+    tenant.add_group(people[: max(1, users // 12)])  # the pilots: a group for a ring run
     return tenant, app
 
 

@@ -112,6 +112,8 @@ def test_an_older_version_and_an_unknown_app_fail_at_once(api, tenant, emulator)
     older = api.wait(api.start(teamsAppId=app.id, version="1.0.0"))
     assert (older["state"], older["error"]["code"]) == ("failed", "versionNotPublished")
     assert "older than the newest published version, 1.1.0" in older["error"]["message"]
+    unknown = api.wait(api.start(teamsAppId="00000000-0000-4000-8000-000000000002", version="1.2.0"))
+    assert (unknown["state"], unknown["error"]["code"], unknown["waiting"]) == ("failed", "appNotFound", None)
 
 
 def test_cancel_while_waiting_for_the_catalog_is_final_at_once(api, azurite, tenant, emulator):
