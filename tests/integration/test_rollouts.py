@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
@@ -31,6 +32,22 @@ def _upgrades(emulator) -> list:
     """Successful upgrade POSTs, in the order they arrived."""
     posts = [r for r in emulator.requests() if r.method == "POST" and r.kind.startswith("upgrade") and r.status == 204]
     return sorted(posts, key=lambda r: r.t)
+
+
+def queued_run(azurite, app_id: str, chat_ids: list[str]) -> str:
+    """A run as POST /api/publish records it, before its start message is sent."""
+    run_id = uuid.uuid4().hex
+    runs, _ = stores(azurite)
+    spec = RunSpec(
+        run_id=run_id,
+        teams_app_id=app_id,
+        external_id=None,
+        version=None,
+        dry_run=False,
+        targets=[Target("chat", i) for i in chat_ids],
+    )
+    runs.create_run(spec)
+    return run_id
 
 
 def _checks(emulator) -> list:
@@ -171,18 +188,7 @@ def test_a_malformed_setting_puts_queue_work_back_until_it_is_fixed(app_env, azu
 
     app = org_app(tenant)
     ids = [c.id for c in group_chats(tenant, people(tenant, 2), 3, {app.id: "1.0.0"})]
-    run_id = "cd" * 16
-    runs, _ = stores(azurite)
-    runs.create_run(
-        RunSpec(
-            run_id=run_id,
-            teams_app_id=app.id,
-            external_id=None,
-            version=None,
-            dry_run=False,
-            targets=[Target("chat", i) for i in ids],
-        )
-    )
+    run_id = queued_run(azurite, app.id, ids)
     start = StartRun(run_id=run_id).encode().encode()
 
     app_env.setenv("ROLLOUT", "{not json")
@@ -254,18 +260,7 @@ def test_cancel_works_while_paused_and_while_baking(api, tenant, emulator):
 def test_cancel_works_while_queued(api, azurite, tenant, emulator):
     app = org_app(tenant)
     ids = [c.id for c in group_chats(tenant, people(tenant, 2), 2, {app.id: "1.0.0"})]
-    run_id = "ef" * 16
-    runs, _ = stores(azurite)  # a run whose start message has not come yet
-    runs.create_run(
-        RunSpec(
-            run_id=run_id,
-            teams_app_id=app.id,
-            external_id=None,
-            version=None,
-            dry_run=False,
-            targets=[Target("chat", i) for i in ids],
-        )
-    )
+    run_id = queued_run(azurite, app.id, ids)  # its start message has not come yet
     assert api.status(run_id)["state"] == "queued"
     assert api.act(run_id, "cancel").status_code == 202
     queue = QueueServiceClient.from_connection_string(azurite.connection_string).get_queue_client(CONTROL_QUEUE)
