@@ -20,7 +20,7 @@ from azure.data.tables import TableTransactionError
 
 from shared.domain.app import choose_target
 from shared.domain.messages import StartRun
-from shared.domain.runs import FINAL_STATES, RunSpec
+from shared.domain.runs import RunSpec
 from shared.domain.steering import Caller
 from shared.domain.versions import version_key
 from shared.foundation.errors import RunFailure
@@ -110,7 +110,7 @@ def _check_app(services: Services, target) -> bool:
         return False
     run_id = run_id_for(app_id, target.version)
     going = apps.running_run(app_id)
-    if going is not None and going != run_id and _going(services, going):
+    if going is not None and going != run_id and services.runs.is_going(going):
         event(
             "watcher",
             "%s %s was published; run %s of this app is going, so its run starts once that one ends",
@@ -149,11 +149,6 @@ def _check_app(services: Services, target) -> bool:
     # only now: had the start message been lost, the next check would find the version unseen and send it
     apps.advance(app_id, target.version, run_id, etag=seen.etag)
     return send
-
-
-def _going(services: Services, run_id: str) -> bool:
-    status = services.runs.status(run_id, failures=False)
-    return status is not None and status["state"] not in FINAL_STATES
 
 
 def _older_than(iso: str, age: timedelta) -> bool:

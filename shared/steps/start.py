@@ -20,7 +20,6 @@ from shared.steps.layout import lay_out_planned
 from shared.steps.redelivery import Delivery, StepOutput
 from shared.stores.apps import utcnow
 
-RUNNING = ("queued", "waiting", "discovering", "upgrading", "paused", "cancelling", "failing")  # the app's one run at a time
 # batches an explicit run's start step processes itself, while it lays out the rest: enough GETs
 # to keep the bucket busy until the first queued batches are picked up (a queue poll can take a second)
 INLINE_BATCHES = 4
@@ -118,12 +117,7 @@ def _first_steps(services: Services, run: RunRecord, app_id: str, discovery: dic
 
 def _take_slot(services: Services, app_id: str, run_id: str) -> str | None:
     """Makes the run the app's running run, unless another still runs; returns that other run's id."""
-    return services.apps.begin_run(app_id, run_id, lambda other: _running(services, other))
-
-
-def _running(services: Services, run_id: str) -> bool:
-    status = services.runs.status(run_id)
-    return status is not None and status["state"] in RUNNING
+    return services.apps.begin_run(app_id, run_id, services.runs.is_going)
 
 
 def discovery_group(services: Services, run: RunRecord) -> str | None:

@@ -219,6 +219,11 @@ class RunStore(RunSteering):
     def note_purged(self, key: str, document: dict) -> None:
         self._history.note_purged(key, document)
 
+    def is_going(self, run_id: str) -> bool:
+        """The run exists and is not over (a waiting or paused run is going: it holds its app's slot)."""
+        status = self.status(run_id, failures=False)
+        return status is not None and status["state"] not in FINAL_STATES
+
     def going(self) -> list[dict]:
         """The status documents (without failures) of every run not over yet."""
         return self._history.going(lambda run_id: self.status(run_id, failures=False))
